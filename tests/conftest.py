@@ -1,0 +1,74 @@
+"""Shared fixtures: tiny synthetic videos written with cv2.VideoWriter, and the real clips."""
+
+from __future__ import annotations
+
+import os
+
+# Two cores shared with DataLoader workers: one BLAS/OpenMP thread avoids spin-wait stalls.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from pathlib import Path  # noqa: E402
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_VIDEOS = REPO.parent / "shared" / "videos"
+
+
+def write_video(path: Path, frames: np.ndarray, fps: float = 12.0) -> Path:
+    """Write uint8 RGB (T, H, W, 3) frames as an MJPG .avi."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    height, width = frames.shape[1:3]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    assert writer.isOpened(), f"cannot write {path}"
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def brightness_frames(num_frames: int, size: int = 32) -> np.ndarray:
+    """Frame t is a flat grey of brightness 10 + 8 t, so decoded frames can be identified."""
+    levels = 10 + 8 * np.arange(num_frames, dtype=np.int64)
+    return np.broadcast_to(levels[:, None, None, None], (num_frames, size, size, 3)).astype(np.uint8).copy()
+
+
+@pytest.fixture
+def shared_video():
+    """Path to a real clip in ../shared/videos, skipping when the folder is absent."""
+
+    def get(name: str) -> Path:
+        path = SHARED_VIDEOS / name
+        if not path.exists():
+            pytest.skip(f"{path} not available")
+        return path
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def gestures(tmp_path_factory) -> Path:
+    """A small synthetic gestures tree (UCF101 layout) shared by the session."""
+    from videoseq.synth import write_gesture_dataset
+
+    return write_gesture_dataset(tmp_path_factory.mktemp("gestures"), per_class=4, seed=1, frames=12, size=64, groups=4, test_groups=(4,))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(gestures, tmp_path_factory) -> Path:
+    """A tiny model trained through the CLI on the synthetic gestures (seconds on CPU)."""
+    from videoseq.cli import main
+
+    config = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
+    config.write_text(
+        "data: {format: ucf101, frames: 4, size: 32, num_workers: 0}\n"
+        "model: {backbone: resnet18, head: gru, head_args: {hidden: 16}}\n"
+        "train: {epochs: 1, batch_size: 8}\n"
+    )
+    run = tmp_path_factory.mktemp("run")
+    code = main(["train", str(config), "--out", str(run), "--set", f"data.root={gestures / 'videos'}",
+                 "--set", f"data.splits_dir={gestures / 'splits'}"])
+    assert code == 0
+    return run

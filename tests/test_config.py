@@ -1,0 +1,70 @@
+from pathlib import Path
+
+import pytest
+
+from videoseq.config import ConfigError, config_from_dict, load_config
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_shipped_config_loads_validates_and_builds_its_model(path):
+    from videoseq.checkpoint import build_model_from_config
+
+    config = load_config(path)
+    assert config.to_dict()["data"]["frames"] == config.data.frames
+    model = build_model_from_config(config, num_classes=9, pretrained=False)  # no network in tests
+    assert model.head is not None
+
+
+def test_there_are_demo_gesture_and_ucf_configs():
+    names = {p.name for p in CONFIGS}
+    assert {"demo.yaml", "gestures.yaml", "ucf101_resnet50_convlstm.yaml", "ucf101_resnet18_gru.yaml"} <= names
+
+
+def test_unknown_key_names_the_key_and_the_valid_ones(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("data:\n  frams: 8\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "data.frams" in str(err.value) and "frames" in str(err.value)
+
+
+def test_unknown_section_is_rejected():
+    with pytest.raises(ConfigError, match="unknown config key optim"):
+        config_from_dict({"optim": {}})
+
+
+def test_overrides_are_parsed_as_yaml():
+    config = load_config(None, ["train.epochs=3", "data.flip=false", "model.head_args={hidden: 32}"])
+    assert config.train.epochs == 3 and config.data.flip is False and config.model.head_args == {"hidden": 32}
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [("data.sampling=random", "data.sampling"), ("data.frames=0", "data.frames"),
+     ("train.optimizer=adam", "train.optimizer"), ("data.crop_scale=[0.9, 0.1]", "data.crop_scale"),
+     ("data.short_video=pad", "data.short_video")],
+)
+def test_bad_values_name_their_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, [override])
+
+
+def test_override_without_equals_is_explained():
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config(None, ["train.epochs"])
+
+
+def test_missing_and_invalid_yaml_files_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml"):
+        load_config(bad)
+
+
+def test_round_trip_through_plain_dict():
+    config = load_config(None, ["data.crop_scale=[0.6, 1.0]"])
+    assert config_from_dict(config.to_dict()) == config

@@ -1,0 +1,132 @@
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import brightness_frames, write_video
+from videoseq.datasets import (
+    ClipDataset, Manifest, ManifestError, ManifestRow, collate_clips, make_loader, read_manifest, safe_cell,
+    write_csv, write_manifest,
+)
+from videoseq.transforms import ClipEvalPreset, ClipTrainPreset
+
+
+def write_rows(path, header, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def test_manifest_round_trip(tmp_path):
+    rows = [ManifestRow("a/x.avi", "a", "train", "g1", ""), ManifestRow("b/y.avi", "b", "test", "g2", "a cap")]
+    manifest = Manifest(rows=rows, classes=["b", "a"], root=tmp_path)
+    write_manifest(manifest, tmp_path / "out")
+    back = read_manifest(tmp_path / "out" / "manifest.csv")
+    assert back.classes == ["b", "a"]
+    assert [(r.label, r.split, r.group, r.caption) for r in back.rows] == [
+        ("a", "train", "g1", ""), ("b", "test", "g2", "a cap")]
+    assert back.videos("train") == [(str(tmp_path / "a" / "x.avi"), 1)]
+
+
+def test_several_caption_rows_give_one_video(tmp_path):
+    rows = [ManifestRow("v.avi", "a", "train", caption=c) for c in ("one", "two")]
+    assert len(Manifest(rows, ["a"], tmp_path).videos("train")) == 1
+
+
+@pytest.mark.parametrize(
+    "header, rows, message",
+    [(["path", "label"], [["a.avi", "x"]], "lacks column"),
+     (["path", "label", "split"], [["a.avi", "zzz", "train"]], "not in the class list"),
+     (["path", "label", "split"], [["", "x", "train"]], "line 2: empty 'path'")],
+)
+def test_bad_manifests_name_the_file_and_problem(tmp_path, header, rows, message):
+    write_rows(tmp_path / "manifest.csv", header, rows)
+    (tmp_path / "classes.txt").write_text("x\n")
+    with pytest.raises(ManifestError, match=message) as err:
+        read_manifest(tmp_path / "manifest.csv")
+    assert "manifest.csv" in str(err.value)
+
+
+def test_missing_class_list_and_duplicates(tmp_path):
+    write_rows(tmp_path / "manifest.csv", ["path", "label", "split"], [])
+    with pytest.raises(ManifestError, match="classes.txt"):
+        read_manifest(tmp_path / "manifest.csv")
+    (tmp_path / "classes.txt").write_text("a\nb\na\n")
+    with pytest.raises(ManifestError, match="more than once"):
+        read_manifest(tmp_path / "manifest.csv")
+
+
+@pytest.mark.parametrize("cell, expected", [
+    ("=HYPERLINK(\"x\")", "'=HYPERLINK(\"x\")"), ("+1x", "'+1x"), ("-x", "'-x"), ("@SUM(A1)", "'@SUM(A1)"),
+    ("\tlead", "'\tlead"), ("-1.5", "-1.5"), ("+3", "+3"), ("plain", "plain"), (-2.0, -2.0)])
+def test_csv_cells_are_neutralised(cell, expected):
+    assert safe_cell(cell) == expected
+
+
+def test_write_csv_round_trips(tmp_path):
+    path = write_csv(tmp_path / "x.csv", ["a", "b"], [["=1+1", -3], ["a,b \"q\"", "line\nbreak"]])
+    with open(path, newline="") as f:
+        assert list(csv.reader(f)) == [["a", "b"], ["'=1+1", "-3"], ["a,b \"q\"", "line\nbreak"]]
+    assert not (tmp_path / "x.csv.tmp").exists()
+
+
+@pytest.fixture
+def two_videos(tmp_path):
+    a = write_video(tmp_path / "a.avi", brightness_frames(20))
+    b = write_video(tmp_path / "b.avi", brightness_frames(6))
+    return [(str(a), 0), (str(b), 1)]
+
+
+def decoded_levels(video: torch.Tensor) -> list[int]:
+    return [int(round((float(f.float().mean()) - 10) / 8)) for f in video]
+
+
+def test_eval_dataset_returns_uint8_clips_at_the_sampled_frames(two_videos):
+    ds = ClipDataset(two_videos, clip_len=4, transform=ClipEvalPreset(size=16), train=False, sampling="uniform")
+    sample = ds[0]
+    assert sample["video"].shape == (4, 3, 16, 16) and sample["video"].dtype == torch.uint8
+    assert decoded_levels(sample["video"]) == [0, 6, 13, 19]
+    short = ds[1]  # 6 frames, 4 samples uniform
+    assert decoded_levels(short["video"]) == [0, 2, 3, 5]
+
+
+def test_views_expand_the_dataset(two_videos):
+    ds = ClipDataset(two_videos, clip_len=4, transform=ClipEvalPreset(size=16), train=False,
+                     sampling="dense", stride=2, views=3)
+    assert len(ds) == 6
+    starts = [decoded_levels(ds[i]["video"])[0] for i in range(3)]
+    assert starts == [0, 6, 13] and {ds[i]["index"] for i in range(3)} == {0}
+
+
+def test_training_samples_depend_only_on_seed_epoch_and_index(two_videos):
+    make = lambda: ClipDataset(two_videos, clip_len=4, transform=ClipTrainPreset(size=16), train=True, seed=3)
+    a, b = make(), make()
+    assert torch.equal(a[0]["video"], b[0]["video"])
+    b.set_epoch(1)
+    different = any(not torch.equal(a[0]["video"], b[0]["video"]) for _ in range(1))
+    assert different
+
+
+def test_bad_video_is_reported_not_raised_when_skipping(tmp_path, two_videos):
+    broken = tmp_path / "broken.avi"
+    broken.write_bytes(b"not a video")
+    videos = two_videos + [(str(broken), 0)]
+    ds = ClipDataset(videos, clip_len=4, transform=ClipEvalPreset(size=16), train=False)
+    sample = ds[2]
+    assert sample["video"] is None and "broken.avi" in sample["error"]
+    batch = collate_clips([ds[0], ds[2], ds[1]])
+    assert batch["video"].shape[0] == 2 and batch["label"].tolist() == [0, 1]
+    assert batch["errors"][0][0] == 2
+    strict = ClipDataset(videos, clip_len=4, transform=ClipEvalPreset(size=16), train=False, on_error="raise")
+    from videoseq.video import VideoDecodeError
+    with pytest.raises(VideoDecodeError, match="broken.avi"):
+        strict[2]
+
+
+def test_loader_with_workers_gives_the_same_batches_as_without(two_videos):
+    ds = ClipDataset(two_videos * 3, clip_len=4, transform=ClipTrainPreset(size=16), train=True, seed=1)
+    serial = [b["video"] for b in make_loader(ds, batch_size=2, shuffle=True, num_workers=0, seed=1, epoch=2)]
+    parallel = [b["video"] for b in make_loader(ds, batch_size=2, shuffle=True, num_workers=2, seed=1, epoch=2)]
+    assert all(torch.equal(x, y) for x, y in zip(serial, parallel)) and len(serial) == 3

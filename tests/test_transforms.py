@@ -1,0 +1,68 @@
+import numpy as np
+import torch
+
+from videoseq.transforms import ClipEvalPreset, ClipTrainPreset, clip_to_tensor, eval_resize, normalize_clip
+
+
+def gradient_clip(t: int = 6, h: int = 60, w: int = 80) -> np.ndarray:
+    """Every frame is the same left-to-right ramp plus a per-frame offset."""
+    ramp = np.tile(np.linspace(0, 200, w, dtype=np.float32), (h, 1))
+    frames = [ramp + 5 * i for i in range(t)]
+    return np.repeat(np.stack(frames)[..., None], 3, axis=3).astype(np.uint8)
+
+
+def test_train_preset_applies_the_same_parameters_to_every_frame():
+    clip = gradient_clip()
+    preset = ClipTrainPreset(size=32, color_jitter=0.0)
+    for seed in range(10):
+        out, _ = preset(clip, 0, seed)
+        assert out.shape == (6, 32, 32, 3) and out.dtype == np.uint8
+        diffs = out.astype(int) - out[:1].astype(int)
+        # same crop and flip on every frame: frames differ only by their constant offset
+        for i in range(6):
+            assert abs(np.median(diffs[i]) - 5 * i) <= 1
+
+
+def test_flip_swaps_labels_through_the_map_and_is_seeded():
+    clip = gradient_clip()
+    preset = ClipTrainPreset(size=32, color_jitter=0.0, crop_scale=(1.0, 1.0), flip_swap={0: 1, 1: 0})
+    flipped = unflipped = 0
+    for seed in range(40):
+        out, label = preset(clip, 0, seed)
+        left_darker = out[0, :, :4].mean() < out[0, :, -4:].mean()
+        if left_darker:
+            unflipped += 1
+            assert label == 0
+        else:
+            flipped += 1
+            assert label == 1
+        again, label_again = preset(clip, 0, seed)
+        assert np.array_equal(out, again) and label_again == label
+    assert flipped > 5 and unflipped > 5
+    # a label outside the map keeps its label when flipped
+    kept = {preset(clip, 5, s)[1] for s in range(20)}
+    assert kept == {5}
+
+
+def test_flip_can_be_turned_off():
+    clip = gradient_clip()
+    preset = ClipTrainPreset(size=32, color_jitter=0.0, crop_scale=(1.0, 1.0), flip=False, flip_swap={0: 1})
+    for seed in range(20):
+        out, label = preset(clip, 0, seed)
+        assert label == 0 and out[0, :, :4].mean() < out[0, :, -4:].mean()
+
+
+def test_eval_preset_is_a_deterministic_centre_crop():
+    clip = gradient_clip(h=64, w=128)
+    out, label = ClipEvalPreset(size=32)(clip, 3)
+    assert out.shape == (6, 32, 32, 3) and label == 3
+    assert eval_resize(32) == 37
+    again, _ = ClipEvalPreset(size=32)(clip, 3)
+    assert np.array_equal(out, again)
+
+
+def test_normalize_uses_the_given_mean_and_std():
+    clip = torch.full((2, 3, 4, 4), 255, dtype=torch.uint8)
+    out = normalize_clip(clip, (0.5, 0.5, 0.5), (0.25, 0.5, 1.0))
+    assert torch.allclose(out[:, 0], torch.tensor(2.0)) and torch.allclose(out[:, 2], torch.tensor(0.5))
+    assert clip_to_tensor(np.zeros((2, 5, 7, 3), np.uint8)).shape == (2, 3, 5, 7)

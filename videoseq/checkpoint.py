@@ -1,0 +1,128 @@
+"""Checkpoints that describe themselves, written atomically, read without unpickling code.
+
+A checkpoint holds tensors and plain types only: the resolved config, class names,
+normalisation, backbone/head names and the videoseq version travel with the
+weights, so ``eval`` and ``predict`` need nothing but the file. It is loaded with
+``torch.load(weights_only=True)``: anything that would need arbitrary unpickling is
+refused with a message, never executed.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from videoseq import __version__
+from videoseq.config import Config, config_from_dict
+from videoseq.models import VideoClassifier, build_model
+
+CHECKPOINT_FORMAT = "videoseq-checkpoint-1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used; the message names the file and what is wrong."""
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write to a temporary file, fsync, then rename: a crash never leaves a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load with ``weights_only=True`` and check it is a videoseq checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"checkpoint {path} holds objects other than tensors and plain types; refused without "
+            f"unpickling them (only load checkpoints you trust with other tools): {str(err).splitlines()[0]}"
+        ) from None
+    except Exception as err:  # truncated or not a torch file at all
+        raise CheckpointError(f"checkpoint {path} cannot be read: {err}") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a videoseq checkpoint (no format {CHECKPOINT_FORMAT!r})")
+    return payload
+
+
+def checkpoint_payload(
+    model: VideoClassifier, config: Config, classes: list[str], **state: Any
+) -> dict[str, Any]:
+    """Everything ``model_from_checkpoint`` needs, plus any training state given."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "videoseq_version": __version__,
+        "config": config.to_dict(),
+        "classes": list(classes),
+        "backbone": config.model.backbone,
+        "head": config.model.head,
+        "mean": list(model.backbone.mean),
+        "std": list(model.backbone.std),
+        "model": model.state_dict(),
+        **state,
+    }
+
+
+def build_model_from_config(config: Config, num_classes: int, *, pretrained: bool | str | None = None) -> VideoClassifier:
+    """The model a config describes; ``pretrained`` overrides ``model.pretrained``."""
+    m = config.model
+    return build_model(
+        backbone=m.backbone,
+        head=m.head,
+        num_classes=num_classes,
+        pretrained=m.pretrained if pretrained is None else pretrained,
+        stage=m.stage,
+        freeze_backbone=m.freeze_backbone,
+        freeze_bn=m.freeze_bn,
+        head_args=m.head_args,
+    )
+
+
+def model_from_checkpoint(payload: dict[str, Any], path: str | Path = "checkpoint") -> tuple[VideoClassifier, Config]:
+    """Rebuild the model from a checkpoint alone (no config file, no weight download)."""
+    config = config_from_dict(payload["config"])
+    model = build_model_from_config(config, len(payload["classes"]), pretrained=False)
+    load_weights(model, payload["model"], path)
+    model.eval()
+    return model, config
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Load a state dict, naming every missing, unexpected or mis-shaped key on failure."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(state))
+        if tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or shapes:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit the model: missing keys {missing[:8]}, "
+            f"unexpected keys {unexpected[:8]}, shape mismatches {shapes[:8]}"
+        )
+    model.load_state_dict(state)

@@ -1,0 +1,206 @@
+"""Dataclass configs: load YAML, apply ``--set key=value`` overrides, validate.
+
+A typo in a key is an error naming the key and the valid ones, never a silent
+default. The resolved config is plain data (``to_dict``) so it can be written into
+the run folder and stored inside checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SAMPLING_METHODS = ("segment", "uniform", "dense")
+SHORT_VIDEO_POLICIES = ("loop", "repeat_last")
+DATA_FORMATS = ("manifest", "ucf101", "folder")
+
+
+class ConfigError(ValueError):
+    """A config file, key or value is wrong; the message says which and what to do."""
+
+
+def _check_choice(key: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}: {value!r} is not one of {list(choices)}")
+
+
+def _check_positive(key: str, value: Any) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{key}: must be a positive number, got {value!r}")
+
+
+@dataclass
+class DataConfig:
+    """Where the videos are and how clips are cut from them."""
+
+    manifest: str | None = None  # CSV path,label,split[,group,caption]; classes.txt beside it
+    root: str | None = None  # or a dataset root, read with `format`
+    format: str = "manifest"  # manifest | ucf101 | folder
+    splits_dir: str | None = None  # ucf101: folder of classInd.txt / trainlistNN.txt (default ROOT/splits)
+    fold: int = 1  # ucf101 split number
+    group_pattern: str = r"_g(\d+)_"  # folder: regex whose first group names the source video
+    val_fraction: float = 0.15  # folder format only
+    test_fraction: float = 0.15  # folder format only
+    train_split: str = "train"
+    val_split: str = "test"
+    test_split: str = "test"
+    frames: int = 8  # frames per clip
+    size: int = 112  # square crop fed to the backbone
+    sampling: str = "segment"  # segment (TSN) | uniform | dense
+    stride: int = 2  # dense sampling: frame step
+    short_video: str = "loop"  # loop | repeat_last: videos shorter than the clip
+    test_views: int = 1  # temporal clips per video at validation / test
+    crop_scale: tuple[float, float] = (0.5, 1.0)
+    color_jitter: float = 0.2
+    flip: bool = True
+    flip_swap: dict[str, str] = field(default_factory=dict)  # label map under horizontal flip
+    num_workers: int = 2
+    timeout: float = 120.0  # seconds a DataLoader worker may take for one batch
+    on_error: str = "skip"  # skip | raise: videos that fail to decode
+    max_bad_fraction: float = 0.1  # skip at most this fraction of a split, then stop
+
+    def __post_init__(self) -> None:
+        _check_choice("data.format", self.format, DATA_FORMATS)
+        _check_choice("data.sampling", self.sampling, SAMPLING_METHODS)
+        _check_choice("data.short_video", self.short_video, SHORT_VIDEO_POLICIES)
+        _check_choice("data.on_error", self.on_error, ("skip", "raise"))
+        for key in ("frames", "size", "stride", "test_views", "fold"):
+            _check_positive(f"data.{key}", getattr(self, key))
+        self.crop_scale = tuple(float(s) for s in self.crop_scale)
+        if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            raise ConfigError(f"data.crop_scale: need [low, high] with 0 < low <= high <= 1, got {self.crop_scale}")
+        if not 0 <= self.max_bad_fraction <= 1:
+            raise ConfigError(f"data.max_bad_fraction: must be in [0, 1], got {self.max_bad_fraction}")
+        if self.num_workers < 0:
+            raise ConfigError(f"data.num_workers: must be >= 0, got {self.num_workers}")
+        if not isinstance(self.flip_swap, dict):
+            raise ConfigError("data.flip_swap: must be a mapping of label -> label under a horizontal flip")
+
+
+@dataclass
+class ModelConfig:
+    """Per-frame backbone + temporal head."""
+
+    backbone: str = "resnet18"
+    pretrained: bool | str = False  # true: torchvision ImageNet weights; a path: a local state_dict
+    stage: str | None = None  # which backbone stage feeds the head (None: the last)
+    head: str = "gru"  # mean | gru | lstm | convlstm
+    head_args: dict[str, Any] = field(default_factory=dict)
+    freeze_backbone: bool = False
+    freeze_bn: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.head_args, dict):
+            raise ConfigError("model.head_args: must be a mapping, e.g. {hidden: 256}")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and the run."""
+
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 1e-3
+    optimizer: str = "adamw"  # adamw | sgd
+    weight_decay: float = 0.05
+    momentum: float = 0.9  # sgd only
+    warmup_epochs: float = 1.0
+    schedule: str = "cosine"  # cosine | constant
+    label_smoothing: float = 0.0
+    clip_grad: float | None = 1.0
+    amp: bool = True  # mixed precision, CUDA only
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    seed: int = 0
+    eval_every: int = 1
+
+    def __post_init__(self) -> None:
+        _check_choice("train.optimizer", self.optimizer, ("adamw", "sgd"))
+        _check_choice("train.schedule", self.schedule, ("cosine", "constant"))
+        for key in ("epochs", "batch_size", "lr", "eval_every"):
+            _check_positive(f"train.{key}", getattr(self, key))
+        if self.warmup_epochs < 0:
+            raise ConfigError(f"train.warmup_epochs: must be >= 0, got {self.warmup_epochs}")
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    """Tuples become lists so the dict is YAML- and weights_only-checkpoint-safe."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown config key {where}{unknown[0]}; valid keys here: {sorted(fields)}")
+    kwargs = {}
+    for name, value in values.items():
+        factory = fields[name].default_factory
+        if isinstance(factory, type) and dataclasses.is_dataclass(factory):
+            kwargs[name] = _build(factory, value or {}, f"{prefix}.{name}" if prefix else name)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """Build and validate a Config from nested plain data (YAML or a checkpoint)."""
+    return _build(Config, values or {}, "")
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` strings; values are parsed as YAML (``8``, ``true``, ``[a, b]``)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. train.epochs=5")
+        dotted, raw = item.split("=", 1)
+        keys = dotted.strip().split(".")
+        node = values
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {key} is not a section")
+        node[keys[-1]] = yaml.safe_load(raw)
+    return values
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or start from defaults), apply overrides, validate."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist; see configs/ for examples")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+    values = apply_overrides(values, overrides or [])
+    try:
+        return config_from_dict(values)
+    except TypeError as err:  # wrong value type reaching a dataclass
+        raise ConfigError(f"{path or 'config'}: {err}") from err
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

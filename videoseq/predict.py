@@ -1,0 +1,160 @@
+"""Predictions from a checkpoint alone: clips, files, folders, globs, sliding windows, CSV.
+
+A file that cannot be read gets a CSV row with its error and a message on stderr;
+the other files are still processed.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from videoseq.checkpoint import load_checkpoint, model_from_checkpoint
+from videoseq.config import Config
+from videoseq.datasets import safe_cell, write_csv
+from videoseq.engine import select_device
+from videoseq.models import VideoClassifier
+from videoseq.sampling import multi_view_indices, window_starts
+from videoseq.transforms import ClipEvalPreset, clip_to_tensor, normalize_clip
+from videoseq.video import VIDEO_EXTENSIONS, VideoDecodeError, VideoReader, is_frame_folder
+
+
+class Predictor:
+    """A trained model with its own preprocessing; needs only the checkpoint file.
+
+    >>> p = Predictor.from_checkpoint("runs/demo/best.pt")      # doctest: +SKIP
+    >>> p.predict_clip(frames)        # uint8 RGB (T, H, W, 3) -> class probabilities (C,)
+    """
+
+    def __init__(self, model: VideoClassifier, config: Config, classes: list[str], device: torch.device) -> None:
+        self.model = model.to(device).eval()
+        self.config, self.classes, self.device = config, classes, device
+        self.preset = ClipEvalPreset(size=config.data.size)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "auto") -> "Predictor":
+        payload = load_checkpoint(path)
+        model, config = model_from_checkpoint(payload, path)
+        return cls(model, config, list(payload["classes"]), select_device(device))
+
+    @property
+    def clip_len(self) -> int:
+        return self.config.data.frames
+
+    @torch.no_grad()
+    def predict_clips(self, clips: np.ndarray) -> np.ndarray:
+        """uint8 RGB ``(V, T, H, W, 3)`` views -> probabilities ``(V, C)``."""
+        batch = torch.stack([clip_to_tensor(self.preset(clip, 0)[0]) for clip in clips])  # (V, T, 3, S, S)
+        inputs = normalize_clip(batch.to(self.device), self.model.backbone.mean, self.model.backbone.std)
+        return self.model(inputs).float().softmax(1).cpu().numpy()
+
+    def predict_clip(self, frames: np.ndarray) -> np.ndarray:
+        """One clip, uint8 RGB ``(T, H, W, 3)`` -> class probabilities ``(C,)``."""
+        return self.predict_clips(frames[None])[0]
+
+    def view_indices(self, num_frames: int, views: int | None = None) -> np.ndarray:
+        d = self.config.data
+        return multi_view_indices(num_frames, d.frames, views or d.test_views, method=d.sampling,
+                                  stride=d.stride, short=d.short_video)
+
+    def predict_video(self, path: str | Path, views: int | None = None) -> np.ndarray:
+        """Mean probabilities over the test views of a whole video, ``(C,)``."""
+        with VideoReader(path) as reader:
+            indices = self.view_indices(reader.info.num_frames, views)  # (V, T)
+            frames = reader.read(indices.reshape(-1))
+        return self.predict_clips(frames.reshape(*indices.shape, *frames.shape[1:])).mean(0)
+
+    def predict_windows(self, path: str | Path, window: float, stride: float) -> Iterator[tuple[float, float, np.ndarray]]:
+        """``(start_s, end_s, probabilities)`` for windows of ``window`` seconds every ``stride`` seconds."""
+        with VideoReader(path) as reader:
+            info = reader.info
+            size, step = max(1, round(window * info.fps)), max(1, round(stride * info.fps))
+            for start in window_starts(info.num_frames, size, step):
+                length = min(size, info.num_frames - start)
+                indices = start + self.view_indices(length, 1)[0]
+                end = start + length
+                yield start / info.fps, end / info.fps, self.predict_clip(reader.read(indices))
+
+
+def topk(scores: np.ndarray, classes: list[str], k: int) -> list[tuple[str, float]]:
+    order = np.argsort(-scores)[:k]
+    return [(classes[i], float(scores[i])) for i in order]
+
+
+def expand_sources(sources: list[str]) -> list[str]:
+    """Files as given, folders searched recursively for videos, globs expanded, sorted per source.
+
+    A source that matches nothing is kept so it gets an error row.
+    """
+    found: list[str] = []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir() and not is_frame_folder(path):
+            found += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS
+                            and not any(part.startswith(".") for part in p.parts))
+        elif not path.exists() and glob.has_magic(source):
+            found += sorted(glob.glob(source, recursive=True)) or [source]
+        else:
+            found.append(source)
+    return found
+
+
+@dataclass
+class PredictionRows:
+    header: list[str]
+    rows: list[list]
+    failures: int = 0
+
+
+def prediction_rows(
+    predictor: Predictor, sources: list[str], *, k: int = 5, window: float | None = None, stride: float | None = None
+) -> PredictionRows:
+    """One row per video (or per window): path, [start_s, end_s,] top-k labels and scores, error."""
+    k = min(k, len(predictor.classes))
+    header = ["path"] + (["start_s", "end_s"] if window else [])
+    header += [c for i in range(1, k + 1) for c in (f"label_{i}", f"score_{i}")] + ["error"]
+    result = PredictionRows(header, [])
+    for path in tqdm(expand_sources(sources), desc="predict", dynamic_ncols=True):
+        try:
+            if window:
+                spans = list(predictor.predict_windows(path, window, stride or window))
+            else:
+                spans = [(None, None, predictor.predict_video(path))]
+        except VideoDecodeError as err:
+            print(f"error: {err}", file=sys.stderr)
+            blank = ["", ""] if window else []
+            result.rows.append([path] + blank + ["", ""] * k + [str(err)])
+            result.failures += 1
+            continue
+        for start, end, scores in spans:
+            times = [round(start, 3), round(end, 3)] if window else []
+            cells = [v for label, score in topk(scores, predictor.classes, k) for v in (label, round(score, 6))]
+            result.rows.append([path] + times + cells + [""])
+    return result
+
+
+def predict_to_csv(
+    checkpoint: str | Path, sources: list[str], csv_path: str | Path | None, *, k: int = 5,
+    window: float | None = None, stride: float | None = None, device: str = "auto",
+) -> int:
+    """Predict every source and write (or print) the CSV; returns the number of failed inputs."""
+    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    table = prediction_rows(predictor, sources, k=k, window=window, stride=stride)
+    if csv_path:
+        write_csv(csv_path, table.header, table.rows)
+        print(f"wrote {len(table.rows)} rows to {csv_path}")
+    else:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(table.header)
+        writer.writerows([safe_cell(v) for v in row] for row in table.rows)
+    if table.failures:
+        print(f"{table.failures} input(s) failed", file=sys.stderr)
+    return table.failures

@@ -1,0 +1,92 @@
+"""Plain class folders with no split files: ``root/<Class>/<video>``.
+
+Classes are the sorted folder names. The split is stratified by class and
+group-aware: files whose names share a group (UCF's ``_gNN_`` by default) always
+land in the same split, so one source video never spans train and test.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
+
+from videoseq.datasets import Manifest, ManifestError, ManifestRow
+from videoseq.video import VIDEO_EXTENSIONS, is_frame_folder
+
+SAFE_CLASS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.+()-]*$")
+
+
+def list_class_videos(root: Path) -> tuple[list[str], list[tuple[str, str]], list[str]]:
+    """``(classes, [(relative path, class)], skipped)``; hidden and empty folders are skipped."""
+    if not root.is_dir():
+        raise ManifestError(f"dataset root {root} is not a folder of class folders")
+    classes, items, skipped = [], [], []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        if folder.name.startswith("."):
+            skipped.append(f"{folder.name}: hidden folder")
+            continue
+        if not SAFE_CLASS.match(folder.name):
+            raise ManifestError(f"class folder name {folder.name!r} in {root} is not a safe path component; rename it")
+        videos = sorted(
+            p for p in folder.iterdir()
+            if not p.name.startswith(".") and (p.suffix.lower() in VIDEO_EXTENSIONS or is_frame_folder(p))
+        )
+        if not videos:
+            skipped.append(f"{folder.name}: no videos")
+            continue
+        classes.append(folder.name)
+        items += [(f"{folder.name}/{v.name}", folder.name) for v in videos]
+    if not classes:
+        raise ManifestError(f"no class folders with videos under {root}")
+    return classes, items, skipped
+
+
+def group_of(name: str, label: str, pattern: re.Pattern) -> str:
+    match = pattern.search(name)
+    return f"{label}_{match.group(1)}" if match else f"{label}/{Path(name).stem}"
+
+
+def split_groups(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of about ``fraction`` of the items, whole groups, stratified by label."""
+    n_splits = max(2, int(round(1 / fraction)))
+    if len(set(groups)) < n_splits:
+        raise ManifestError(
+            f"{len(set(groups))} groups cannot be split into {n_splits} folds; lower the split fractions "
+            "or check the group pattern"
+        )
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    _, held = next(splitter.split(np.zeros(len(labels)), labels, groups))
+    mask = np.zeros(len(labels), dtype=bool)
+    mask[held] = True
+    return mask
+
+
+def manifest_from_folders(
+    root: str | Path,
+    *,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    group_pattern: str = r"_g(\d+)_",
+    seed: int = 0,
+) -> Manifest:
+    """Stratified, group-aware train/val/test split of plain class folders."""
+    root = Path(root)
+    classes, items, _ = list_class_videos(root)
+    pattern = re.compile(group_pattern)
+    labels = np.array([label for _, label in items])
+    groups = np.array([group_of(Path(p).name, label, pattern) for p, label in items])
+    split = np.full(len(items), "train", dtype=object)
+    if test_fraction > 0:
+        split[split_groups(labels, groups, test_fraction, seed)] = "test"
+    rest = np.flatnonzero(split == "train")
+    if val_fraction > 0:
+        val = split_groups(labels[rest], groups[rest], val_fraction / (1 - test_fraction), seed + 1)
+        split[rest[val]] = "val"
+    rows = [
+        ManifestRow(path=p, label=label, split=str(s), group=str(g))
+        for (p, label), s, g in zip(items, split, groups)
+    ]
+    return Manifest(rows=rows, classes=classes, root=root.resolve())

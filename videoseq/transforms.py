@@ -1,0 +1,78 @@
+"""Clip transforms: albumentations presets that apply the same random parameters to
+every frame of a clip (the whole clip goes through ``images=``), and normalisation.
+
+Presets return uint8 ``(T, size, size, 3)`` clips; normalisation to the backbone's
+mean/std happens on the model's device (``normalize_clip``), so workers ship 4x
+fewer bytes and the GPU does the arithmetic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import albumentations as A
+import numpy as np
+import torch
+
+
+def eval_resize(size: int) -> int:
+    """Short side before the centre crop (the usual 256 -> 224 ratio): 112 -> 128."""
+    return int(round(size / 0.875))
+
+
+class ClipTrainPreset:
+    """Random resized crop, horizontal flip (with an optional label swap) and colour jitter.
+
+    ``flip_swap`` maps a label to its mirror image ("swipe left" -> "swipe right");
+    labels not in the map keep their label when flipped.
+    """
+
+    def __init__(
+        self,
+        *,
+        size: int,
+        crop_scale: Sequence[float] = (0.5, 1.0),
+        color_jitter: float = 0.2,
+        flip: bool = True,
+        flip_swap: dict[int, int] | None = None,
+    ) -> None:
+        steps: list = [A.RandomResizedCrop(size=(size, size), scale=tuple(crop_scale), ratio=(3 / 4, 4 / 3))]
+        if flip:
+            steps.append(A.HorizontalFlip(p=0.5))
+        if color_jitter > 0:
+            j = color_jitter
+            steps.append(A.ColorJitter(brightness=j, contrast=j, saturation=j, hue=min(j / 4, 0.5), p=0.8))
+        self.compose = A.Compose(steps, save_applied_params=True)
+        self.flip_swap = dict(flip_swap or {})
+
+    def __call__(self, clip: np.ndarray, label: int, seed: int) -> tuple[np.ndarray, int]:
+        """Transform ``clip`` (T, H, W, 3) uint8; ``seed`` makes the draw reproducible."""
+        self.compose.set_random_seed(seed)
+        out = self.compose(images=clip)
+        if any(name == "HorizontalFlip" for name, _ in out["applied_transforms"]):
+            label = self.flip_swap.get(label, label)
+        return np.ascontiguousarray(out["images"]), label
+
+
+class ClipEvalPreset:
+    """Resize the short side to ``size / 0.875`` and take the centre crop."""
+
+    def __init__(self, *, size: int) -> None:
+        self.compose = A.Compose([A.SmallestMaxSize(max_size=eval_resize(size)), A.CenterCrop(size, size)])
+
+    def __call__(self, clip: np.ndarray, label: int, seed: int = 0) -> tuple[np.ndarray, int]:
+        return np.ascontiguousarray(self.compose(images=clip)["images"]), label
+
+
+def clip_to_tensor(clip: np.ndarray) -> torch.Tensor:
+    """uint8 (T, H, W, 3) -> uint8 (T, 3, H, W)."""
+    return torch.from_numpy(clip).permute(0, 3, 1, 2).contiguous()
+
+
+def normalize_clip(
+    clips: torch.Tensor, mean: Sequence[float], std: Sequence[float], dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """uint8 (..., 3, H, W) -> float, scaled to [0, 1] and normalised per channel."""
+    mean_t = torch.tensor(mean, device=clips.device, dtype=dtype).view(3, 1, 1)
+    std_t = torch.tensor(std, device=clips.device, dtype=dtype).view(3, 1, 1)
+    return (clips.to(dtype) / 255.0 - mean_t) / std_t

@@ -1,0 +1,448 @@
+"""The decoder: video files, frame folders, cameras and streams to uint8 RGB frames.
+
+Files are decoded with decord (CPU, one thread by default); JPEG/PNG frame folders
+(Jester style ``<id>/00001.jpg ...``) read like videos; cameras and network streams
+go through OpenCV (``open_capture``). Every failure is a ``VideoDecodeError`` that
+names the file and says what to do: a broken file never escapes as a raw decord
+traceback, and a read never returns fewer or duplicated frames in silence.
+
+Rotation: phone videos store frames sideways plus a display rotation in their
+metadata. decord (0.6.0 and later, on CPU) turns the frames upright itself with
+FFmpeg's transpose filter, from the same ``rotate`` tag / display matrix that
+OpenCV reports as ``CAP_PROP_ORIENTATION_META``. ``VideoInfo.rotation`` records
+that angle and ``VideoInfo.width/height`` are those of the upright frames; every
+read checks that the decoded frames have exactly that shape. A decord build that
+left frames as stored would be turned upright here with ``rotate_frames``.
+
+Readers are opened per ``VideoReader`` and never cached globally. A decord reader
+does not survive ``fork`` (its decoder thread stays in the parent and the child
+hangs), so a ``VideoReader`` used in another process than the one that opened it
+reopens the file there.
+"""
+
+from __future__ import annotations
+
+import os
+
+# decord reads its limits once, when its library loads: set them first. The EOF
+# retry counter bounds the busy-wait for the last frames of a file whose header
+# promises more frames than it holds (decord's default is 10240). It counts spins,
+# not frames, so very low values fail on sound files: 16-256 made the real sample
+# clips fail at random with 1-4 decoder threads, 1024 never did.
+os.environ.setdefault("DECORD_EOF_RETRY_MAX", "1024")
+
+import re  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from types import TracebackType  # noqa: E402
+from typing import Iterator, Sequence  # noqa: E402
+
+import cv2  # noqa: E402
+import decord  # noqa: E402
+import numpy as np  # noqa: E402
+
+VIDEO_EXTENSIONS: tuple[str, ...] = (
+    ".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv"
+)
+FRAME_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png")
+
+# decord replaces an undecodable frame near the end of a file with a copy of the
+# previous one unless ``fault_tol`` is set; a tiny fraction makes the first such
+# substitution an error instead (decord raises once copies > fault_tol * frames).
+_DECORD_FAULT_TOL = "1e-9"
+_DEFAULT_HINT = (
+    "check that it is a complete, playable video (ffprobe shows its streams), "
+    "re-encode it (ffmpeg -i IN -c:v libx264 OUT.mp4) or drop it from the manifest"
+)
+
+
+class VideoDecodeError(RuntimeError):
+    """A video (file, frame folder, camera or stream) could not be opened or decoded.
+
+    ``path`` is the source, ``reason`` what went wrong; ``str()`` adds what to do.
+    """
+
+    def __init__(self, path: str | os.PathLike | int, reason: str, hint: str = _DEFAULT_HINT) -> None:
+        self.path = str(path)
+        self.reason = reason
+        self.hint = hint
+        super().__init__(f"cannot decode {self.path}: {reason}; {hint}")
+
+    def __reduce__(self) -> tuple:
+        # Picklable with its three arguments, so worker processes can send it back.
+        return (type(self), (self.path, self.reason, self.hint))
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video holds. ``width`` and ``height`` are those of the upright frames."""
+
+    path: str
+    num_frames: int
+    fps: float
+    duration: float  # seconds: num_frames / fps
+    width: int
+    height: int
+    rotation: int  # degrees clockwise that the stored frames were turned to stand upright
+
+
+def is_frame_folder(path: str | os.PathLike) -> bool:
+    """True for a directory that holds at least one JPEG/PNG image (a decoded video)."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    with os.scandir(path) as entries:
+        return any(e.is_file() and e.name.lower().endswith(FRAME_EXTENSIONS) for e in entries)
+
+
+def rotate_frames(frames: np.ndarray, rotation: int) -> np.ndarray:
+    """Turn stored ``(T, H, W, 3)`` frames upright: rotate them ``rotation`` degrees clockwise.
+
+    ``rotation`` is the display rotation of the metadata (0, 90, 180 or 270), the
+    angle by which a player turns the stored picture clockwise. A 568x320 frame
+    stored with rotation 90 comes out 320 wide and 568 high.
+    """
+    if rotation not in (0, 90, 180, 270):
+        raise ValueError(f"rotation must be 0, 90, 180 or 270, got {rotation}")
+    # np.rot90 turns counter-clockwise for positive k.
+    return np.ascontiguousarray(np.rot90(frames, k=-rotation // 90, axes=(1, 2)))
+
+
+def video_info(path: str | os.PathLike) -> VideoInfo:
+    """Frame count, fps, duration, upright size and rotation of a video file or frame folder."""
+    with VideoReader(path) as reader:
+        return reader.info
+
+
+def read_frames(path: str | os.PathLike, indices: Sequence[int]) -> np.ndarray:
+    """Frames ``indices`` of a video as uint8 RGB ``(T, H, W, 3)``, upright, in the order given.
+
+    Indices may repeat and come in any order. Reading several clips of one video?
+    Open a ``VideoReader`` once instead.
+    """
+    with VideoReader(path) as reader:
+        return reader.read(indices)
+
+
+class VideoReader:
+    """One video file or frame folder, opened once and read several times.
+
+    >>> with VideoReader("clip.mp4") as reader:             # doctest: +SKIP
+    ...     n = reader.info.num_frames
+    ...     first, last = reader.read([0, 1, 2]), reader.read([n - 1])
+
+    ``num_threads`` is decord's decoding thread count (0: FFmpeg decides); keep it
+    low when several data-loader workers decode at once. ``frame_folder_fps`` is
+    the frame rate given to frame folders, which store none (Jester is 12 fps).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, *, num_threads: int = 1, frame_folder_fps: float = 12.0
+    ) -> None:
+        self.path = str(path)
+        source = Path(path)
+        if not source.exists():
+            raise VideoDecodeError(self.path, "no such file or folder", "check the path and the data root")
+        if source.is_dir():
+            self._source: _FrameFolder | _DecordFile = _FrameFolder(source, frame_folder_fps)
+        else:
+            self._source = _DecordFile(source, num_threads)
+
+    @property
+    def info(self) -> VideoInfo:
+        """What the video holds (read when the reader was opened)."""
+        return self._source.info
+
+    def __len__(self) -> int:
+        return self._source.info.num_frames
+
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        """Frames ``indices`` as a C-contiguous uint8 RGB ``(T, H, W, 3)`` array, upright.
+
+        Each distinct frame is decoded once, in ascending order (one forward pass
+        per keyframe interval), then the frames are laid out in the order asked.
+        """
+        wanted = _check_indices(self.path, indices, self.info.num_frames)
+        info = self.info
+        if wanted.size == 0:
+            return np.empty((0, info.height, info.width, 3), dtype=np.uint8)
+        unique, order = np.unique(wanted, return_inverse=True)
+        frames = self._source.read_sorted(unique)
+        if frames.shape != (len(unique), info.height, info.width, 3):
+            raise VideoDecodeError(
+                self.path,
+                f"decoded frames have shape {frames.shape[1:]}, expected upright "
+                f"{(info.height, info.width, 3)} (rotation {info.rotation})",
+                "report this file: the installed decord handles its geometry differently",
+            )
+        if len(unique) == len(wanted) and np.array_equal(unique, wanted):
+            return frames
+        return frames[order.reshape(-1)]  # fancy indexing returns a fresh C-contiguous array
+
+    def close(self) -> None:
+        """Release the decoder; reading again reopens the file."""
+        self._source.close()
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _check_indices(path: str, indices: Sequence[int], num_frames: int) -> np.ndarray:
+    """Indices as int64, each in ``[0, num_frames)``; out of range is a ``VideoDecodeError``."""
+    wanted = np.asarray(indices)
+    if wanted.size and not np.issubdtype(wanted.dtype, np.integer):
+        raise TypeError(f"frame indices must be integers, got dtype {wanted.dtype}")
+    wanted = wanted.astype(np.int64).reshape(-1)
+    bad = wanted[(wanted < 0) | (wanted >= num_frames)]
+    if bad.size:
+        raise VideoDecodeError(
+            path,
+            f"frame index {int(bad[0])} is out of range: the video has {num_frames} frames",
+            f"ask for indices in [0, {num_frames})",
+        )
+    return wanted
+
+
+class _DecordFile:
+    """A video file decoded by decord, reopened after a fork or a decode error."""
+
+    def __init__(self, path: Path, num_threads: int) -> None:
+        self.path = path
+        self.num_threads = num_threads
+        if path.stat().st_size == 0:
+            raise VideoDecodeError(path, "the file is empty (0 bytes)", "re-copy or re-download it")
+        self._reader: decord.VideoReader | None = None
+        self._pid = -1
+        reader = self._open()
+        rotation, coded_width, coded_height = _stream_geometry(path)
+        upright = (coded_height, coded_width) if rotation in (90, 270) else (coded_width, coded_height)
+        num_frames, fps = len(reader), float(reader.get_avg_fps())
+        if not np.isfinite(fps) or fps <= 0:
+            raise VideoDecodeError(path, f"the container reports no usable frame rate ({fps})")
+        self.info = VideoInfo(str(path), num_frames, fps, num_frames / fps, upright[0], upright[1], rotation)
+
+    def _open(self) -> decord.VideoReader:
+        """The decord reader of this process, opened on first use here."""
+        self._forget_inherited()
+        if self._reader is None:
+            try:
+                self._reader = decord.VideoReader(
+                    str(self.path), ctx=decord.cpu(0), num_threads=self.num_threads, fault_tol=_DECORD_FAULT_TOL
+                )
+            except Exception as err:  # decord raises RuntimeError, AssertionError, DECORDError
+                raise VideoDecodeError(self.path, f"decord cannot open it ({_decord_message(err)})") from err
+            self._pid = os.getpid()
+        return self._reader
+
+    def _forget_inherited(self) -> None:
+        """Drop a decord reader inherited through fork without touching it.
+
+        Its decoder thread lives in the parent: using it hangs and freeing it
+        aborts (it joins a thread that is not here), so this process forgets its
+        handle and leaks the copy.
+        """
+        reader = getattr(self, "_reader", None)  # absent when __init__ failed early
+        if reader is not None and self._pid != os.getpid():
+            reader._handle = None
+            self._reader = None
+
+    def read_sorted(self, indices: np.ndarray) -> np.ndarray:
+        """Frames at sorted, distinct ``indices``, upright.
+
+        Two decord faults on files that play fine are known: it sometimes loses the
+        race for the last frame of a file (MPEG-4 AVIs with packed B-frames,
+        UCF101's format) and would hand back a copy of an earlier frame (``fault_tol``
+        turns that into an error), and it cannot copy frames of some widths (48 px,
+        "DECORDArrayCopyFromTo"). For those two the same frames are decoded by
+        OpenCV, one forward pass, and checked against the expected geometry; any
+        other failure is a ``VideoDecodeError``.
+        """
+        try:
+            frames = self._open().get_batch(indices.tolist()).asnumpy()
+        except decord.DECORDLimitReachedError:
+            self._reader = None  # the substitution is a timing race: start afresh next time
+            frames = opencv_read_sorted(self.path, indices)
+        except Exception as err:
+            self._reader = None  # the decoder thread may be wedged: start afresh next time
+            if "DECORDArrayCopyFromTo" not in str(err):
+                raise VideoDecodeError(
+                    self.path,
+                    f"decoding frames {_span(indices)} of {self.info.num_frames} failed ({_decord_message(err)})",
+                ) from err
+            frames = opencv_read_sorted(self.path, indices)
+            return np.ascontiguousarray(frames, dtype=np.uint8)
+        if not _DECORD_ROTATES and self.info.rotation:
+            frames = rotate_frames(frames, self.info.rotation)
+        return np.ascontiguousarray(frames, dtype=np.uint8)
+
+    def close(self) -> None:
+        self._forget_inherited()
+        self._reader = None
+
+    def __del__(self) -> None:
+        self._forget_inherited()
+
+
+def opencv_read_sorted(path: Path, indices: np.ndarray) -> np.ndarray:
+    """Frames at sorted, distinct ``indices`` by one sequential OpenCV pass (upright, RGB)."""
+    capture = cv2.VideoCapture(str(path))
+    wanted, frames, position = set(indices.tolist()), [], 0
+    try:
+        while position <= int(indices[-1]):
+            if not capture.grab():
+                break
+            if position in wanted:
+                ok, frame = capture.retrieve()
+                if not ok:
+                    break
+                frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            position += 1
+    finally:
+        capture.release()
+    if len(frames) != len(indices):
+        raise VideoDecodeError(
+            path, f"frames {_span(indices)} could not be decoded: the stream ends after {position} frames"
+        )
+    return np.stack(frames)
+
+
+class _FrameFolder:
+    """A folder of JPEG/PNG frames, sorted by name with numbers compared as numbers."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        if fps <= 0:
+            raise ValueError(f"frame_folder_fps must be positive, got {fps}")
+        self.path = path
+        self.files = sorted(
+            (p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FRAME_EXTENSIONS),
+            key=_natural_key,
+        )
+        if not self.files:
+            raise VideoDecodeError(
+                path,
+                "the folder holds no .jpg/.jpeg/.png frames",
+                "point to a video file or to a folder of frame images",
+            )
+        height, width = self._image(0).shape[:2]
+        n = len(self.files)
+        self.info = VideoInfo(str(path), n, float(fps), n / fps, width, height, 0)
+
+    def _image(self, index: int) -> np.ndarray:
+        """Frame ``index`` as RGB; an unreadable image is a ``VideoDecodeError`` naming it."""
+        file = self.files[index]
+        try:
+            # imdecode of the bytes also works for paths OpenCV's imread cannot open.
+            image = cv2.imdecode(np.fromfile(file, dtype=np.uint8), cv2.IMREAD_COLOR)
+        except (OSError, cv2.error) as err:
+            raise VideoDecodeError(file, f"cannot read frame {index} ({err})", "replace or remove the image") from err
+        if image is None:
+            raise VideoDecodeError(file, f"frame {index} is not a readable image", "replace or remove the image")
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+    def read_sorted(self, indices: np.ndarray) -> np.ndarray:
+        frames = [self._image(int(i)) for i in indices]
+        expected = (self.info.height, self.info.width, 3)
+        for i, frame in zip(indices, frames):
+            if frame.shape != expected:
+                raise VideoDecodeError(
+                    self.files[int(i)],
+                    f"frame {int(i)} is {frame.shape[1]}x{frame.shape[0]}, "
+                    f"the folder's first frame {expected[1]}x{expected[0]}",
+                    "resize the frames of the folder to one size",
+                )
+        return np.stack(frames)
+
+    def close(self) -> None:
+        pass
+
+
+def open_capture(source: str | int, *, api_preference: int = cv2.CAP_ANY) -> cv2.VideoCapture:
+    """An opened OpenCV capture for a camera index (int or digit string), a URL or a file.
+
+    OpenCV turns rotated files upright itself (``CAP_PROP_ORIENTATION_AUTO``), so
+    frames from ``capture_frames`` need no further rotation. Raises
+    ``VideoDecodeError`` when the source cannot be opened.
+    """
+    target: str | int = int(source) if isinstance(source, str) and source.isdigit() else source
+    if isinstance(target, os.PathLike):
+        target = str(target)
+    capture = cv2.VideoCapture(target, api_preference)
+    if not capture.isOpened():
+        capture.release()
+        raise VideoDecodeError(target, "OpenCV cannot open it", _capture_hint(target))
+    return capture
+
+
+def capture_frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
+    """Frames of an open capture as uint8 RGB ``(H, W, 3)`` until it ends or fails."""
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return
+        yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
+def _capture_hint(target: str | int) -> str:
+    if isinstance(target, int):
+        return "check that a camera with this index exists (ls /dev/video*) and no other program holds it"
+    if "://" in target:
+        return "check that the stream URL is reachable and in a format OpenCV's FFmpeg backend reads"
+    return "check the path and that the file is a playable video"
+
+
+def _stream_geometry(path: Path) -> tuple[int, int, int]:
+    """``(rotation, stored width, stored height)`` of a video file, from OpenCV's FFmpeg.
+
+    Auto-orientation is switched off so the size is that of the stored frames.
+    """
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    try:
+        if not capture.isOpened():
+            raise VideoDecodeError(path, "OpenCV cannot read its stream metadata (rotation, size)")
+        capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)
+        rotation = int(round(capture.get(cv2.CAP_PROP_ORIENTATION_META))) % 360
+        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    finally:
+        capture.release()
+    if rotation not in (0, 90, 180, 270):
+        raise VideoDecodeError(
+            path,
+            f"its rotation metadata is {rotation} degrees, not a multiple of 90",
+            "re-encode it upright (ffmpeg -i IN -c:v libx264 OUT.mp4 applies the rotation)",
+        )
+    return rotation, width, height
+
+
+def _decord_rotates() -> bool:
+    """Whether the installed decord turns rotated videos upright itself (0.6.0 and later on CPU)."""
+    version = tuple(int(part) for part in re.findall(r"\d+", decord.__version__)[:2])
+    return version >= (0, 6)
+
+
+_DECORD_ROTATES = _decord_rotates()
+
+
+def _decord_message(err: BaseException) -> str:
+    """decord's error text without its timestamps and C++ source locations, on one line."""
+    text = re.sub(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ", "", str(err))
+    lines = [line.strip() for line in text.splitlines() if line.strip() and "Stack trace" not in line]
+    message = lines[0] if lines else type(err).__name__
+    return message[:300]
+
+
+def _span(indices: np.ndarray) -> str:
+    """Short description of sorted indices for error messages."""
+    if len(indices) == 1:
+        return str(int(indices[0]))
+    return f"{int(indices[0])}..{int(indices[-1])} ({len(indices)} frames)"
+
+
+def _natural_key(path: Path) -> list:
+    """Sort key comparing digit runs as numbers: frame_2 before frame_10."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
