@@ -10,6 +10,7 @@ what is left and decodes it, while its header still names the full length.
 
 from __future__ import annotations
 
+import os
 import zlib
 from pathlib import Path
 
@@ -41,6 +42,11 @@ def count_decodable_frames(path: str) -> tuple[int, int]:
     return promised, decoded
 
 
+def failure_reason(err: VideoDecodeError, path: str) -> str:
+    """The reason of ``err``, naming the image when one frame of a frame folder failed."""
+    return err.reason if os.path.normpath(err.path) == os.path.normpath(path) else f"{Path(err.path).name}: {err.reason}"
+
+
 def decode_every_frame(path: str, chunk: int = 64) -> str:
     """Decode every frame of a frame folder, ``chunk`` at a time; the first failure, or ""."""
     try:
@@ -48,7 +54,7 @@ def decode_every_frame(path: str, chunk: int = 64) -> str:
             for start in range(0, len(reader), chunk):
                 reader.read(range(start, min(len(reader), start + chunk)))
     except VideoDecodeError as err:
-        return f"{err.path}: {err.reason}"
+        return failure_reason(err, path)
     return ""
 
 
@@ -70,7 +76,7 @@ def probe_video(path: str) -> dict:
                 raise VideoDecodeError(path, "it holds no frames")
             reader.read(probe_frame_indices(info.num_frames, zlib.crc32(path.encode())))
     except VideoDecodeError as err:
-        result["error"] = err.reason
+        result["error"] = failure_reason(err, path)
         return result
     if Path(path).is_dir():
         error = decode_every_frame(path)
