@@ -64,8 +64,9 @@ def test_resize_writes_the_same_tree_smaller_and_slower(tmp_path, shared_video):
     info = video_info(out / "c0" / "clip0.avi")
     assert (info.width, info.height, info.num_frames, info.fps) == (48, 32, 12, 6.0)
     levels = decoded(out / "c0" / "clip0.avi")[:, 16, 24].mean(axis=1)
-    source = decoded(root / "c0" / "clip0.avi")[::2, 32, 48].mean(axis=1)  # frames 0, 2, 4, ...
-    assert levels == pytest.approx(source, abs=4)  # neighbouring frames differ by 8 levels
+    source = decoded(root / "c0" / "clip0.avi")[:, 32, 48].mean(axis=1)
+    nearest = np.abs(levels[:, None] - source[None, :]).argmin(axis=1)  # the source frame each output shows
+    assert nearest.tolist() == list(range(0, 24, 2))
     pancake = video_info(out / "real" / "pancake.mkv")
     assert (pancake.width, pancake.height, pancake.num_frames) == (56, 32, 62)  # 310 frames at 30 fps -> 6 fps
     phone = video_info(out / "real" / "phone.mov")  # upright 320x568 source: written upright, no rotation tag
