@@ -30,7 +30,7 @@ from videoseq.datasets import Manifest, ManifestError, read_classes, read_manife
 from videoseq.prepare import FORMATS, find_splits_dir
 from videoseq.prepare.common import UCF_GROUP_PATTERN, group_of
 from videoseq.probe import probe_video
-from videoseq.video import VIDEO_EXTENSIONS, is_frame_folder
+from videoseq.video import find_videos
 from videoseq.workers import run_isolated
 
 TRAIN_SPLIT = "train"
@@ -157,22 +157,10 @@ def check_class_order(manifest: Manifest, root: Path) -> list[Finding]:
     return findings
 
 
-def list_video_files(root: Path) -> list[str]:
-    """Video files and frame folders under ``root`` (hidden ones skipped), as absolute paths."""
-    found = []
-    for folder, dirs, files in os.walk(root):
-        frame_dirs = [d for d in dirs if not d.startswith(".") and is_frame_folder(os.path.join(folder, d))]
-        found += [os.path.join(folder, d) for d in frame_dirs]
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in frame_dirs)
-        found += [os.path.join(folder, f) for f in files
-                  if not f.startswith(".") and os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS]
-    return sorted(os.path.normpath(p) for p in found)
-
-
 def check_unlisted(manifest: Manifest, root: Path) -> list[Finding]:
     listed = {manifest.resolve(r.path) for r in manifest.rows}
     return [Finding("unlisted", "warning", "on disk but in no split", path)
-            for path in list_video_files(root) if path not in listed]
+            for path in map(str, find_videos(root, frame_folders=True)) if path not in listed]
 
 
 def file_findings(probe: dict, min_frames: int, rows: list[int], path: str) -> list[Finding]:

@@ -28,7 +28,7 @@ import av
 import cv2
 import numpy as np
 
-from videoseq.video import VIDEO_EXTENSIONS, VideoReader
+from videoseq.video import VideoReader, find_videos
 from videoseq.workers import run_isolated
 
 # Encoder per container; ``quality`` is x264/VP9 CRF or the MPEG-4 quantiser scale.
@@ -169,19 +169,14 @@ def plan_tree(root: str | Path, out: str | Path, job: TranscodeJob) -> tuple[lis
     if out == root or root.is_relative_to(out):
         raise ValueError(f"--out {out} must not be {root} or hold it: outputs would mix with the sources")
     todo, done = [], 0
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and Path(folder, d).resolve() != out)
-        for name in sorted(files):
-            if name.startswith(".") or os.path.splitext(name)[1].lower() not in VIDEO_EXTENSIONS:
-                continue
-            source = Path(folder, name)
-            target = out / job.target(os.path.relpath(source, root))
-            if not inside(target.parent, out):
-                raise ValueError(f"{target} would be written outside --out {out} (a symlink?); remove the link")
-            if target.exists():
-                done += 1
-            else:
-                todo.append((str(source), str(target)))
+    for source in find_videos(root, skip=out):
+        target = out / job.target(os.path.relpath(source, root))
+        if not inside(target.parent, out):
+            raise ValueError(f"{target} would be written outside --out {out} (a symlink?); remove the link")
+        if target.exists():
+            done += 1
+        else:
+            todo.append((str(source), str(target)))
     return todo, done
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from videoseq.datasets import Manifest, ManifestError, ManifestRow
 from videoseq.prepare.common import check_class_name, find_annotations
-from videoseq.video import VIDEO_EXTENSIONS
+from videoseq.video import find_videos
 
 KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end", "split")
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "validate": "val", "validation": "val",
@@ -42,12 +42,8 @@ def find_kinetics_csvs(root: Path, annotations: str | Path | None) -> list[Path]
 def index_videos(root: Path) -> dict[str, str]:
     """``{file stem: path relative to root}`` of every video file under ``root`` (hidden ones skipped)."""
     found: dict[str, str] = {}
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            stem, ext = os.path.splitext(name)
-            if ext.lower() in VIDEO_EXTENSIONS and not name.startswith("."):
-                found.setdefault(stem, os.path.relpath(os.path.join(folder, name), root))
+    for path in find_videos(root):
+        found.setdefault(path.stem, os.path.relpath(path, root))
     return found
 
 
