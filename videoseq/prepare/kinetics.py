@@ -59,7 +59,8 @@ def read_kinetics_csv(path: Path) -> list[dict]:
             split = SPLIT_NAMES.get((record["split"] or "").strip().lower())
             if split is None:
                 raise ManifestError(f"{path} line {n}: split {record['split']!r} is not one of {sorted(SPLIT_NAMES)}")
-            rows.append({**{k: (record.get(k) or "").strip() for k in KINETICS_COLUMNS}, "split": split, "csv": path.name, "line": n})
+            values = {k: (record.get(k) or "").strip() for k in KINETICS_COLUMNS}
+            rows.append({**values, "split": split, "csv": path.name, "line": n})
         return rows
 
 
