@@ -53,6 +53,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from videoseq.config import DataConfig
+    from videoseq.prepare import prepare_dataset
+
+    data = DataConfig(root=args.root, format=args.format, splits_dir=args.splits_dir, fold=args.fold,
+                      group_pattern=args.group_pattern, val_fraction=args.val_fraction,
+                      test_fraction=args.test_fraction)
+    _, summary = prepare_dataset(data, args.out)
+    print(summary)
+    print(f"wrote {Path(args.out) / 'manifest.csv'} and classes.txt")
+    return 0
+
+
+def cmd_prepare_videos(args: argparse.Namespace) -> int:
+    from videoseq.transcode import TranscodeJob, transcode_tree
+
+    job = TranscodeJob(kind=args.kind, short_side=args.short_side, fps=args.fps, quality=args.quality)
+    failures = transcode_tree(args.root, args.out, job, workers=args.workers, timeout=args.timeout)
+    return 1 if failures else 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from videoseq.doctor import run_doctor
+
+    report = run_doctor(args.target, out_dir=args.out, write_clean=args.write_clean, data_format=args.format,
+                        splits_dir=args.splits_dir, fold=args.fold, root=args.root, min_frames=args.min_frames,
+                        workers=args.workers, timeout=args.timeout)
+    return 1 if report.errors() else 0
+
+
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model from a YAML config",
                        description="example: videoseq train configs/demo.yaml --set train.epochs=5 --out runs/demo")
@@ -113,11 +143,71 @@ def add_demo(sub) -> None:
     p.set_defaults(func=cmd_demo)
 
 
+def _add_transcode_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("root", help="tree of videos (hidden files and folders are skipped)")
+    p.add_argument("--out", required=True, help="output tree: same relative paths; nothing is written outside it")
+    p.add_argument("--fps", type=float, help="drop frames to this rate (default: keep every frame)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds one video may take")
+    p.set_defaults(func=cmd_prepare_videos)
+
+
+def add_prepare(sub) -> None:
+    p = sub.add_parser("prepare", help="dataset layouts -> manifest; re-encode or extract frames",
+                       description="example: videoseq prepare ucf101 data/UCF-101 --fold 1 --out data/ucf101_f1")
+    kinds = p.add_subparsers(dest="format", required=True)
+    for name, example in (("ucf101", "UCF-101 --splits-dir ucfTrainTestlist --fold 2"),
+                          ("hmdb51", "hmdb51 --splits-dir testTrainMulti_7030_splits --fold 1"),
+                          ("kinetics", "kinetics400 --splits-dir kinetics400/annotations"),
+                          ("jester", "20bn-jester-v1 --splits-dir jester_csvs"),
+                          ("folder", "my_clips --val-fraction 0.1 --test-fraction 0.2")):
+        f = kinds.add_parser(name, help=f"{name} layout -> manifest.csv + classes.txt",
+                             description=f"example: videoseq prepare {name} {example} --out data/{name}")
+        f.add_argument("root", help="dataset root")
+        f.add_argument("--out", required=True, help="folder for manifest.csv, classes.txt, summary.txt, notes.txt")
+        f.add_argument("--splits-dir", help="annotation files (default: a usual place near ROOT)")
+        f.add_argument("--fold", type=int, default=1, help="ucf101 / hmdb51 split number (1-3)")
+        f.add_argument("--group-pattern", default=r"_g(\d+)_", help="folder: regex naming a file's source video")
+        f.add_argument("--val-fraction", type=float, default=0.15, help="folder format")
+        f.add_argument("--test-fraction", type=float, default=0.15, help="folder format")
+        f.set_defaults(func=cmd_prepare)
+    r = kinds.add_parser("resize", help="re-encode a tree with a smaller short side (same relative paths)",
+                         description="example: videoseq prepare resize data/UCF-101 --short-side 128 --out data/ucf128")
+    r.add_argument("--short-side", type=int, required=True)
+    r.add_argument("--quality", type=int, default=23, help="encoder quality: x264 CRF / mpeg4 scale (lower is better)")
+    _add_transcode_options(r)
+    r.set_defaults(kind="resize")
+    f = kinds.add_parser("frames", help="extract JPEG frame folders (ROOT/a/b.avi -> OUT/a/b/00001.jpg)",
+                         description="example: videoseq prepare frames data/UCF-101 --size 128 --out data/ucf_frames")
+    f.add_argument("--size", dest="short_side", type=int, help="short side of the frames (default: unchanged)")
+    f.add_argument("--quality", type=int, default=90, help="JPEG quality 1-100")
+    _add_transcode_options(f)
+    f.set_defaults(kind="frames")
+
+
+def add_doctor(sub) -> None:
+    p = sub.add_parser("doctor", help="check a manifest or dataset root before training",
+                       description="example: videoseq doctor data/ucf101_f1/manifest.csv --workers 4 "
+                                   "--write-clean data/ucf101_f1/clean.csv")
+    p.add_argument("target", metavar="MANIFEST_OR_ROOT", help="manifest CSV, its folder, or a dataset root")
+    p.add_argument("--workers", type=int, default=2, help="decoding processes")
+    p.add_argument("--min-frames", type=int, default=1, help="videos with fewer decodable frames are errors")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds one file may take to check")
+    p.add_argument("--out", default=".", help="folder for doctor.json")
+    p.add_argument("--write-clean", metavar="OUT.csv", help="write the manifest without the bad rows")
+    p.add_argument("--format", help="read a dataset root as this format (default: ucf101 if classInd.txt is near, "
+                                    "else folder)")
+    p.add_argument("--splits-dir", help="annotation files of a dataset root")
+    p.add_argument("--fold", type=int, default=1)
+    p.add_argument("--root", help="tree to search for files no split lists (default: where the listed files are)")
+    p.set_defaults(func=cmd_doctor)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="videoseq", description=__doc__)
     parser.add_argument("--version", action="version", version=f"videoseq {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_train, add_eval, add_predict, add_synth, add_demo):
+    for add in (add_train, add_eval, add_predict, add_synth, add_demo, add_prepare, add_doctor):
         add(sub)
     return parser
 

@@ -16,7 +16,7 @@ import yaml
 
 SAMPLING_METHODS = ("segment", "uniform", "dense")
 SHORT_VIDEO_POLICIES = ("loop", "repeat_last")
-DATA_FORMATS = ("manifest", "ucf101", "folder")
+DATA_FORMATS = ("manifest", "ucf101", "hmdb51", "kinetics", "jester", "folder")
 
 
 class ConfigError(ValueError):
@@ -39,9 +39,10 @@ class DataConfig:
 
     manifest: str | None = None  # CSV path,label,split[,group,caption]; classes.txt beside it
     root: str | None = None  # or a dataset root, read with `format`
-    format: str = "manifest"  # manifest | ucf101 | folder
-    splits_dir: str | None = None  # ucf101: folder of classInd.txt / trainlistNN.txt (default ROOT/splits)
-    fold: int = 1  # ucf101 split number
+    format: str = "manifest"  # manifest | ucf101 | hmdb51 | kinetics | jester | folder
+    splits_dir: str | None = None  # annotation files: ucf101 classInd.txt folder, hmdb51 split files,
+    # kinetics CSV or folder of CSVs, jester label CSVs (default: a usual place near ROOT)
+    fold: int = 1  # ucf101 / hmdb51 split number
     group_pattern: str = r"_g(\d+)_"  # folder: regex whose first group names the source video
     val_fraction: float = 0.15  # folder format only
     test_fraction: float = 0.15  # folder format only

@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,7 @@ class Manifest:
     rows: list[ManifestRow]
     classes: list[str]
     root: Path  # relative paths in rows are relative to this folder
+    notes: list[str] = field(default_factory=list)  # what building it skipped or could not find
 
     def resolve(self, path: str) -> str:
         return path if os.path.isabs(path) else os.path.normpath(self.root / path)
@@ -86,21 +87,27 @@ def read_classes(path: str | Path) -> list[str]:
 def read_manifest(csv_path: str | Path, classes_path: str | Path | None = None) -> Manifest:
     """Read and check a manifest; ``classes.txt`` beside it unless given."""
     csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise ManifestError(f"manifest {csv_path} does not exist; create one with `videoseq prepare`")
+    rows = read_manifest_rows(csv_path)
     classes = read_classes(classes_path or csv_path.parent / "classes.txt")
-    with csv_path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ManifestError(f"manifest {csv_path} lacks column(s) {missing}; need {list(REQUIRED_COLUMNS)}")
-        rows = [_row(record, csv_path, n) for n, record in enumerate(reader, start=2)]
     unknown = sorted({r.label for r in rows} - set(classes))
     if unknown:
         raise ManifestError(
             f"manifest {csv_path} has labels not in the class list: {unknown[:10]}; add them to classes.txt"
         )
     return Manifest(rows=rows, classes=classes, root=csv_path.parent.resolve())
+
+
+def read_manifest_rows(csv_path: str | Path) -> list[ManifestRow]:
+    """The rows of a manifest CSV, columns checked, labels not yet checked against a class list."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise ManifestError(f"manifest {csv_path} does not exist; create one with `videoseq prepare`")
+    with csv_path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ManifestError(f"manifest {csv_path} lacks column(s) {missing}; need {list(REQUIRED_COLUMNS)}")
+        return [_row(record, csv_path, n) for n, record in enumerate(reader, start=2)]
 
 
 def _row(record: dict, csv_path: Path, line: int) -> ManifestRow:
@@ -135,8 +142,8 @@ def write_csv(path: str | Path, header: Iterable[str], rows: Iterable[Iterable[o
     return path
 
 
-def write_manifest(manifest: Manifest, out_dir: str | Path) -> Path:
-    """Write ``manifest.csv`` (paths relative to ``out_dir``) and ``classes.txt``."""
+def write_manifest(manifest: Manifest, out_dir: str | Path, csv_name: str = "manifest.csv") -> Path:
+    """Write ``csv_name`` (paths relative to ``out_dir``) and ``classes.txt`` beside it."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     header = list(REQUIRED_COLUMNS) + list(OPTIONAL_COLUMNS)
@@ -145,7 +152,7 @@ def write_manifest(manifest: Manifest, out_dir: str | Path) -> Path:
         for r in manifest.rows
     ]
     (out_dir / "classes.txt").write_text("".join(f"{c}\n" for c in manifest.classes))
-    return write_csv(out_dir / "manifest.csv", header, rows)
+    return write_csv(out_dir / csv_name, header, rows)
 
 
 Transform = Callable[[np.ndarray, int, int], tuple[np.ndarray, int]]

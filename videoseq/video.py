@@ -95,6 +95,23 @@ def is_frame_folder(path: str | os.PathLike) -> bool:
         return any(e.is_file() and e.name.lower().endswith(FRAME_EXTENSIONS) for e in entries)
 
 
+def find_videos(root: str | os.PathLike, *, frame_folders: bool = False, skip: Path | None = None) -> list[Path]:
+    """Video files under ``root``, recursively and sorted; hidden files and folders are left out.
+
+    With ``frame_folders`` a folder of frame images counts as one video (and is not
+    searched further). ``skip`` is a folder not to enter (an output tree inside ``root``).
+    """
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(root):
+        visible = sorted(d for d in dirs if not d.startswith(".") and (skip is None or Path(folder, d) != skip))
+        frames = [d for d in visible if frame_folders and is_frame_folder(os.path.join(folder, d))]
+        dirs[:] = [d for d in visible if d not in frames]
+        found += [Path(folder, d) for d in frames]
+        found += [Path(folder, f) for f in files
+                  if not f.startswith(".") and os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS]
+    return sorted(found)
+
+
 def rotate_frames(frames: np.ndarray, rotation: int) -> np.ndarray:
     """Turn stored ``(T, H, W, 3)`` frames upright: rotate them ``rotation`` degrees clockwise.
 

@@ -1,15 +1,42 @@
-"""Dataset preparation: every supported layout in, one manifest (CSV + class list) out."""
+"""Dataset preparation: every supported layout in, one manifest (CSV + class list) out.
+
+``FORMATS`` maps a format name to the function that reads that layout from a
+``DataConfig`` (root, splits_dir, fold, group pattern, split fractions).
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from videoseq.config import DataConfig
 from videoseq.datasets import Manifest, read_manifest, write_manifest
 from videoseq.prepare.folder import manifest_from_folders
+from videoseq.prepare.hmdb51 import manifest_from_hmdb51
+from videoseq.prepare.jester import manifest_from_jester
+from videoseq.prepare.kinetics import manifest_from_kinetics
 from videoseq.prepare.ucf101 import find_splits_dir, manifest_from_ucf101
 
-__all__ = ["manifest_from_folders", "manifest_from_ucf101", "find_splits_dir", "resolve_manifest"]
+__all__ = [
+    "FORMATS", "find_splits_dir", "manifest_from_folders", "manifest_from_hmdb51", "manifest_from_jester",
+    "manifest_from_kinetics", "manifest_from_ucf101", "prepare_dataset", "resolve_manifest", "summarize",
+]
+
+
+def _folder(data: DataConfig) -> Manifest:
+    return manifest_from_folders(
+        data.root, val_fraction=data.val_fraction, test_fraction=data.test_fraction, group_pattern=data.group_pattern
+    )
+
+
+FORMATS: dict[str, Callable[[DataConfig], Manifest]] = {
+    "ucf101": lambda data: manifest_from_ucf101(data.root, data.splits_dir, data.fold),
+    "hmdb51": lambda data: manifest_from_hmdb51(data.root, data.splits_dir, data.fold),
+    "kinetics": lambda data: manifest_from_kinetics(data.root, data.splits_dir),
+    "jester": lambda data: manifest_from_jester(data.root, data.splits_dir),
+    "folder": _folder,
+}
 
 
 def resolve_manifest(data: DataConfig, out_dir: str | Path | None = None) -> Manifest:
@@ -21,16 +48,41 @@ def resolve_manifest(data: DataConfig, out_dir: str | Path | None = None) -> Man
     if data.manifest:
         return read_manifest(data.manifest)
     if not data.root:
-        raise ValueError("set data.manifest (a manifest CSV) or data.root with data.format (ucf101 | folder)")
-    if data.format == "ucf101":
-        manifest = manifest_from_ucf101(data.root, data.splits_dir, data.fold)
-    elif data.format == "folder":
-        manifest = manifest_from_folders(
-            data.root, val_fraction=data.val_fraction, test_fraction=data.test_fraction,
-            group_pattern=data.group_pattern,
-        )
-    else:
-        raise ValueError(f"data.format={data.format!r} needs data.manifest; with data.root use ucf101 or folder")
+        raise ValueError(f"set data.manifest (a manifest CSV) or data.root with data.format ({' | '.join(FORMATS)})")
+    if data.format not in FORMATS:
+        raise ValueError(f"data.format={data.format!r} needs data.manifest; with data.root use one of {list(FORMATS)}")
+    manifest = FORMATS[data.format](data)
     if out_dir is not None:
         write_manifest(manifest, out_dir)
     return manifest
+
+
+def summarize(manifest: Manifest, max_notes: int = 10) -> str:
+    """A few lines: classes, videos per split, per-class range, and the first notes."""
+    per_split = manifest.splits()
+    per_class = Counter(r.label for r in {(r.path, r.label): r for r in manifest.rows}.values())
+    counts = [per_class.get(c, 0) for c in manifest.classes]
+    lines = [
+        f"classes: {len(manifest.classes)} ({', '.join(manifest.classes[:5])}{', ...' if len(counts) > 5 else ''})",
+        "videos per split: " + ", ".join(f"{s}={n}" for s, n in sorted(per_split.items())),
+        f"videos per class: min {min(counts)}, max {max(counts)}",
+    ]
+    empty = [c for c, n in zip(manifest.classes, counts) if n == 0]
+    if empty:
+        lines.append(f"classes without videos: {empty[:10]}")
+    if manifest.notes:
+        lines.append(f"notes ({len(manifest.notes)}):")
+        lines += [f"  {note}" for note in manifest.notes[:max_notes]]
+        if len(manifest.notes) > max_notes:
+            lines.append(f"  ... {len(manifest.notes) - max_notes} more in notes.txt")
+    return "\n".join(lines)
+
+
+def prepare_dataset(data: DataConfig, out_dir: str | Path) -> tuple[Manifest, str]:
+    """Build the manifest of ``data.root``; write manifest.csv, classes.txt, summary.txt, notes.txt."""
+    out_dir = Path(out_dir)
+    manifest = resolve_manifest(data, out_dir)
+    summary = f"{data.format} {data.root}\n" + summarize(manifest)
+    (out_dir / "summary.txt").write_text(summary + "\n")
+    (out_dir / "notes.txt").write_text("".join(f"{note}\n" for note in manifest.notes))
+    return manifest, summary

@@ -14,10 +14,8 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 from videoseq.datasets import Manifest, ManifestError, ManifestRow
+from videoseq.prepare.common import UCF_GROUP_PATTERN, check_class_name, group_of
 from videoseq.video import VIDEO_EXTENSIONS, is_frame_folder
-
-SAFE_CLASS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.+()-]*$")
-
 
 def list_class_videos(root: Path) -> tuple[list[str], list[tuple[str, str]], list[str]]:
     """``(classes, [(relative path, class)], skipped)``; hidden and empty folders are skipped."""
@@ -28,8 +26,7 @@ def list_class_videos(root: Path) -> tuple[list[str], list[tuple[str, str]], lis
         if folder.name.startswith("."):
             skipped.append(f"{folder.name}: hidden folder")
             continue
-        if not SAFE_CLASS.match(folder.name):
-            raise ManifestError(f"class folder name {folder.name!r} in {root} is not a safe path component; rename it")
+        check_class_name(folder.name, f"class folder {folder}")
         videos = sorted(
             p for p in folder.iterdir()
             if not p.name.startswith(".") and (p.suffix.lower() in VIDEO_EXTENSIONS or is_frame_folder(p))
@@ -42,11 +39,6 @@ def list_class_videos(root: Path) -> tuple[list[str], list[tuple[str, str]], lis
     if not classes:
         raise ManifestError(f"no class folders with videos under {root}")
     return classes, items, skipped
-
-
-def group_of(name: str, label: str, pattern: re.Pattern) -> str:
-    match = pattern.search(name)
-    return f"{label}_{match.group(1)}" if match else f"{label}/{Path(name).stem}"
 
 
 def split_groups(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -69,12 +61,12 @@ def manifest_from_folders(
     *,
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
-    group_pattern: str = r"_g(\d+)_",
+    group_pattern: str = UCF_GROUP_PATTERN,
     seed: int = 0,
 ) -> Manifest:
     """Stratified, group-aware train/val/test split of plain class folders."""
     root = Path(root)
-    classes, items, _ = list_class_videos(root)
+    classes, items, skipped = list_class_videos(root)
     pattern = re.compile(group_pattern)
     labels = np.array([label for _, label in items])
     groups = np.array([group_of(Path(p).name, label, pattern) for p, label in items])
@@ -89,4 +81,4 @@ def manifest_from_folders(
         ManifestRow(path=p, label=label, split=str(s), group=str(g))
         for (p, label), s, g in zip(items, split, groups)
     ]
-    return Manifest(rows=rows, classes=classes, root=root.resolve())
+    return Manifest(rows=rows, classes=classes, root=root.resolve(), notes=skipped)

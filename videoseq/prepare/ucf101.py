@@ -11,23 +11,14 @@ import re
 from pathlib import Path
 
 from videoseq.datasets import Manifest, ManifestError, ManifestRow
+from videoseq.prepare.common import check_class_name, find_annotations
 
 GROUP_PATTERN = re.compile(r"_g(\d+)_")
 
 
 def find_splits_dir(root: str | Path, splits_dir: str | Path | None = None) -> Path:
     """The folder holding classInd.txt: the given one, or a usual place near the videos."""
-    root = Path(root)
-    candidates = [Path(splits_dir)] if splits_dir else [
-        root / "ucfTrainTestlist", root / "splits", root.parent / "ucfTrainTestlist", root.parent / "splits"
-    ]
-    for folder in candidates:
-        if (folder / "classInd.txt").is_file():
-            return folder
-    raise ManifestError(
-        f"no classInd.txt in {[str(c) for c in candidates]}; pass the split folder "
-        "(data.splits_dir or --splits-dir)"
-    )
+    return find_annotations(Path(root), splits_dir, ("ucfTrainTestlist", "splits"), "classInd.txt", "--splits-dir")
 
 
 def read_class_index(path: Path) -> list[str]:
@@ -39,7 +30,7 @@ def read_class_index(path: Path) -> list[str]:
         parts = line.split()
         if len(parts) != 2 or not parts[0].isdigit():
             raise ManifestError(f"{path} line {n}: expected '<id> <ClassName>', got {line!r}")
-        by_id[int(parts[0])] = parts[1]
+        by_id[int(parts[0])] = check_class_name(parts[1], f"{path} line {n}")
     ids = sorted(by_id)
     if ids != list(range(1, len(ids) + 1)):
         raise ManifestError(f"{path}: class ids must run 1..N without gaps, got {ids[:5]}...")

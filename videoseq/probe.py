@@ -1,0 +1,86 @@
+"""Probe one video file or frame folder: does it open, decode, and hold what it says?
+
+``probe_video`` runs in a worker process (see ``workers.run_isolated``), so it
+imports no torch. It opens the video with ``VideoReader`` (decord), decodes the
+first, middle and last frames and a few random ones, and counts the frames that
+really decode (one OpenCV pass), to compare with decord's count and with the
+count the container header promises. A truncated file typically opens, reports
+what is left and decodes it, while its header still names the full length.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from videoseq.video import VideoDecodeError, VideoReader
+
+RANDOM_FRAMES = 3
+
+
+def probe_frame_indices(num_frames: int, seed: int, extra: int = RANDOM_FRAMES) -> list[int]:
+    """First, middle, last and ``extra`` random frame indices, sorted and distinct."""
+    fixed = [0, num_frames // 2, num_frames - 1]
+    rng = np.random.default_rng(seed)
+    return sorted(set(fixed) | set(rng.integers(0, num_frames, size=extra).tolist()))
+
+
+def count_decodable_frames(path: str) -> tuple[int, int]:
+    """``(frames the container header promises, frames that decode)`` in one OpenCV pass."""
+    capture = cv2.VideoCapture(path)
+    try:
+        promised = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        decoded = 0
+        while capture.grab():
+            decoded += 1
+    finally:
+        capture.release()
+    return promised, decoded
+
+
+def failure_reason(err: VideoDecodeError, path: str) -> str:
+    """The reason of ``err``, naming the image when one frame of a frame folder failed."""
+    return err.reason if os.path.normpath(err.path) == os.path.normpath(path) else f"{Path(err.path).name}: {err.reason}"
+
+
+def decode_every_frame(path: str, chunk: int = 64) -> str:
+    """Decode every frame of a frame folder, ``chunk`` at a time; the first failure, or ""."""
+    try:
+        with VideoReader(path) as reader:
+            for start in range(0, len(reader), chunk):
+                reader.read(range(start, min(len(reader), start + chunk)))
+    except VideoDecodeError as err:
+        return failure_reason(err, path)
+    return ""
+
+
+def probe_video(path: str) -> dict:
+    """What one video holds, or why it cannot be used: a dict with ``error`` empty when it is sound.
+
+    Keys: ``error``, ``frames`` (decord's count), ``decoded`` (frames that decode),
+    ``header_frames`` (the container's promise; 0 when it names none), ``fps``,
+    ``duration``, ``width``, ``height``.
+    """
+    result = {"error": "", "frames": 0, "decoded": 0, "header_frames": 0, "fps": 0.0, "duration": 0.0,
+              "width": 0, "height": 0}
+    try:
+        with VideoReader(path) as reader:
+            info = reader.info
+            result.update(frames=info.num_frames, fps=info.fps, duration=info.duration,
+                          width=info.width, height=info.height)
+            if info.num_frames == 0:
+                raise VideoDecodeError(path, "it holds no frames")
+            reader.read(probe_frame_indices(info.num_frames, zlib.crc32(path.encode())))
+    except VideoDecodeError as err:
+        result["error"] = failure_reason(err, path)
+        return result
+    if Path(path).is_dir():
+        error = decode_every_frame(path)
+        result.update(error=error, decoded=0 if error else result["frames"])
+    else:
+        result["header_frames"], result["decoded"] = count_decodable_frames(path)
+    return result

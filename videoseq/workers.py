@@ -1,0 +1,150 @@
+"""Run a function over many items in worker processes that may hang or crash.
+
+Decoders can hang (decord busy-waits on files whose header promises more frames
+than they hold) or die in C code. ``run_isolated`` gives each item to one of
+``workers`` spawned processes and watches it: an item that takes longer than
+``timeout`` seconds gets its worker killed and replaced, a worker that dies takes
+only its item with it, and the main process goes on with the rest.
+
+Workers are started with ``spawn`` (a clean interpreter, no inherited decoder
+threads), so ``func`` must be a module-level function of a light module: keep
+torch out of its imports, or each worker pays seconds to start.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from tqdm import tqdm
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of item ``index``: its ``value``, or ``error`` (empty when it succeeded)."""
+
+    index: int
+    value: Any = None
+    error: str = ""
+
+
+def _serve(conn: Connection, func: Callable[[Any], Any]) -> None:
+    """Worker loop: say ready, then answer ``(index, item)`` requests until ``None``."""
+    conn.send("ready")
+    while True:
+        request = conn.recv()
+        if request is None:
+            return
+        index, item = request
+        try:
+            reply = (index, func(item), "")
+        except Exception as err:  # reported as this item's failure; the worker carries on
+            reply = (index, None, f"{type(err).__name__}: {err}")
+        conn.send(reply)
+
+
+class _Worker:
+    """One process, its pipe, and the item it works on (``None`` while idle or starting)."""
+
+    def __init__(self, context: Any, func: Callable[[Any], Any]) -> None:
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child, func), daemon=True)
+        self.process.start()
+        child.close()
+        self.ready = self.closed = False
+        self.index: int | None = None
+        self.started = 0.0
+
+    def give(self, index: int, item: Any) -> None:
+        self.conn.send((index, item))
+        self.index, self.started = index, time.monotonic()
+
+    def stop(self, kill: bool = False) -> None:
+        if kill:
+            self.process.kill()
+        else:
+            try:
+                self.conn.send(None)
+            except OSError:
+                self.process.kill()
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+        self.closed = True
+
+
+def run_isolated(
+    func: Callable[[Any], Any],
+    items: Sequence[Any],
+    *,
+    workers: int = 2,
+    timeout: float = 60.0,
+    desc: str = "",
+    progress: bool = True,
+) -> Iterator[Outcome]:
+    """Yield an ``Outcome`` per item, in completion order; a hang or crash fails only its item."""
+    if workers < 1 or timeout <= 0:
+        raise ValueError(f"need workers >= 1 and timeout > 0, got workers={workers}, timeout={timeout}")
+    context = multiprocessing.get_context("spawn")
+    pending = deque(enumerate(items))
+    pool = [_Worker(context, func) for _ in range(min(workers, len(items)))]
+    bar = tqdm(total=len(items), desc=desc, unit="file", disable=not progress)
+    try:
+        while pending or any(w.index is not None for w in pool):
+            for worker in pool:
+                if worker.ready and worker.index is None and pending:
+                    worker.give(*pending.popleft())
+            busy = [w for w in pool if w.index is not None]
+            deadline = min((w.started + timeout for w in busy), default=time.monotonic() + 1.0)
+            wait([w.conn for w in pool] + [w.process.sentinel for w in pool], max(0.0, deadline - time.monotonic()))
+            for slot, worker in enumerate(pool):
+                outcome = _check(worker, timeout)
+                if worker.closed:  # killed for overrunning, or died
+                    if not worker.ready:
+                        raise RuntimeError(
+                            f"a worker process exited while starting (exit code {worker.process.exitcode}); "
+                            "its error is printed above"
+                        )
+                    pool[slot] = _Worker(context, func)
+                if outcome is not None:
+                    bar.update(1)
+                    yield outcome
+    finally:
+        bar.close()
+        for worker in pool:
+            worker.stop(kill=worker.index is not None)
+
+
+def _check(worker: _Worker, timeout: float) -> Outcome | None:
+    """The finished item of ``worker``, if any; kills it when it overran or reports its death."""
+    if worker.conn.poll():
+        try:
+            message = worker.conn.recv()
+        except (EOFError, OSError):
+            message = None
+        if message == "ready":
+            worker.ready = True
+            return None
+        if message is not None:
+            index, value, error = message
+            worker.index = None
+            return Outcome(index, value, error)
+    if worker.process.is_alive():
+        if worker.index is not None and time.monotonic() - worker.started > timeout:
+            index, worker.index = worker.index, None
+            worker.stop(kill=True)
+            return Outcome(index, error=f"timed out after {timeout:g} s (worker killed)")
+        return None
+    index, worker.index = worker.index, None
+    code = worker.process.exitcode
+    worker.stop(kill=True)
+    how = f"from {signal.Signals(-code).name}" if code is not None and code < 0 else f"with exit code {code}"
+    return None if index is None else Outcome(index, error=f"the worker process died {how} (a crash in the decoder?)")
