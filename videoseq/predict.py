@@ -24,7 +24,7 @@ from videoseq.engine import select_device
 from videoseq.models import VideoClassifier
 from videoseq.sampling import multi_view_indices, window_starts
 from videoseq.transforms import ClipEvalPreset, clip_to_tensor, normalize_clip
-from videoseq.video import VIDEO_EXTENSIONS, VideoDecodeError, VideoReader, is_frame_folder
+from videoseq.video import VideoDecodeError, VideoReader, find_videos, is_frame_folder
 
 
 class Predictor:
@@ -98,8 +98,7 @@ def expand_sources(sources: list[str]) -> list[str]:
     for source in sources:
         path = Path(source)
         if path.is_dir() and not is_frame_folder(path):
-            found += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS
-                            and not any(part.startswith(".") for part in p.parts))
+            found += [str(p) for p in find_videos(path)]
         elif not path.exists() and glob.has_magic(source):
             found += sorted(glob.glob(source, recursive=True)) or [source]
         else:
