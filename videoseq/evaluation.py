@@ -262,7 +262,7 @@ def summary_rows(report: dict) -> list[tuple[str, dict]]:
         rows.append(("videos, single view 1x1", report["single_view"]))
     rows.append((f"videos, {views} views, {aggregate}" if views else "videos", report["video"]))
     if "clip" in report:
-        rows.append((f"clips, each view alone" if views else "clips", report["clip"]))
+        rows.append(("clips, each view alone" if views else "clips", report["clip"]))
     return rows
 
 
@@ -339,13 +339,12 @@ def compare_evals(a: str | Path, b: str | Path, *, top: int = 10) -> dict:
 
 
 def format_comparison(result: dict) -> str:
-    def cell(value) -> str:
-        return "-" if value is None else f"{value:+.4f}" if value < 0 or value > 0 else f"{value:.4f}"
+    def cell(value, sign: str = "") -> str:
+        return "-" if value is None else f"{value:{sign}.4f}"
 
     lines = [f"A = {result['a']}", f"B = {result['b']}", f"{'metric':16} {'A':>8} {'B':>8} {'B - A':>8}"]
     for key, (va, vb, d) in result["metrics"].items():
-        lines.append(f"{key:16} {'-' if va is None else f'{va:.4f}':>8} {'-' if vb is None else f'{vb:.4f}':>8} "
-                     f"{cell(d):>8}")
+        lines.append(f"{key:16} {cell(va):>8} {cell(vb):>8} {cell(d, '+'):>8}")
     for title, rows in (("classes B recalls better", result["gains"]), ("classes B recalls worse", result["losses"])):
         lines.append(f"{title}: " + (", ".join(f"{name} {d:+.3f} (n={n})" for d, name, n in rows) or "none"))
     t = result["mcnemar"]
