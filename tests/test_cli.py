@@ -19,15 +19,15 @@ def read_csv(path):
 def test_eval_prints_metrics_and_matches_sklearn_on_its_predictions(tiny_run, tmp_path, capsys):
     assert main(["eval", str(tiny_run / "best.pt"), "--out", str(tmp_path / "eval"), "--workers", "0"]) == 0
     printed = capsys.readouterr().out
-    assert "top1=" in printed and "top5=" in printed and "mean_class_acc=" in printed
-    for name in ("predictions.csv", "per_class.csv", "confusion.csv", "confusion.png", "metrics.json"):
+    assert "top1" in printed and "top5" in printed and "mean_class_acc" in printed
+    for name in ("predictions.csv", "per_class.csv", "confusion.csv", "confusion.png", "report.json"):
         assert (tmp_path / "eval" / name).is_file(), name
     rows = read_csv(tmp_path / "eval" / "predictions.csv")
     classes = (tiny_run / "classes.txt").read_text().split()
     true = np.array([classes.index(r["label"]) for r in rows])
     pred = np.array([classes.index(r["label_1"]) for r in rows])
     top5 = np.mean([r["label"] in [r[f"label_{i}"] for i in range(1, 6)] for r in rows])
-    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())["video"]
+    metrics = json.loads((tmp_path / "eval" / "report.json").read_text())["video"]
     assert metrics["top1"] == pytest.approx(accuracy_score(true, pred))
     assert metrics["top5"] == pytest.approx(top5)
     assert metrics["mean_class_acc"] == pytest.approx(recall_score(true, pred, average="macro", labels=np.unique(true)))

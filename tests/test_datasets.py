@@ -100,6 +100,19 @@ def test_views_expand_the_dataset(two_videos):
     assert starts == [0, 6, 13] and {ds[i]["index"] for i in range(3)} == {0}
 
 
+def test_views_times_crops_order_clips_then_crops(two_videos):
+    ds = ClipDataset(two_videos, clip_len=4, transform=ClipEvalPreset(size=16, crops=3), train=False,
+                     sampling="dense", stride=2, views=2, crops=3)
+    assert len(ds) == 12
+    items = [ds[i] for i in range(6)]
+    assert [s["view"] for s in items] == list(range(6)) and {s["index"] for s in items} == {0}
+    starts = [decoded_levels(s["video"])[0] for s in items]
+    assert starts[:3] == [0, 0, 0] and starts[3] == starts[4] == starts[5] > 0  # crop varies fastest
+    assert ds[6]["index"] == 1 and ds[6]["view"] == 0
+    with pytest.raises(ValueError, match="crops=3"):
+        ClipDataset(two_videos, clip_len=4, transform=ClipEvalPreset(size=16), train=False, crops=3)
+
+
 def test_training_samples_depend_only_on_seed_epoch_and_index(two_videos):
     make = lambda: ClipDataset(two_videos, clip_len=4, transform=ClipTrainPreset(size=16), train=True, seed=3)
     a, b = make(), make()

@@ -48,3 +48,90 @@ def test_plots_are_written(tmp_path):
     plot_curves(history, tmp_path / "curves.png")
     for name in ("cm.png", "curves.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+from videoseq.metrics import (  # noqa: E402
+    aggregate_views, bootstrap_interval, expected_calibration_error, macro_f1, mcnemar_exact, most_confused_pairs,
+    plot_per_class, rank_classes, ranked_metrics, topk_from_ranks,
+)
+
+
+def test_golden_confusion_matrix_and_ranked_metrics():
+    ranked = rank_classes(SCORES, 3)
+    assert ranked.tolist() == [[0, 1, 2], [2, 1, 0], [1, 2, 0], [0, 2, 1]]
+    m = ranked_metrics(LABELS, ranked, SCORES.max(1), ["a", "b", "c"])
+    # rows true a, b, c; columns predicted: a->a; b->c, b->b; c->a
+    assert m["confusion"] == [[1, 0, 0], [0, 1, 1], [1, 0, 0]]
+    assert m["top1"] == 0.5 and m["top5"] == 1.0 and m["mean_class_acc"] == pytest.approx(0.5)
+    # F1: a = 2/3 (p 1/2, r 1), b = 2/3 (p 1, r 1/2), c = 0 -> macro 4/9
+    assert m["macro_f1"] == pytest.approx(4 / 9)
+    assert m["most_confused"] == [{"true": "b", "predicted": "c", "count": 1, "share": 0.5},
+                                  {"true": "c", "predicted": "a", "count": 1, "share": 1.0}]
+    assert m["count"] == 4 and m["ece_bins"] == 15
+
+
+def test_top2_from_ranks_and_too_few_ranks():
+    ranked = rank_classes(SCORES, 2)
+    assert topk_from_ranks(LABELS, ranked, 2, 3) == 1.0
+    assert topk_from_ranks(LABELS, ranked[:, :1], 2, 4) is None
+    assert topk_from_ranks(LABELS, ranked[:, :1], 5, 3) == 1.0  # k >= classes: always a hit
+
+
+def test_ties_rank_the_lower_class_first_like_argmax():
+    tied = np.array([[0.2, 0.4, 0.4, 0.0]])
+    assert rank_classes(tied, 3).tolist() == [[1, 2, 0]] and tied.argmax(1)[0] == 1
+
+
+def test_golden_view_aggregation():
+    logits = np.array([[2.0, 0.0], [0.0, 0.0], [0.0, 3.0]])
+    videos = np.array([7, 7, 9])
+    ids, mean_softmax = aggregate_views(logits, videos, "mean_softmax")
+    assert ids.tolist() == [7, 9]
+    np.testing.assert_allclose(mean_softmax[0], [0.690399, 0.309601], atol=1e-6)
+    np.testing.assert_allclose(aggregate_views(logits, videos, "mean_logits")[1][0], [0.731059, 0.268941], atol=1e-6)
+    np.testing.assert_allclose(aggregate_views(logits, videos, "max")[1][0], [0.880797, 0.5], atol=1e-6)
+    np.testing.assert_allclose(mean_softmax[1], [0.047426, 0.952574], atol=1e-6)  # one view: its softmax
+    with pytest.raises(ValueError, match="mean_softmax"):
+        aggregate_views(logits, videos, "median")
+
+
+def test_golden_ece_and_mcnemar():
+    assert expected_calibration_error(np.array([0.9, 0.8, 0.3]), np.array([1, 0, 0]), bins=2) == pytest.approx(1 / 3)
+    assert expected_calibration_error(np.array([1.0, 1.0]), np.array([1, 1])) == 0.0
+    a = np.array([1, 0, 0, 0, 0, 0, 0, 1], bool)
+    b = np.array([0, 1, 1, 1, 1, 1, 1, 1], bool)
+    test = mcnemar_exact(a, b)  # 1 vs 6 discordant: p = 2 * (1 + 7) / 128
+    assert (test["a_only"], test["b_only"], test["videos"]) == (1, 6, 8)
+    assert test["p_value"] == pytest.approx(0.125)
+    assert mcnemar_exact(a, a)["p_value"] == 1.0
+
+
+def test_bootstrap_interval_is_seeded_and_brackets_the_accuracy():
+    correct = np.array([1] * 70 + [0] * 30)
+    lo, hi = bootstrap_interval(correct, seed=3)
+    assert lo < 0.7 < hi and hi - lo < 0.25
+    assert bootstrap_interval(correct, seed=3) == [lo, hi]
+    assert bootstrap_interval(np.ones(10)) == [1.0, 1.0]
+
+
+def test_macro_f1_and_confused_pairs_skip_empty_cells():
+    assert macro_f1(np.array([0, 0, 1]), np.array([0, 0, 1])) == 1.0
+    cm = np.array([[5, 0], [0, 3]])
+    assert most_confused_pairs(cm, ["a", "b"]) == []
+
+
+def test_per_class_plot_at_101_classes(tmp_path):
+    import matplotlib.image as mpimg
+
+    rng = np.random.default_rng(0)
+    table = [{"class": f"Class{i:03d}", "precision": float(p), "recall": float(r), "f1": float(2 * p * r / (p + r)),
+              "support": 30} for i, (p, r) in enumerate(rng.uniform(0.2, 1.0, size=(101, 2)))]
+    plot_per_class(table, tmp_path / "per_class.png")
+    labels = rng.integers(0, 101, 3000)
+    preds = np.where(rng.random(3000) < 0.7, labels, rng.integers(0, 101, 3000))
+    from sklearn.metrics import confusion_matrix
+
+    plot_confusion(confusion_matrix(labels, preds), [t["class"] for t in table], tmp_path / "cm.png")
+    tall, square = mpimg.imread(tmp_path / "per_class.png"), mpimg.imread(tmp_path / "cm.png")
+    assert tall.shape[0] >= 101 * 18  # at least 18 pixel rows per class: labels stay legible
+    assert square.shape[0] >= 101 * 18 and square.shape[1] >= 101 * 18

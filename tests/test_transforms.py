@@ -1,3 +1,4 @@
+import pytest
 import numpy as np
 import torch
 
@@ -66,3 +67,28 @@ def test_normalize_uses_the_given_mean_and_std():
     out = normalize_clip(clip, (0.5, 0.5, 0.5), (0.25, 0.5, 1.0))
     assert torch.allclose(out[:, 0], torch.tensor(2.0)) and torch.allclose(out[:, 2], torch.tensor(0.5))
     assert clip_to_tensor(np.zeros((2, 5, 7, 3), np.uint8)).shape == (2, 3, 5, 7)
+
+
+def test_crop_offsets_three_along_the_long_side():
+    from videoseq.transforms import crop_offsets
+
+    assert crop_offsets(128, 171, 112, 3) == [(8, 0), (8, 29), (8, 59)]
+    assert crop_offsets(171, 128, 112, 3) == [(0, 8), (29, 8), (59, 8)]
+    assert crop_offsets(128, 171, 112, 1) == [(8, 29)]
+    with pytest.raises(ValueError, match="1, 3"):
+        crop_offsets(128, 171, 112, 2)
+
+
+def test_three_crop_preset_covers_left_centre_right():
+    import albumentations as A
+
+    clip = gradient_clip(h=60, w=120)  # left-to-right ramp
+    preset = ClipEvalPreset(size=32, crops=3)
+    crops = [preset(clip, 0, crop=c)[0] for c in range(3)]
+    means = [c[0].mean() for c in crops]
+    assert all(c.shape == (6, 32, 32, 3) for c in crops) and means[0] < means[1] < means[2]
+    resized = A.SmallestMaxSize(max_size=32)(images=clip)["images"]  # short side 32: (6, 32, 64, 3)
+    assert np.array_equal(crops[0], resized[:, :, :32]) and np.array_equal(crops[2], resized[:, :, -32:])
+    # one crop is the plain centre crop of the short side resized to size / 0.875
+    centre = A.Compose([A.SmallestMaxSize(max_size=eval_resize(32)), A.CenterCrop(32, 32)])(images=clip)["images"]
+    assert np.array_equal(ClipEvalPreset(size=32)(clip, 0)[0], centre)

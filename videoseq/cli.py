@@ -23,7 +23,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from videoseq.evaluation import run_eval
 
     run_eval(args.checkpoint, out_dir=args.out, manifest=args.manifest, split=args.split, views=args.views,
-             batch_size=args.batch_size, num_workers=args.workers, device=args.device)
+             aggregate=args.aggregate, per_view=args.per_view, batch_size=args.batch_size,
+             num_workers=args.workers, device=args.device, seed=args.seed)
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from videoseq.evaluation import run_metrics
+
+    run_metrics(args.predictions, classes=args.classes, out_dir=args.out, seed=args.seed)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from videoseq.evaluation import compare_evals
+
+    compare_evals(args.a, args.b, top=args.top)
     return 0
 
 
@@ -94,16 +109,41 @@ def add_train(sub) -> None:
 
 def add_eval(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint on a split",
-                       description="example: videoseq eval runs/demo/best.pt --split test --out runs/demo/eval")
+                       description="example: videoseq eval runs/demo/best.pt --views 5x1 --out runs/demo/eval")
     p.add_argument("checkpoint")
     p.add_argument("--manifest", help="manifest CSV (default: the data the checkpoint was trained on)")
     p.add_argument("--split", default="test")
-    p.add_argument("--out", default="eval", help="folder for predictions.csv, per_class.csv, confusion.png")
-    p.add_argument("--views", type=int, help="temporal test clips per video (default: the config's)")
+    p.add_argument("--out", default="eval", help="folder for report.html, report.json, predictions.csv, figures")
+    p.add_argument("--views", help="CLIPSxCROPS test views per video, e.g. 10x3 (crops 1 or 3; default: the "
+                   "config's test_views x 1); more than one also reports single view beside")
+    p.add_argument("--aggregate", default="mean_softmax", choices=["mean_softmax", "mean_logits", "max"],
+                   help="how the views' scores make the video's")
+    p.add_argument("--per-view", action="store_true", help="also one predictions.csv row per view")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, help="DataLoader workers (default: every available CPU core)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.set_defaults(func=cmd_eval)
+
+
+def add_metrics(sub) -> None:
+    p = sub.add_parser("metrics", help="recompute every metric from a predictions.csv",
+                       description="example: videoseq metrics runs/demo/eval/predictions.csv --out metrics/. "
+                       "Columns: path,label[,view],label_1,score_1,...,label_k,score_k (see docs/evaluation.md)")
+    p.add_argument("predictions", help="predictions.csv")
+    p.add_argument("--classes", help="class list, one per line (default: classes.txt beside the file)")
+    p.add_argument("--out", help="also write report.json, report.html, per-class and confusion files here")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.set_defaults(func=cmd_metrics)
+
+
+def add_compare(sub) -> None:
+    p = sub.add_parser("compare", help="compare two evaluations: metric differences, per-class changes, McNemar",
+                       description="example: videoseq compare runs/a/eval runs/b/eval")
+    p.add_argument("a", help="eval folder (or its predictions.csv)")
+    p.add_argument("b", help="eval folder (or its predictions.csv)")
+    p.add_argument("--top", type=int, default=10, help="classes listed among gains and losses")
+    p.set_defaults(func=cmd_compare)
 
 
 def add_predict(sub) -> None:
@@ -207,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="videoseq", description=__doc__)
     parser.add_argument("--version", action="version", version=f"videoseq {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_train, add_eval, add_predict, add_synth, add_demo, add_prepare, add_doctor):
+    for add in (add_train, add_eval, add_predict, add_synth, add_demo, add_prepare, add_doctor, add_metrics,
+                add_compare):
         add(sub)
     return parser
 

@@ -159,11 +159,14 @@ Transform = Callable[[np.ndarray, int, int], tuple[np.ndarray, int]]
 
 
 class ClipDataset(Dataset):
-    """Clips from videos: ``views`` test clips per video, or one random clip in training.
+    """Clips from videos: ``views`` x ``crops`` test clips per video, or one random clip in training.
 
-    Item ``i`` is view ``i % views`` of video ``i // views``. A sample is a dict with
-    ``video`` (uint8 ``(T, 3, H, W)``), ``label``, ``index`` (the video) and ``error``
-    (empty, or the decode error when ``on_error="skip"``; ``video`` is then None).
+    Item ``i`` is view ``i % (views * crops)`` of video ``i // (views * crops)``; view
+    ``v`` is temporal clip ``v // crops`` in spatial crop ``v % crops`` (the transform
+    is then called with ``crop=``, as ``ClipEvalPreset(crops=3)`` accepts). A sample is
+    a dict with ``video`` (uint8 ``(T, 3, H, W)``), ``label``, ``index`` (the video),
+    ``view`` and ``error`` (empty, or the decode error when ``on_error="skip"``; ``video``
+    is then None).
     """
 
     def __init__(
@@ -177,19 +180,22 @@ class ClipDataset(Dataset):
         stride: int = 1,
         short: str = "loop",
         views: int = 1,
+        crops: int = 1,
         seed: int = 0,
         on_error: str = "skip",
     ) -> None:
         self.videos = videos
         self.clip_len, self.sampling, self.stride, self.short = clip_len, sampling, stride, short
-        self.transform, self.train, self.views = transform, train, views
+        self.transform, self.train, self.views, self.crops = transform, train, views, crops
+        if crops > 1 and (train or getattr(transform, "crops", 1) != crops):
+            raise ValueError(f"crops={crops} needs an eval dataset with ClipEvalPreset(crops={crops})")
         self.seed, self.on_error, self.epoch = seed, on_error, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.videos) * self.views
+        return len(self.videos) * self.views * self.crops
 
     def clip_indices(self, num_frames: int, view: int, rng: np.random.Generator) -> np.ndarray:
         if self.train:
@@ -202,18 +208,23 @@ class ClipDataset(Dataset):
         return views[view]
 
     def __getitem__(self, i: int) -> dict:
-        video, view = divmod(i, self.views)
+        video, view = divmod(i, self.views * self.crops)
+        temporal, crop = divmod(view, self.crops)
         path, label = self.videos[video]
         rng = np.random.default_rng([self.seed, self.epoch, i])
         try:
             with VideoReader(path) as reader:
-                clip = reader.read(self.clip_indices(reader.info.num_frames, view, rng))
+                clip = reader.read(self.clip_indices(reader.info.num_frames, temporal, rng))
         except VideoDecodeError as err:
             if self.on_error == "raise":
                 raise
-            return {"video": None, "label": label, "index": video, "error": str(err)}
-        clip, label = self.transform(clip, label, int(rng.integers(2**31 - 1)))
-        return {"video": clip_to_tensor(clip), "label": label, "index": video, "error": ""}
+            return {"video": None, "label": label, "index": video, "view": view, "error": str(err)}
+        seed = int(rng.integers(2**31 - 1))
+        if self.crops > 1:
+            clip, label = self.transform(clip, label, seed, crop=crop)
+        else:
+            clip, label = self.transform(clip, label, seed)
+        return {"video": clip_to_tensor(clip), "label": label, "index": video, "view": view, "error": ""}
 
 
 def collate_clips(samples: list[dict]) -> dict:
@@ -225,6 +236,7 @@ def collate_clips(samples: list[dict]) -> dict:
         "video": video,  # (B, T, 3, H, W) uint8
         "label": torch.tensor([s["label"] for s in good], dtype=torch.long),
         "index": torch.tensor([s["index"] for s in good], dtype=torch.long),
+        "view": torch.tensor([s.get("view", 0) for s in good], dtype=torch.long),
         "errors": errors,
     }
 

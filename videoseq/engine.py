@@ -142,12 +142,13 @@ def evaluate(
 ) -> dict[str, np.ndarray | float]:
     """Scores of every clip, plus clip- and video-level metrics (video = summed clip scores).
 
-    Returns ``scores`` (N, C) softmax probabilities, ``logits``, ``labels`` and
-    ``video`` (N,) per clip, ``loss``, and the metric dicts ``clip`` and ``video``.
+    Returns ``scores`` (N, C) softmax probabilities, ``logits``, ``labels``, ``video``
+    and ``view`` (N,) per clip, ``loss``, the metric dicts ``clip`` and ``video_metrics``,
+    and ``video_ids``, ``video_scores`` (summed) and ``video_labels`` per video.
     """
     model.eval()
     mean, std = model.backbone.mean, model.backbone.std
-    logits_all, labels_all, videos_all = [], [], []
+    logits_all, labels_all, videos_all, views_all = [], [], [], []
     for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
         if bad is not None:
             bad.add(split, loader.dataset, batch["errors"])
@@ -158,6 +159,7 @@ def evaluate(
             logits_all.append(model(clips).float().cpu())
         labels_all.append(batch["label"])
         videos_all.append(batch["index"])
+        views_all.append(batch["view"])
     if not logits_all:
         raise RuntimeError(f"no {split} clip could be decoded; see the errors above")
     logits = torch.cat(logits_all)
@@ -170,6 +172,7 @@ def evaluate(
     video_labels = np.array([first[v] for v in video_ids])
     return {
         "logits": logits.numpy(), "scores": scores, "labels": labels_np, "video": videos_np, "loss": loss,
+        "view": torch.cat(views_all).numpy(),
         "clip": classification_metrics(scores, labels_np),
         "video_ids": video_ids, "video_scores": video_scores, "video_labels": video_labels,
         "video_metrics": classification_metrics(video_scores, video_labels),

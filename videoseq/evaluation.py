@@ -1,39 +1,195 @@
-"""``videoseq eval``: a checkpoint on one split, with files people can read.
+"""``videoseq eval``, ``metrics`` and ``compare``: a checkpoint on one split, with files people can read.
 
-Writes into the eval folder:
+``eval`` writes into the eval folder:
 
-- ``predictions.csv``: one row per video: path, true label, top-k labels and scores;
-- ``per_class.csv``: precision, recall, F1 and support per class;
-- ``confusion.csv`` and ``confusion.png`` (rows normalised in the picture);
-- ``metrics.json``: clip- and video-level top-1, top-5 and mean class accuracy.
+- ``predictions.csv``: one row per video (``view`` = ``video``): path, true label, the
+  top-k labels and scores; ``--per-view`` adds one row per test view (``view`` =
+  ``t<clip>c<crop>``);
+- ``classes.txt``: the class list, so ``videoseq metrics`` sees classes nobody predicted;
+- ``report.json``: every metric (video and clip level, single view beside multi-view)
+  and the run's config;
+- ``per_class.csv``, ``per_class.png``, ``confusion.csv``, ``confusion.png``;
+- ``report.html``: figures and tables in one self-contained page.
+
+Every metric is computed from the ranked top-k predictions that ``predictions.csv``
+holds (scores rounded to 6 decimals), so ``videoseq metrics predictions.csv``
+recomputes exactly what ``eval`` reported.
 """
 
 from __future__ import annotations
 
+import csv
 import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import confusion_matrix
 
 from videoseq.checkpoint import load_checkpoint, model_from_checkpoint
-from videoseq.datasets import ClipDataset, make_loader, read_manifest, write_csv
+from videoseq.config import Config
+from videoseq.datasets import ClipDataset, make_loader, read_classes, read_manifest, write_csv
 from videoseq.engine import BadVideos, evaluate, select_device
-from videoseq.metrics import per_class_table, plot_confusion
+from videoseq.metrics import (
+    AGGREGATIONS, aggregate_views, mcnemar_exact, plot_confusion, plot_per_class, rank_classes, ranked_metrics,
+)
 from videoseq.prepare import resolve_manifest
-from videoseq.transforms import ClipEvalPreset
+from videoseq.report import write_html_report
+from videoseq.transforms import EVAL_CROPS, ClipEvalPreset
+
+TOPK = 5
+SCORE_DECIMALS = 6
+VIDEO_ROW = "video"
+SUMMARY_KEYS = ("top1", "top1_ci95", "top5", "mean_class_acc", "macro_f1", "ece")
 
 
-def prediction_table(paths: list[str], labels: np.ndarray, scores: np.ndarray, classes: list[str], k: int = 5):
-    """Header and rows of ``predictions.csv`` (top-k labels and scores per video)."""
-    k = min(k, len(classes))
-    header = ["path", "label"] + [c for i in range(1, k + 1) for c in (f"label_{i}", f"score_{i}")]
-    order = np.argsort(-scores, axis=1)[:, :k]
+@dataclass
+class Predictions:
+    """Ranked predictions, one row per video or per view, as in ``predictions.csv``."""
+
+    classes: list[str]
+    paths: list[str]
+    views: list[str]  # "video" for a whole video, "t<clip>c<crop>" for one test view
+    labels: np.ndarray  # (N,) true class ids
+    ranked: np.ndarray  # (N, k) class ids, best first
+    scores: np.ndarray  # (N, k) their scores, rounded to SCORE_DECIMALS
+
+    def select(self, video_rows: bool) -> Predictions:
+        """The whole-video rows, or the per-view rows."""
+        keep = np.array([(v == VIDEO_ROW) == video_rows for v in self.views], dtype=bool)
+        return Predictions(self.classes, [p for p, k in zip(self.paths, keep) if k],
+                           [v for v, k in zip(self.views, keep) if k], self.labels[keep], self.ranked[keep],
+                           self.scores[keep])
+
+    def metrics(self, seed: int = 0) -> dict:
+        return ranked_metrics(self.labels, self.ranked, self.scores[:, 0], self.classes, seed=seed)
+
+
+def from_scores(scores: np.ndarray, labels: np.ndarray, paths: list[str], views: list[str],
+                classes: list[str]) -> Predictions:
+    """Rank (N, C) scores, keep the top-k and round their scores as the CSV stores them."""
+    ranked = rank_classes(scores, min(TOPK, len(classes)))
+    kept = np.round(np.take_along_axis(scores, ranked, axis=1), SCORE_DECIMALS)
+    return Predictions(classes, paths, views, np.asarray(labels), ranked, kept)
+
+
+def parse_views(text: str | int) -> tuple[int, int]:
+    """``"10x3"`` -> (10 temporal clips, 3 spatial crops); ``"5"`` -> (5, 1)."""
+    parts = str(text).lower().split("x")
+    try:
+        temporal, crops = (int(parts[0]), int(parts[1]) if len(parts) == 2 else 1)
+        ok = len(parts) <= 2 and temporal >= 1 and crops in EVAL_CROPS
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"--views {text!r}: expected CLIPSxCROPS such as 10x3 or 5x1 "
+                         f"(clips >= 1, crops in {list(EVAL_CROPS)})")
+    return temporal, crops
+
+
+def prediction_table(preds: Predictions) -> tuple[list[str], list[list]]:
+    """Header and rows of ``predictions.csv``: path, label, view, label_1, score_1, ..., label_k, score_k."""
+    k = preds.ranked.shape[1]
+    header = ["path", "label", "view"] + [c for i in range(1, k + 1) for c in (f"label_{i}", f"score_{i}")]
     rows = []
-    for path, label, row_scores, top in zip(paths, labels, scores, order):
-        cells = [v for j in top for v in (classes[j], round(float(row_scores[j]), 6))]
-        rows.append([path, classes[label]] + cells)
+    for path, view, label, ranked, scores in zip(preds.paths, preds.views, preds.labels.tolist(),
+                                                 preds.ranked.tolist(), preds.scores.tolist()):
+        cells = [v for j, s in zip(ranked, scores) for v in (preds.classes[j], s)]
+        rows.append([path, preds.classes[label], view] + cells)
     return header, rows
+
+
+def read_predictions(path: str | Path, classes: list[str] | None = None) -> Predictions:
+    """Read a ``predictions.csv`` (from ``eval`` or made elsewhere with the same columns).
+
+    Columns: ``path``, ``label`` (true class name), optional ``view`` (``video`` for a
+    whole-video row; rows without the column are whole videos), and ``label_1``,
+    ``score_1``, ... ``label_k``, ``score_k`` (best first). Classes come from
+    ``classes`` or ``classes.txt`` beside the file, else from the names in it, sorted.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"predictions file {path} does not exist; write one with `videoseq eval`")
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        records = list(reader)
+    k = sum(1 for i in range(1, len(header) + 1) if f"label_{i}" in header and f"score_{i}" in header)
+    missing = [c for c in ("path", "label", "label_1", "score_1") if c not in header]
+    if missing or not records:
+        raise ValueError(f"{path}: needs columns path,label,label_1,score_1[,label_2,score_2...] and at least "
+                         f"one row; missing {missing}")
+    if classes is None and (path.parent / "classes.txt").is_file():
+        classes = read_classes(path.parent / "classes.txt")
+    if classes is None:
+        classes = sorted({r[c] for r in records for c in ["label"] + [f"label_{i}" for i in range(1, k + 1)]})
+    index = {name: i for i, name in enumerate(classes)}
+
+    def class_id(record: dict, column: str, line: int) -> int:
+        if record[column] not in index:
+            raise ValueError(f"{path} line {line}: {column} {record[column]!r} is not in the class list "
+                             f"({len(classes)} classes); pass --classes with the full list")
+        return index[record[column]]
+
+    labels, ranked, scores = [], [], []
+    for line, r in enumerate(records, start=2):
+        labels.append(class_id(r, "label", line))
+        ranked.append([class_id(r, f"label_{i}", line) for i in range(1, k + 1)])
+        try:
+            scores.append([float(r[f"score_{i}"]) for i in range(1, k + 1)])
+        except ValueError as err:
+            raise ValueError(f"{path} line {line}: a score is not a number ({err})") from err
+    views = [r.get("view") or VIDEO_ROW for r in records]
+    return Predictions(classes, [r["path"] for r in records], views, np.array(labels, dtype=np.int64),
+                       np.array(ranked, dtype=np.int64).reshape(len(records), k), np.array(scores).reshape(-1, k))
+
+
+def predictions_report(preds: Predictions, seed: int = 0) -> dict:
+    """Video-level metrics of the whole-video rows and clip-level ones of the per-view rows, if any."""
+    report = {"classes": preds.classes, "video": preds.select(video_rows=True).metrics(seed)}
+    clips = preds.select(video_rows=False)
+    if len(clips.paths):
+        report.setdefault("clip", clips.metrics(seed))
+    return report
+
+
+def available_workers() -> int:
+    """CPU cores this process may use (DataLoader workers for evaluation)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def evaluate_views(model, config: Config, videos: list[tuple[str, int]], *, temporal: int, crops: int,
+                   device, batch_size: int, num_workers: int, bad: BadVideos, split: str) -> tuple[dict, ClipDataset]:
+    """Run the model on ``temporal`` x ``crops`` test views of every video (``engine.evaluate``)."""
+    d = config.data
+    dataset = ClipDataset(
+        videos, clip_len=d.frames, transform=ClipEvalPreset(size=d.size, crops=crops), train=False,
+        sampling=d.sampling, stride=d.stride, short=d.short_video, views=temporal, crops=crops, on_error="skip",
+    )
+    loader = make_loader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, timeout=d.timeout)
+    desc = f"eval {temporal}x{crops} views"
+    return evaluate(model, loader, device=device, amp=config.train.amp, bad=bad, split=split, desc=desc), dataset
+
+
+def view_predictions(result: dict, dataset: ClipDataset, classes: list[str], aggregate: str,
+                     per_view: bool) -> Predictions:
+    """Whole-video rows (views aggregated with ``aggregate``) followed by one row per view."""
+    video_ids, video_scores = aggregate_views(result["logits"], result["video"], aggregate)
+    first = {v: i for i, v in reversed(list(enumerate(result["video"].tolist())))}
+    labels = np.array([result["labels"][first[v]] for v in video_ids.tolist()])
+    paths = [dataset.videos[v][0] for v in video_ids.tolist()]
+    preds = from_scores(video_scores, labels, paths, [VIDEO_ROW] * len(paths), classes)
+    clips = from_scores(result["scores"], result["labels"], [dataset.videos[v][0] for v in result["video"].tolist()],
+                        [f"t{v // dataset.crops}c{v % dataset.crops}" for v in result["view"].tolist()], classes)
+    return concat(preds, clips) if per_view else preds, clips
+
+
+def concat(a: Predictions, b: Predictions) -> Predictions:
+    return Predictions(a.classes, a.paths + b.paths, a.views + b.views, np.concatenate([a.labels, b.labels]),
+                       np.concatenate([a.ranked, b.ranked]), np.concatenate([a.scores, b.scores]))
 
 
 def run_eval(
@@ -42,12 +198,22 @@ def run_eval(
     out_dir: str | Path,
     manifest: str | Path | None = None,
     split: str = "test",
-    views: int | None = None,
+    views: str | int | None = None,
+    aggregate: str = "mean_softmax",
+    per_view: bool = False,
     batch_size: int = 8,
-    num_workers: int = 2,
+    num_workers: int | None = None,
     device: str = "auto",
+    seed: int = 0,
 ) -> dict:
-    """Evaluate ``checkpoint`` on ``split`` of ``manifest`` (default: the one it was trained on)."""
+    """Evaluate ``checkpoint`` on ``split`` of ``manifest`` (default: the one it was trained on).
+
+    ``views`` is ``"CLIPSxCROPS"`` (default: the config's ``test_views`` x 1). With more
+    than one view the single-view (1x1) result is measured too and reported beside it.
+    """
+    if aggregate not in AGGREGATIONS:
+        raise ValueError(f"--aggregate {aggregate!r} is not one of {list(AGGREGATIONS)}")
+    chosen = parse_views(views) if views else None
     payload = load_checkpoint(checkpoint)
     model, config = model_from_checkpoint(payload, checkpoint)
     classes = list(payload["classes"])
@@ -55,40 +221,133 @@ def run_eval(
     if data.classes != classes:
         raise ValueError(f"the manifest's classes differ from the checkpoint's ({len(data.classes)} vs "
                          f"{len(classes)}, first {data.classes[:3]} vs {classes[:3]}); evaluate with a matching manifest")
-    d = config.data
-    dataset = ClipDataset(
-        data.videos(split), clip_len=d.frames, transform=ClipEvalPreset(size=d.size), train=False,
-        sampling=d.sampling, stride=d.stride, short=d.short_video, views=views or d.test_views, on_error="skip",
-    )
-    if not dataset.videos:
+    videos = data.videos(split)
+    if not videos:
         raise ValueError(f"no videos in split {split!r}; the manifest has {data.splits()}")
+    temporal, crops = chosen or (config.data.test_views, 1)
     dev = select_device(device)
+    model = model.to(dev)
     bad = BadVideos(max_fraction=1.0)
-    loader = make_loader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, timeout=d.timeout)
-    result = evaluate(model.to(dev), loader, device=dev, amp=config.train.amp, bad=bad, split=split)
-    return write_eval_outputs(Path(out_dir), result, dataset, classes, bad, checkpoint=str(checkpoint), split=split)
-
-
-def write_eval_outputs(out: Path, result: dict, dataset: ClipDataset, classes: list[str], bad: BadVideos,
-                       **info) -> dict:
+    common = dict(device=dev, batch_size=batch_size, num_workers=available_workers() if num_workers is None
+                  else num_workers, bad=bad, split=split)
+    result, dataset = evaluate_views(model, config, videos, temporal=temporal, crops=crops, **common)
+    preds, clips = view_predictions(result, dataset, classes, aggregate, per_view)
+    report = {"checkpoint": str(checkpoint), "split": split, "views": f"{temporal}x{crops}", "aggregate": aggregate,
+              "failed_videos": len(bad.failures.get(split, {})), **predictions_report(preds, seed)}
+    report.setdefault("clip", clips.metrics(seed))
+    if (temporal, crops) != (1, 1):
+        single, single_set = evaluate_views(model, config, videos, temporal=1, crops=1, **common)
+        report["single_view"] = summary(view_predictions(single, single_set, classes, aggregate, False)[0].metrics(seed))
+    report["config"] = config.to_dict()
+    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [dataset.videos[v][0] for v in result["video_ids"]]
-    labels, scores = result["video_labels"], result["video_scores"] / dataset.views
-    header, rows = prediction_table(paths, labels, scores, classes)
-    write_csv(out / "predictions.csv", header, rows)
-    preds = scores.argmax(1)
-    table = per_class_table(labels, preds, classes)
-    write_csv(out / "per_class.csv", list(table[0]), [list(r.values()) for r in table])
-    cm = confusion_matrix(labels, preds, labels=np.arange(len(classes)))
-    write_csv(out / "confusion.csv", ["true\\pred"] + classes, [[c] + list(r) for c, r in zip(classes, cm.tolist())])
-    plot_confusion(cm, classes, out / "confusion.png", title=f"{info.get('split', '')} confusion (rows normalised)")
-    failed = bad.failures.get(info.get("split", "val"), {})
-    if failed:
+    write_csv(out / "predictions.csv", *prediction_table(preds))
+    (out / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
+    if report["failed_videos"]:
         bad.write(out / "bad_videos.csv")
-    metrics = {**info, "videos": len(paths), "failed_videos": len(failed), "views": dataset.views,
-               "clip": result["clip"], "video": result["video_metrics"]}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    v = result["video_metrics"]
-    print(f"top1={v['top1']:.4f} top5={v['top5']:.4f} mean_class_acc={v['mean_class_acc']:.4f} "
-          f"({len(paths)} videos, {dataset.views} view(s); clip top1={result['clip']['top1']:.4f}) -> {out}")
-    return metrics
+    write_report(out, report)
+    print(format_summary(report) + f"\n-> {out}")
+    return report
+
+
+def summary(metrics: dict) -> dict:
+    return {"count": metrics["count"], **{k: metrics[k] for k in SUMMARY_KEYS}}
+
+
+def summary_rows(report: dict) -> list[tuple[str, dict]]:
+    """(name, metrics) rows to show side by side: single view, multi-view videos, clips."""
+    views, aggregate = report.get("views", ""), report.get("aggregate", "")
+    rows = []
+    if "single_view" in report:
+        rows.append(("videos, single view 1x1", report["single_view"]))
+    rows.append((f"videos, {views} views, {aggregate}" if views else "videos", report["video"]))
+    if "clip" in report:
+        rows.append(("clips, each view alone" if views else "clips", report["clip"]))
+    return rows
+
+
+def format_summary(report: dict) -> str:
+    """A small fixed-width table of the headline metrics."""
+    def cell(value) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    lines = [f"{'':32} {'count':>6} {'top1':>7} {'95% CI':>15} {'top5':>7} {'mean_class_acc':>14} "
+             f"{'macro_f1':>8} {'ECE':>7}"]
+    for name, m in summary_rows(report):
+        lo, hi = m["top1_ci95"]
+        lines.append(f"{name:32} {m['count']:>6} {cell(m['top1']):>7} {f'[{lo:.3f}, {hi:.3f}]':>15} "
+                     f"{cell(m['top5']):>7} {cell(m['mean_class_acc']):>14} {cell(m['macro_f1']):>8} "
+                     f"{cell(m['ece']):>7}")
+    return "\n".join(lines)
+
+
+def write_report(out: Path, report: dict) -> dict:
+    """``report.json``, per-class and confusion tables and figures, and ``report.html``."""
+    classes, video = report["classes"], report["video"]
+    table = video["per_class"]
+    write_csv(out / "per_class.csv", list(table[0]), [list(r.values()) for r in table])
+    write_csv(out / "confusion.csv", ["true\\pred"] + classes,
+              [[c] + list(r) for c, r in zip(classes, video["confusion"])])
+    where = ", ".join(f"{report[k]}{suffix}" for k, suffix in (("split", ""), ("views", " views")) if report.get(k))
+    where = f" ({where})" if where else ""
+    plot_confusion(np.array(video["confusion"]), classes, out / "confusion.png",
+                   title=f"confusion of videos{where}, rows normalised")
+    plot_per_class(table, out / "per_class.png", title=f"per-class F1{where}, worst on top")
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    write_html_report(out / "report.html", report, summary_rows(report),
+                      {"confusion": out / "confusion.png", "per_class": out / "per_class.png"})
+    return report
+
+
+def run_metrics(predictions: str | Path, *, classes: str | Path | None = None, out_dir: str | Path | None = None,
+                seed: int = 0) -> dict:
+    """``videoseq metrics``: every metric from a ``predictions.csv`` alone; files too with ``out_dir``."""
+    preds = read_predictions(predictions, read_classes(classes) if classes else None)
+    report = {"predictions": str(predictions), **predictions_report(preds, seed)}
+    print(format_summary(report))
+    if out_dir:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        write_report(Path(out_dir), report)
+        print(f"-> {out_dir}")
+    return report
+
+
+def _predictions_path(where: str | Path) -> Path:
+    where = Path(where)
+    return where / "predictions.csv" if where.is_dir() else where
+
+
+def compare_evals(a: str | Path, b: str | Path, *, top: int = 10) -> dict:
+    """``videoseq compare``: metric differences, per-class recall gains and losses, McNemar on shared videos."""
+    pa, pb = (read_predictions(_predictions_path(p)).select(video_rows=True) for p in (a, b))
+    ma, mb = pa.metrics(), pb.metrics()
+    diffs = {k: (ma[k], mb[k], None if ma[k] is None or mb[k] is None else mb[k] - ma[k])
+             for k in ("top1", "top5", "mean_class_acc", "macro_f1", "ece")}
+    recall_a = {r["class"]: r for r in ma["per_class"]}
+    changes = sorted(((r["recall"] - recall_a[r["class"]]["recall"], r["class"], r["support"])
+                      for r in mb["per_class"] if r["class"] in recall_a and r["support"]), key=lambda t: (t[0], t[1]))
+    index_a = {p: i for i, p in enumerate(pa.paths)}
+    shared = [(index_a[p], j) for j, p in enumerate(pb.paths) if p in index_a]
+    if not shared:
+        raise ValueError(f"{a} and {b} share no video path; compare evaluations of the same split")
+    ia, ib = np.array(shared).T
+    test = mcnemar_exact(pa.ranked[ia, 0] == pa.labels[ia], pb.ranked[ib, 0] == pb.labels[ib])
+    result = {"a": str(a), "b": str(b), "metrics": diffs, "mcnemar": test,
+              "gains": [c for c in reversed(changes) if c[0] > 0][:top], "losses": [c for c in changes if c[0] < 0][:top]}
+    print(format_comparison(result))
+    return result
+
+
+def format_comparison(result: dict) -> str:
+    def cell(value, sign: str = "") -> str:
+        return "-" if value is None else f"{value:{sign}.4f}"
+
+    lines = [f"A = {result['a']}", f"B = {result['b']}", f"{'metric':16} {'A':>8} {'B':>8} {'B - A':>8}"]
+    for key, (va, vb, d) in result["metrics"].items():
+        lines.append(f"{key:16} {cell(va):>8} {cell(vb):>8} {cell(d, '+'):>8}")
+    for title, rows in (("classes B recalls better", result["gains"]), ("classes B recalls worse", result["losses"])):
+        lines.append(f"{title}: " + (", ".join(f"{name} {d:+.3f} (n={n})" for d, name, n in rows) or "none"))
+    t = result["mcnemar"]
+    lines.append(f"McNemar (exact) on {t['videos']} shared videos: only A right {t['a_only']}, only B right "
+                 f"{t['b_only']}, p = {t['p_value']:.4g}")
+    return "\n".join(lines)

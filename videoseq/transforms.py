@@ -54,14 +54,46 @@ class ClipTrainPreset:
         return np.ascontiguousarray(out["images"]), label
 
 
+EVAL_CROPS = (1, 3)
+
+
+def crop_offsets(height: int, width: int, size: int, crops: int) -> list[tuple[int, int]]:
+    """``(top, left)`` of the ``crops`` square ``size`` crops of a ``height`` x ``width`` frame.
+
+    One crop is the centre. Three crops sit at the start, centre and end of the long
+    side (left/centre/right of a landscape frame, top/centre/bottom of a portrait one),
+    centred on the short side: the usual 3-crop testing. Example: 128 x 171 frame,
+    size 112 -> ``[(8, 0), (8, 29), (8, 59)]``.
+    """
+    if crops not in EVAL_CROPS:
+        raise ValueError(f"spatial crops must be one of {list(EVAL_CROPS)}, got {crops}")
+    top, left = (height - size) // 2, (width - size) // 2
+    if crops == 1:
+        return [(top, left)]
+    if width >= height:
+        return [(top, x) for x in (0, left, width - size)]
+    return [(y, left) for y in (0, top, height - size)]
+
+
 class ClipEvalPreset:
-    """Resize the short side to ``size / 0.875`` and take the centre crop."""
+    """Resize the short side, then take the centre crop or one of three crops.
 
-    def __init__(self, *, size: int) -> None:
-        self.compose = A.Compose([A.SmallestMaxSize(max_size=eval_resize(size)), A.CenterCrop(size, size)])
+    With ``crops=1`` the short side becomes ``size / 0.875`` and the centre is kept.
+    With ``crops=3`` the short side becomes ``size``, so the three crops along the
+    long side cover the whole frame; ``crop`` (0, 1, 2) picks one (see ``crop_offsets``).
+    """
 
-    def __call__(self, clip: np.ndarray, label: int, seed: int = 0) -> tuple[np.ndarray, int]:
-        return np.ascontiguousarray(self.compose(images=clip)["images"]), label
+    def __init__(self, *, size: int, crops: int = 1) -> None:
+        if crops not in EVAL_CROPS:
+            raise ValueError(f"spatial crops must be one of {list(EVAL_CROPS)}, got {crops}")
+        self.size, self.crops = size, crops
+        self.resize = A.SmallestMaxSize(max_size=eval_resize(size) if crops == 1 else size)
+
+    def __call__(self, clip: np.ndarray, label: int, seed: int = 0, crop: int = 0) -> tuple[np.ndarray, int]:
+        """Crop ``clip`` (T, H, W, 3) uint8; ``seed`` is unused (the preset is deterministic)."""
+        frames = np.asarray(self.resize(images=clip)["images"])  # (T, h, w, 3)
+        top, left = crop_offsets(frames.shape[1], frames.shape[2], self.size, self.crops)[crop]
+        return np.ascontiguousarray(frames[:, top:top + self.size, left:left + self.size]), label
 
 
 def clip_to_tensor(clip: np.ndarray) -> torch.Tensor:

@@ -1,0 +1,89 @@
+"""``report.html``: an evaluation's figures and tables in one self-contained page.
+
+The PNGs are embedded as base64 data URIs, so the file can be mailed or attached to
+an issue on its own; nothing is fetched when it opens.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 14px; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #f3f6fa; }
+img { max-width: 100%; border: 1px solid #eee; }
+.low { background: #fde0dd; }
+details pre { background: #f7f7f7; padding: 1em; font-size: 12px; overflow-x: auto; }
+"""
+
+
+def data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def html_table(header: list[str], rows: list[list], classes: list[str] | None = None) -> str:
+    """An escaped HTML table; ``classes`` gives each row an optional CSS class."""
+    def cell(value) -> str:
+        if value is None:
+            return "<td>-</td>"
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return f"<td class='num'>{value:.4f}</td>" if isinstance(value, float) else f"<td class='num'>{value}</td>"
+        return f"<td>{html.escape(str(value))}</td>"
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        f"<tr class='{c}'>" + "".join(cell(v) for v in row) + "</tr>"
+        for row, c in zip(rows, classes or [""] * len(rows))
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def headline_table(summary_rows: list[tuple[str, dict]]) -> str:
+    rows = [[name, m["count"], m["top1"], "[{:.3f}, {:.3f}]".format(*m["top1_ci95"]), m["top5"],
+             m["mean_class_acc"], m["macro_f1"], m["ece"]] for name, m in summary_rows]
+    return html_table(["", "count", "top-1", "top-1 95% CI", "top-5", "mean class acc", "macro F1",
+                       "ECE"], rows)
+
+
+def render_html(report: dict, summary_rows: list[tuple[str, dict]], images: dict[str, Path]) -> str:
+    """The page: headline metrics, confusion matrix, per-class figure and table, confused pairs, config."""
+    video = report["video"]
+    title = "videoseq evaluation" + (f": {report['checkpoint']}" if "checkpoint" in report else "")
+    facts = {k: report[k] for k in ("checkpoint", "predictions", "split", "views", "aggregate", "failed_videos")
+             if k in report}
+    per_class = video["per_class"]
+    worst = sorted(per_class, key=lambda r: (r["f1"], r["class"]))
+    pairs = [[p["true"], p["predicted"], p["count"], p["share"]] for p in video["most_confused"]]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
+        html_table(["", "value"], [[k, v] for k, v in facts.items()]),
+        "<h2>Headline metrics</h2>", headline_table(summary_rows),
+        f"<p>ECE: expected calibration error over {video['ece_bins']} equal-width confidence bins. "
+        f"95% CI: percentile bootstrap over videos ({video['bootstrap']['samples']} resamples, "
+        f"seed {video['bootstrap']['seed']}).</p>",
+        "<h2>Confusion matrix (videos, rows normalised)</h2>",
+        f"<img alt='confusion matrix' src='{data_uri(images['confusion'])}'>",
+        "<h2>Most confused pairs</h2>",
+        html_table(["true", "predicted as", "videos", "share of true class"], pairs) if pairs else "<p>none</p>",
+        "<h2>Per class</h2>",
+        f"<img alt='per-class F1' src='{data_uri(images['per_class'])}'>",
+        html_table(["class", "precision", "recall", "F1", "support"], [list(r.values()) for r in worst],
+                   ["low" if r["f1"] < video["macro_f1"] / 2 else "" for r in worst]),
+    ]
+    if "config" in report:
+        config = html.escape(json.dumps(report["config"], indent=2))
+        parts.append(f"<details><summary>run config</summary><pre>{config}</pre></details>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_html_report(path: Path, report: dict, summary_rows: list[tuple[str, dict]], images: dict[str, Path]) -> Path:
+    path.write_text(render_html(report, summary_rows, images), encoding="utf-8")
+    return path
