@@ -92,7 +92,7 @@ _PLAYS_BACKWARDS: dict[str, str] = {
 # Geometry, as fractions of the frame side.
 _MARGIN = 0.03  # gap kept between the object's bounding circle and the frame edge
 _MARGIN_PX = 2.0  # ... and at least this many pixels, so anti-aliased edges stay inside too
-_RADIUS = {"small": 0.13, "large": 0.18}  # circumradius of the object
+_RADIUS = {"small": 0.17, "large": 0.22}  # circumradius of the object
 _TRAVEL = {"slow": (0.42, 0.52), "fast": (0.52, 0.62)}  # distance moved over the clip
 _GROW_MAX = 1.35  # largest radius of Grow/Shrink, relative to _RADIUS
 _GROW_RATIO = {"slow": (1.6, 2.0), "fast": (2.2, 2.8)}  # largest / smallest radius
