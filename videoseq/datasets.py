@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,6 +223,28 @@ def collate_clips(samples: list[dict]) -> dict:
     }
 
 
+def epoch_order(size: int, *, shuffle: bool, seed: int, epoch: int) -> list[int]:
+    """The order in which an epoch visits ``size`` items: a permutation fixed by ``(seed, epoch)``.
+
+    Being a pure function of its arguments is what lets a resumed run skip exactly
+    the batches an interrupted run had already trained on.
+    """
+    if not shuffle:
+        return list(range(size))
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(size, generator=generator).tolist()
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """In a DataLoader worker: leave Ctrl-C and SIGTERM to the main process.
+
+    A terminal's Ctrl-C reaches the whole process group; the main process stops
+    after the current step and saves, then shuts its workers down itself.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def make_loader(
     dataset: ClipDataset,
     *,
@@ -232,18 +255,29 @@ def make_loader(
     seed: int = 0,
     epoch: int = 0,
     sampler: torch.utils.data.Sampler | None = None,
+    start_batch: int = 0,
 ) -> DataLoader:
-    """A DataLoader whose shuffle order depends only on ``(seed, epoch)``."""
+    """A DataLoader whose order depends only on ``(seed, epoch)``, from batch ``start_batch`` on.
+
+    ``start_batch`` skips the first batches of the epoch without decoding them (a
+    resumed run picks up where the interrupted one stopped). Worker processes are
+    seeded from the same ``(seed, epoch)``; samples themselves draw their randomness
+    from ``(seed, epoch, index)``, so which worker decodes a sample never matters.
+    """
     dataset.set_epoch(epoch)
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    if sampler is None:
+        sampler = epoch_order(len(dataset), shuffle=shuffle, seed=seed, epoch=epoch)[start_batch * batch_size:]
+    elif start_batch:
+        raise ValueError("start_batch needs the loader's own order; it cannot skip into a custom sampler")
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle if sampler is None else False,
         sampler=sampler,
         num_workers=num_workers,
         collate_fn=collate_clips,
         generator=generator,
+        worker_init_fn=ignore_stop_signals,
         timeout=timeout if num_workers > 0 else 0.0,
         pin_memory=torch.cuda.is_available(),
         drop_last=False,
