@@ -242,7 +242,7 @@ def bad_manifest(tmp_path: Path, bad_kinds: list[str]) -> tuple[Path, list[str]]
 def bad_config(manifest: Path):
     return load_config(None, [
         f"data.manifest={manifest}", "data.frames=4", "data.size=32", "data.num_workers=2",
-        "data.max_bad_fraction=0.1", "model.backbone=resnet18", "model.head=mean", "train.epochs=1",
+        "data.max_bad_fraction=0.1", "model.backbone=resnet18", "model.stage=layer1", "model.head=mean", "train.epochs=1",
         "train.batch_size=5", "train.lr=0.001",
     ])
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -105,21 +106,32 @@ def read_manifest(csv_path: str | Path, classes_path: str | Path | None = None) 
 
 
 def _row(record: dict, csv_path: Path, line: int) -> ManifestRow:
-    values = {k: (record.get(k) or "").strip() for k in REQUIRED_COLUMNS + OPTIONAL_COLUMNS}
+    values = {k: read_cell((record.get(k) or "").strip()) for k in REQUIRED_COLUMNS + OPTIONAL_COLUMNS}
     for key in REQUIRED_COLUMNS:
         if not values[key]:
             raise ManifestError(f"manifest {csv_path} line {line}: empty {key!r}")
     return ManifestRow(**values)
 
 
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
 def safe_cell(value: object) -> object:
-    """Neutralise spreadsheet formulas in text cells; numbers pass untouched."""
-    if isinstance(value, str) and value.startswith(CSV_INJECTION_PREFIXES):
-        try:
-            float(value)
-            return value
-        except ValueError:
-            return "'" + value
+    """Neutralise spreadsheet formulas: text starting with ``= + - @``, tab or CR gets a leading ``'``.
+
+    Numbers pass untouched, and so does text that is a plain negative number
+    (``"-1.5"``); ``"+1"``, ``"-x"`` or ``"=HYPERLINK(...)"`` become ``"'+1"`` etc.
+    ``read_cell`` undoes it when videoseq reads its own files back.
+    """
+    if isinstance(value, str) and value.startswith(CSV_INJECTION_PREFIXES) and not _NEGATIVE_NUMBER.match(value):
+        return "'" + value
+    return value
+
+
+def read_cell(value: str) -> str:
+    """A cell as it was before ``safe_cell`` (for manifests written by ``write_manifest``)."""
+    if value.startswith("'") and value[1:].startswith(CSV_INJECTION_PREFIXES):
+        return value[1:]
     return value
 
 
@@ -130,7 +142,7 @@ def write_csv(path: str | Path, header: Iterable[str], rows: Iterable[Iterable[o
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(list(header))
+        writer.writerow([safe_cell(v) for v in header])  # headers may hold class names (confusion.csv)
         writer.writerows([safe_cell(v) for v in row] for row in rows)
     os.replace(tmp, path)
     return path

@@ -228,6 +228,8 @@ def train_step(
     mean, std = model.backbone.mean, model.backbone.std
     clips = normalize_clip(batch["video"].to(device, non_blocking=True), mean, std)  # (B, T, 3, H, W)
     labels = batch["label"].to(device, non_blocking=True)
+    # The forward pass updates BatchNorm statistics: keep a copy to undo them if the batch is skipped.
+    buffers = {name: b.clone() for name, b in model.named_buffers()} if cfg.on_nonfinite == "skip" else {}
     with autocast_for(device, cfg.amp):
         logits = model(clips)  # (B, num_classes)
         loss = criterion(logits.float(), labels)
@@ -239,6 +241,9 @@ def train_step(
             raise NonFiniteLoss(f"{message}. The last checkpoint holds the weights before it; lower train.lr, "
                                 "keep train.clip_grad, check these videos, or set train.on_nonfinite: skip")
         tqdm.write(f"skipping the batch: {message}")
+        with torch.no_grad():
+            for name, buffer in model.named_buffers():
+                buffer.copy_(buffers[name])
         progress.skipped += 1
         return
     optimizer.zero_grad(set_to_none=True)
