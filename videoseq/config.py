@@ -118,7 +118,7 @@ class TrainConfig:
     eval_every: int = 1
     ema: float = 0.0  # decay of an exponential moving average of the weights (0: off; e.g. 0.999)
     on_nonfinite: str = "stop"  # stop | skip: a batch whose loss is NaN or infinite
-    stop_after_steps: int | None = None  # save a resumable last.pt after this many batches and stop
+    stop_after_steps: int | None = None  # on reaching this step (batches so far), save a resumable last.pt, stop
 
     def __post_init__(self) -> None:
         _check_choice("train.optimizer", self.optimizer, ("adamw", "sgd"))

@@ -428,7 +428,8 @@ class Trainer:
         cfg = self.config.train
 
         def should_stop(progress: Progress) -> bool:
-            return signals.requested or (cfg.stop_after_steps is not None and progress.step >= cfg.stop_after_steps)
+            # ``==``: a run resumed from its stop_after_steps checkpoint (same config.yaml) goes on
+            return signals.requested or progress.step == cfg.stop_after_steps
 
         while self.progress.epoch < cfg.epochs:
             start = time.time()

@@ -37,6 +37,7 @@ import os
 # clips fail at random with 1-4 decoder threads, 1024 never did.
 os.environ.setdefault("DECORD_EOF_RETRY_MAX", "1024")
 
+import faulthandler  # noqa: E402
 import multiprocessing  # noqa: E402
 import re  # noqa: E402
 import signal  # noqa: E402
@@ -568,6 +569,7 @@ class IsolatedDecoder:
 def _serve_decoding(conn) -> None:
     """The child of ``IsolatedDecoder``: answer ``(operation, path, argument)`` until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops this child
+    faulthandler.disable()  # a crash is reported by the parent, naming the file
     while True:
         try:
             operation, path, argument = conn.recv()
