@@ -129,16 +129,17 @@ def test_new_train_keys_are_validated(override, key):
         load_config(None, [override])
 
 
-def wait_for_progress(process: subprocess.Popen, pattern: re.Pattern) -> str:
-    """Read the child's stderr until ``pattern`` matches (tqdm redraws with carriage returns)."""
-    seen = ""
+def wait_for_epoch_2_step(process: subprocess.Popen, steps: range) -> int:
+    """Read the child's progress bars until the latest count of epoch 2 is in ``steps``."""
+    pattern, seen = re.compile(r"epoch 2/2 train:[^\r\n|]*\|[^|]*\| +(\d)/9 "), ""
     while process.poll() is None:
-        chunk = os.read(process.stderr.fileno(), 4096).decode(errors="replace")
-        seen += chunk
-        match = pattern.search(seen)
-        if match:
-            return match.group(0)
-    pytest.fail(f"training ended (status {process.returncode}) before reaching {pattern.pattern}: {seen[-2000:]}")
+        seen += os.read(process.stderr.fileno(), 65536).decode(errors="replace")
+        counts = [int(c) for c in pattern.findall(seen)]
+        if counts and counts[-1] in steps:
+            return counts[-1]
+        if counts and counts[-1] > steps.stop:
+            break
+    pytest.fail(f"missed steps {list(steps)} of epoch 2 (status {process.returncode}): {seen[-1500:]}")
 
 
 def test_sigterm_mid_epoch_saves_a_checkpoint_that_resumes_exactly(tiny_data, straight, tmp_path):
@@ -146,12 +147,13 @@ def test_sigterm_mid_epoch_saves_a_checkpoint_that_resumes_exactly(tiny_data, st
     config.write_text("")
     run = tmp_path / "run"
     args = ["--set=" + s for s in SETTINGS + tiny_data]
+    every_step = {"TQDM_MININTERVAL": "0", "TQDM_MINITERS": "1"}  # a progress line after each step
     process = subprocess.Popen([sys.executable, "-m", "videoseq", "train", str(config), "--out", str(run), *args],
-                               cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE,
-                               stdout=subprocess.DEVNULL)
+                               cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **every_step},
+                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
     try:
         # a step of epoch 2 is done and at least two remain: the stop lands inside the epoch
-        wait_for_progress(process, re.compile(r"epoch 2/2 train:[^\r\n]*?\| +[1-6]/9 "))
+        wait_for_epoch_2_step(process, range(1, 7))
         process.send_signal(signal.SIGTERM)
         rest = process.stderr.read().decode(errors="replace")
         assert process.wait(timeout=120) == 143, rest[-2000:]
