@@ -60,7 +60,7 @@ def test_missing_class_list_and_duplicates(tmp_path):
 
 @pytest.mark.parametrize("cell, expected", [
     ("=HYPERLINK(\"x\")", "'=HYPERLINK(\"x\")"), ("+1x", "'+1x"), ("-x", "'-x"), ("@SUM(A1)", "'@SUM(A1)"),
-    ("\tlead", "'\tlead"), ("-1.5", "-1.5"), ("+3", "+3"), ("plain", "plain"), (-2.0, -2.0)])
+    ("\tlead", "'\tlead"), ("-1.5", "-1.5"), ("+3", "'+3"), ("plain", "plain"), (-2.0, -2.0)])
 def test_csv_cells_are_neutralised(cell, expected):
     assert safe_cell(cell) == expected
 

@@ -5,12 +5,20 @@ normalisation, backbone/head names and the videoseq version travel with the
 weights, so ``eval`` and ``predict`` need nothing but the file. It is loaded with
 ``torch.load(weights_only=True)``: anything that would need arbitrary unpickling is
 refused with a message, never executed.
+
+Writing goes to a hidden temporary name beside the target (``.last.pt.tmp-<pid>``),
+is fsynced, then renamed over the target, so a crash or SIGKILL at any moment leaves
+either the previous checkpoint or the new one, never a partial file under the real
+name. A temporary file orphaned by a killed process is removed by
+``remove_partial_checkpoints`` when training starts again in that folder. A payload
+holding a NaN or infinite tensor is refused before anything is written.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +29,7 @@ from videoseq.config import Config, config_from_dict
 from videoseq.models import VideoClassifier, build_model
 
 CHECKPOINT_FORMAT = "videoseq-checkpoint-1"
+_TMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")
 
 
 class CheckpointError(RuntimeError):
@@ -28,8 +37,18 @@ class CheckpointError(RuntimeError):
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write to a temporary file, fsync, then rename: a crash never leaves a partial file."""
+    """Write to a temporary file, fsync, then rename: a crash never leaves a partial file.
+
+    A payload with a non-finite tensor is refused (``CheckpointError`` naming the keys)
+    and the checkpoint already at ``path`` stays as it was.
+    """
     path = Path(path)
+    bad = non_finite_keys(payload)
+    if bad:
+        raise CheckpointError(
+            f"refusing to write {path}: non-finite values (NaN/inf) in {bad[:8]}; the previous checkpoint "
+            "is kept. Lower train.lr, keep train.clip_grad, or set train.on_nonfinite: skip"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -47,6 +66,50 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     finally:
         os.close(dir_fd)
     return path
+
+
+def non_finite_keys(value: Any, prefix: str = "") -> list[str]:
+    """Dotted keys of the floating-point tensors in ``value`` that hold a NaN or an infinity."""
+    if isinstance(value, torch.Tensor):
+        finite = not value.is_floating_point() or bool(torch.isfinite(value).all())
+        return [] if finite else [prefix or "<tensor>"]
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return []
+    return [k for key, item in items for k in non_finite_keys(item, f"{prefix}.{key}" if prefix else str(key))]
+
+
+def remove_partial_checkpoints(folder: str | Path) -> list[Path]:
+    """Delete temporary checkpoint files left by a process that was killed while saving.
+
+    Only names of the form ``.NAME.tmp-PID`` whose process is gone are removed (a
+    live process may still be writing its own). Returns the removed paths.
+    """
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for tmp in folder.iterdir():
+        match = _TMP_NAME.match(tmp.name)
+        if match and tmp.is_file() and not _process_alive(int(match["pid"])):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

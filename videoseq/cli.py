@@ -12,10 +12,17 @@ from videoseq import __version__
 def cmd_train(args: argparse.Namespace) -> int:
     from videoseq.config import load_config
     from videoseq.engine import fit
+    from videoseq.resume import TrainingInterrupted
 
     config = load_config(args.config, args.set)
-    out = args.out or f"runs/{Path(args.config).stem}"
-    fit(config, out)
+    if args.resume and args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+        raise ValueError(f"--resume {args.resume} continues that run folder; drop --out {args.out}")
+    out = args.resume or args.out or f"runs/{Path(args.config).stem}"
+    try:
+        fit(config, out, resume=bool(args.resume))
+    except TrainingInterrupted as stop:
+        print(stop, file=sys.stderr)
+        return stop.exit_status
     return 0
 
 
@@ -104,6 +111,7 @@ def add_train(sub) -> None:
     p.add_argument("config", help="YAML config (see configs/)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--out", help="run folder (default runs/<config name>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt, exactly")
     p.set_defaults(func=cmd_train)
 
 

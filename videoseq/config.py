@@ -117,10 +117,18 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     seed: int = 0
     eval_every: int = 1
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0: off; e.g. 0.999)
+    on_nonfinite: str = "stop"  # stop | skip: a batch whose loss is NaN or infinite
+    stop_after_steps: int | None = None  # on reaching this step (batches so far), save a resumable last.pt, stop
 
     def __post_init__(self) -> None:
         _check_choice("train.optimizer", self.optimizer, ("adamw", "sgd"))
         _check_choice("train.schedule", self.schedule, ("cosine", "constant"))
+        _check_choice("train.on_nonfinite", self.on_nonfinite, ("stop", "skip"))
+        if not isinstance(self.ema, (int, float)) or isinstance(self.ema, bool) or not 0 <= self.ema < 1:
+            raise ConfigError(f"train.ema: must be a decay in [0, 1) (0 turns EMA off, e.g. 0.999), got {self.ema!r}")
+        if self.stop_after_steps is not None:
+            _check_positive("train.stop_after_steps", self.stop_after_steps)
         for key in ("epochs", "batch_size", "lr", "eval_every"):
             _check_positive(f"train.{key}", getattr(self, key))
         if self.warmup_epochs < 0:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import csv
 import os
+import re
+import signal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,21 +113,32 @@ def read_manifest_rows(csv_path: str | Path) -> list[ManifestRow]:
 
 
 def _row(record: dict, csv_path: Path, line: int) -> ManifestRow:
-    values = {k: (record.get(k) or "").strip() for k in REQUIRED_COLUMNS + OPTIONAL_COLUMNS}
+    values = {k: read_cell((record.get(k) or "").strip()) for k in REQUIRED_COLUMNS + OPTIONAL_COLUMNS}
     for key in REQUIRED_COLUMNS:
         if not values[key]:
             raise ManifestError(f"manifest {csv_path} line {line}: empty {key!r}")
     return ManifestRow(**values)
 
 
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
 def safe_cell(value: object) -> object:
-    """Neutralise spreadsheet formulas in text cells; numbers pass untouched."""
-    if isinstance(value, str) and value.startswith(CSV_INJECTION_PREFIXES):
-        try:
-            float(value)
-            return value
-        except ValueError:
-            return "'" + value
+    """Neutralise spreadsheet formulas: text starting with ``= + - @``, tab or CR gets a leading ``'``.
+
+    Numbers pass untouched, and so does text that is a plain negative number
+    (``"-1.5"``); ``"+1"``, ``"-x"`` or ``"=HYPERLINK(...)"`` become ``"'+1"`` etc.
+    ``read_cell`` undoes it when videoseq reads its own files back.
+    """
+    if isinstance(value, str) and value.startswith(CSV_INJECTION_PREFIXES) and not _NEGATIVE_NUMBER.match(value):
+        return "'" + value
+    return value
+
+
+def read_cell(value: str) -> str:
+    """A cell as it was before ``safe_cell`` (for manifests written by ``write_manifest``)."""
+    if value.startswith("'") and value[1:].startswith(CSV_INJECTION_PREFIXES):
+        return value[1:]
     return value
 
 
@@ -136,7 +149,7 @@ def write_csv(path: str | Path, header: Iterable[str], rows: Iterable[Iterable[o
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(list(header))
+        writer.writerow([safe_cell(v) for v in header])  # headers may hold class names (confusion.csv)
         writer.writerows([safe_cell(v) for v in row] for row in rows)
     os.replace(tmp, path)
     return path
@@ -241,6 +254,28 @@ def collate_clips(samples: list[dict]) -> dict:
     }
 
 
+def epoch_order(size: int, *, shuffle: bool, seed: int, epoch: int) -> list[int]:
+    """The order in which an epoch visits ``size`` items: a permutation fixed by ``(seed, epoch)``.
+
+    Being a pure function of its arguments is what lets a resumed run skip exactly
+    the batches an interrupted run had already trained on.
+    """
+    if not shuffle:
+        return list(range(size))
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(size, generator=generator).tolist()
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """In a DataLoader worker: leave Ctrl-C and SIGTERM to the main process.
+
+    A terminal's Ctrl-C reaches the whole process group; the main process stops
+    after the current step and saves, then shuts its workers down itself.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def make_loader(
     dataset: ClipDataset,
     *,
@@ -251,18 +286,29 @@ def make_loader(
     seed: int = 0,
     epoch: int = 0,
     sampler: torch.utils.data.Sampler | None = None,
+    start_batch: int = 0,
 ) -> DataLoader:
-    """A DataLoader whose shuffle order depends only on ``(seed, epoch)``."""
+    """A DataLoader whose order depends only on ``(seed, epoch)``, from batch ``start_batch`` on.
+
+    ``start_batch`` skips the first batches of the epoch without decoding them (a
+    resumed run picks up where the interrupted one stopped). Worker processes are
+    seeded from the same ``(seed, epoch)``; samples themselves draw their randomness
+    from ``(seed, epoch, index)``, so which worker decodes a sample never matters.
+    """
     dataset.set_epoch(epoch)
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    if sampler is None:
+        sampler = epoch_order(len(dataset), shuffle=shuffle, seed=seed, epoch=epoch)[start_batch * batch_size:]
+    elif start_batch:
+        raise ValueError("start_batch needs the loader's own order; it cannot skip into a custom sampler")
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle if sampler is None else False,
         sampler=sampler,
         num_workers=num_workers,
         collate_fn=collate_clips,
         generator=generator,
+        worker_init_fn=ignore_stop_signals,
         timeout=timeout if num_workers > 0 else 0.0,
         pin_memory=torch.cuda.is_available(),
         drop_last=False,

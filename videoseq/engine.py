@@ -4,13 +4,20 @@ Batches arrive as uint8 clips and are normalised on the model's device. Videos t
 fail to decode are skipped (``data.on_error: skip``), listed in the run folder's
 ``bad_videos.csv``, and the run stops with a clear message once more than
 ``data.max_bad_fraction`` of a split has failed.
+
+A run can stop at any step and be resumed exactly (``fit(..., resume=True)``, see
+``videoseq.resume``); a non-finite loss stops it naming the step and the batch's
+videos (or skips the batch), and no checkpoint is ever written with NaN/inf weights.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import random
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +27,15 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from videoseq.checkpoint import build_model_from_config, checkpoint_payload, save_checkpoint
+from videoseq.checkpoint import (
+    build_model_from_config, checkpoint_payload, load_checkpoint, load_weights, remove_partial_checkpoints,
+    save_checkpoint,
+)
 from videoseq.config import Config, TrainConfig, save_config
 from videoseq.datasets import ClipDataset, Manifest, make_loader, write_csv
 from videoseq.metrics import aggregate_by_video, classification_metrics, plot_curves
 from videoseq.prepare import resolve_manifest
+from videoseq.resume import StopSignals, TrainingInterrupted, check_resumable, rng_state, set_rng_state
 from videoseq.transforms import ClipEvalPreset, ClipTrainPreset, normalize_clip
 
 HISTORY_COLUMNS = (
@@ -86,6 +97,71 @@ def autocast_for(device: torch.device, enabled: bool):
     return torch.autocast("cuda", dtype=dtype)
 
 
+class NonFiniteLoss(RuntimeError):
+    """A training batch gave a NaN or infinite loss (``train.on_nonfinite: stop``)."""
+
+
+@dataclass
+class Progress:
+    """Where a run stands, saved in every checkpoint so that a resumed run goes on from here.
+
+    ``batch`` batches of epoch ``epoch`` (0-based; = epochs completed) are done; the
+    running sums are those of that epoch so far, so its metrics row comes out the
+    same whether or not the run was interrupted inside it.
+    """
+
+    epoch: int = 0  # epochs completed
+    batch: int = 0  # batches of the current epoch done (its sample order is fixed by (seed, epoch))
+    step: int = 0  # batches done since the start of the run
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    skipped: int = 0  # batches of this epoch skipped for a non-finite loss
+    epoch_lr: float = 0.0  # learning rate when the current epoch began
+    seconds: float = 0.0  # training seconds spent in the current epoch before this process
+    best: float = -1.0  # best validation (or training) score so far, for best.pt
+    history: list[dict] = field(default_factory=list)  # metrics rows of completed epochs
+
+    def epoch_metrics(self) -> dict[str, float]:
+        return {"train_loss": self.loss_sum / max(self.seen, 1), "train_acc": self.correct / max(self.seen, 1)}
+
+    def finish_epoch(self) -> None:
+        self.epoch, self.batch = self.epoch + 1, 0
+        self.loss_sum, self.correct, self.seen, self.skipped, self.seconds = 0.0, 0, 0, 0, 0.0
+
+    def state_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> Progress:
+        return cls(**state)
+
+
+class ModelEma:
+    """Exponential moving average of a model's weights, updated after every optimizer step.
+
+    ``ema = decay * ema + (1 - decay) * weights`` for floating-point parameters and
+    buffers; integer buffers (BatchNorm's batch counter) are copied.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.module = copy.deepcopy(model).eval()
+        for param in self.module.parameters():
+            param.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for average, current in zip(self.module.state_dict().values(), model.state_dict().values()):
+            if average.is_floating_point():
+                average.lerp_(current, 1.0 - self.decay)
+            else:
+                average.copy_(current)
+
+
+StopCheck = Callable[[Progress], bool]
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: torch.utils.data.DataLoader,
@@ -98,35 +174,91 @@ def train_one_epoch(
     cfg: TrainConfig,
     scaler: torch.amp.GradScaler,
     bad: BadVideos,
+    progress: Progress | None = None,
+    ema: ModelEma | None = None,
+    should_stop: StopCheck | None = None,
 ) -> dict[str, float]:
+    """Train on the batches of ``loader``, updating ``progress`` after each one.
+
+    Returns early, after a complete step, once ``should_stop(progress)`` is true; the
+    caller then saves a checkpoint at ``progress``. A non-finite loss raises
+    ``NonFiniteLoss`` naming the step and the batch's videos, or skips the batch
+    (``cfg.on_nonfinite``).
+    """
+    progress = progress if progress is not None else Progress(epoch=epoch)
     model.train()
-    mean, std = model.backbone.mean, model.backbone.std
-    total_loss, correct, seen = 0.0, 0, 0
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs} train", leave=False, dynamic_ncols=True)
+    total = progress.batch + len(loader)
+    bar = tqdm(_batches(loader, progress, should_stop), desc=f"epoch {epoch + 1}/{cfg.epochs} train",
+               total=total, initial=progress.batch, leave=False, dynamic_ncols=True)
     for batch in bar:
         bad.add("train", loader.dataset, batch["errors"])
-        if batch["video"].numel() == 0:
-            continue
-        clips = normalize_clip(batch["video"].to(device, non_blocking=True), mean, std)  # (B, T, 3, H, W)
-        labels = batch["label"].to(device, non_blocking=True)
-        with autocast_for(device, cfg.amp):
-            logits = model(clips)  # (B, num_classes)
-            loss = criterion(logits.float(), labels)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {loss.item()} at epoch {epoch + 1}")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if cfg.clip_grad:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        total_loss += loss.item() * len(labels)
-        correct += (logits.argmax(1) == labels).sum().item()
-        seen += len(labels)
-        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
-    return {"train_loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1)}
+        if batch["video"].numel():
+            train_step(model, batch, criterion, optimizer, scheduler, device=device, cfg=cfg, scaler=scaler,
+                       progress=progress, ema=ema, dataset=loader.dataset)
+        progress.batch += 1
+        progress.step += 1
+        bar.set_postfix(loss=f"{progress.loss_sum / max(progress.seen, 1):.3f}",
+                        acc=f"{progress.correct / max(progress.seen, 1):.3f}")
+        if should_stop is not None and should_stop(progress):
+            break
+    return progress.epoch_metrics()
+
+
+def _batches(loader: torch.utils.data.DataLoader, progress: Progress, should_stop: StopCheck | None):
+    """The loader's batches; a loader whose workers died after a stop request just ends."""
+    batches = iter(loader)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except RuntimeError:  # e.g. workers that took the terminal's Ctrl-C before ignoring it
+            if should_stop is not None and should_stop(progress):
+                return
+            raise
+        yield batch
+
+
+def train_step(
+    model: nn.Module, batch: dict, criterion: nn.Module, optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler, *, device: torch.device, cfg: TrainConfig,
+    scaler: torch.amp.GradScaler, progress: Progress, ema: ModelEma | None, dataset: ClipDataset,
+) -> None:
+    """One optimizer step on one batch; adds its loss and hits to ``progress``."""
+    mean, std = model.backbone.mean, model.backbone.std
+    clips = normalize_clip(batch["video"].to(device, non_blocking=True), mean, std)  # (B, T, 3, H, W)
+    labels = batch["label"].to(device, non_blocking=True)
+    # The forward pass updates BatchNorm statistics: keep a copy to undo them if the batch is skipped.
+    buffers = {name: b.clone() for name, b in model.named_buffers()} if cfg.on_nonfinite == "skip" else {}
+    with autocast_for(device, cfg.amp):
+        logits = model(clips)  # (B, num_classes)
+        loss = criterion(logits.float(), labels)
+    if not torch.isfinite(loss):
+        videos = [dataset.videos[i][0] for i in batch["index"].tolist()]
+        message = (f"non-finite loss {loss.item()} at step {progress.step + 1} (epoch {progress.epoch + 1}, "
+                   f"batch {progress.batch + 1}); videos of the batch: {videos}")
+        if cfg.on_nonfinite == "stop":
+            raise NonFiniteLoss(f"{message}. The last checkpoint holds the weights before it; lower train.lr, "
+                                "keep train.clip_grad, check these videos, or set train.on_nonfinite: skip")
+        tqdm.write(f"skipping the batch: {message}")
+        with torch.no_grad():
+            for name, buffer in model.named_buffers():
+                buffer.copy_(buffers[name])
+        progress.skipped += 1
+        return
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if cfg.clip_grad:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    if ema is not None:
+        ema.update(model)
+    progress.loss_sum += loss.item() * len(labels)
+    progress.correct += (logits.argmax(1) == labels).sum().item()
+    progress.seen += len(labels)
 
 
 @torch.no_grad()
@@ -232,61 +364,182 @@ def build_datasets(config: Config, manifest: Manifest) -> tuple[ClipDataset, Cli
     return train_set, val_set
 
 
-def fit(config: Config, run_dir: str | Path) -> Path:
+@dataclass
+class Trainer:
+    """Everything a training run carries from step to step, and its checkpoints.
+
+    ``payload`` gathers it into a checkpoint and ``restore`` puts it back, so that a
+    run resumed from ``last.pt`` computes exactly what the uninterrupted run would.
+    With ``train.ema`` the checkpoint's ``model`` is the averaged weights (what
+    ``eval`` and ``predict`` load) and ``train_model`` the raw ones.
+    """
+
+    config: Config
+    classes: list[str]
+    run_dir: Path
+    device: torch.device
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    ema: ModelEma | None
+    steps_per_epoch: int
+    bad: BadVideos
+    progress: Progress = field(default_factory=Progress)
+
+    @classmethod
+    def create(cls, config: Config, classes: list[str], run_dir: Path, steps_per_epoch: int) -> Trainer:
+        cfg = config.train
+        device = select_device(cfg.device)
+        model = build_model_from_config(config, len(classes)).to(device)
+        optimizer = build_optimizer(model, cfg)
+        scaler = torch.amp.GradScaler(enabled=device.type == "cuda" and cfg.amp and not torch.cuda.is_bf16_supported())
+        return cls(config, classes, run_dir, device, model, optimizer, build_scheduler(optimizer, cfg, steps_per_epoch),
+                   scaler, ModelEma(model, cfg.ema) if cfg.ema else None, steps_per_epoch,
+                   BadVideos(config.data.max_bad_fraction),
+                   Progress(epoch_lr=optimizer.param_groups[0]["lr"]))
+
+    @property
+    def eval_model(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    def payload(self) -> dict:
+        p = self.progress
+        state = dict(epoch=p.epoch, batch_in_epoch=p.batch, step=p.step,
+                     metrics=p.history[-1] if p.history else {}, progress=p.state_dict(),
+                     optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+                     scaler=self.scaler.state_dict(), rng=rng_state(),
+                     bad_videos={split: dict(found) for split, found in self.bad.failures.items()})
+        if self.ema is not None:
+            state["train_model"] = self.model.state_dict()
+        return checkpoint_payload(self.eval_model, self.config, self.classes, **state)
+
+    def restore(self, payload: dict, path: Path) -> None:
+        """Put back the state of a checkpoint written by ``payload`` (RNGs last)."""
+        load_weights(self.model, payload.get("train_model", payload["model"]), path)
+        if self.ema is not None:
+            load_weights(self.ema.module, payload["model"], path)
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.scaler.load_state_dict(payload["scaler"])
+        self.progress = Progress.from_state_dict(payload["progress"])
+        self.bad.failures = {split: dict(found) for split, found in payload["bad_videos"].items()}
+        set_rng_state(payload["rng"])
+
+    def train(self, train_set: ClipDataset, val_set: ClipDataset, signals: StopSignals) -> None:
+        """Epochs until ``train.epochs``, or until a signal or ``train.stop_after_steps`` stops the run."""
+        cfg = self.config.train
+
+        def should_stop(progress: Progress) -> bool:
+            # ``==``: a run resumed from its stop_after_steps checkpoint (same config.yaml) goes on
+            return signals.requested or progress.step == cfg.stop_after_steps
+
+        while self.progress.epoch < cfg.epochs:
+            start = time.time()
+            self.train_epoch(train_set, should_stop)
+            self.progress.seconds += time.time() - start
+            if self.progress.batch < self.steps_per_epoch:  # stopped inside the epoch
+                save_checkpoint(self.run_dir / "last.pt", self.payload())
+                return self.stopped(signals)
+            self.end_epoch(val_set)
+            if should_stop(self.progress):
+                return self.stopped(signals)
+
+    def train_epoch(self, train_set: ClipDataset, should_stop: StopCheck) -> None:
+        p, cfg = self.progress, self.config.train
+        if p.batch == 0:
+            p.epoch_lr = self.optimizer.param_groups[0]["lr"]
+        loader = make_loader(train_set, shuffle=True, start_batch=p.batch, **self.loader_args(p.epoch))
+        train_one_epoch(self.model, loader, nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), self.optimizer,
+                        self.scheduler, device=self.device, epoch=p.epoch, cfg=cfg, scaler=self.scaler, bad=self.bad,
+                        progress=p, ema=self.ema, should_stop=should_stop)
+
+    def loader_args(self, epoch: int) -> dict:
+        d, cfg = self.config.data, self.config.train
+        return dict(batch_size=cfg.batch_size, num_workers=d.num_workers, timeout=d.timeout, seed=cfg.seed, epoch=epoch)
+
+    def end_epoch(self, val_set: ClipDataset) -> None:
+        """Validate, record the epoch's row, write last.pt (and best.pt), metrics.csv and curves.png."""
+        p, cfg, d = self.progress, self.config.train, self.config.data
+        row = {"epoch": p.epoch + 1, "lr": p.epoch_lr, **p.epoch_metrics()}
+        score = row["train_acc"]
+        start = time.time()
+        if val_set.videos and ((p.epoch + 1) % cfg.eval_every == 0 or p.epoch + 1 == cfg.epochs):
+            loader = make_loader(val_set, shuffle=False, **self.loader_args(p.epoch))
+            result = evaluate(self.eval_model, loader, device=self.device, amp=cfg.amp, bad=self.bad,
+                              split=d.val_split, desc="validate")
+            row |= {"val_loss": result["loss"], "val_clip_acc": result["clip"]["top1"],
+                    "val_video_acc": result["video_metrics"]["top1"], "val_top5": result["video_metrics"]["top5"],
+                    "val_mean_class_acc": result["video_metrics"]["mean_class_acc"]}
+            score = row["val_video_acc"]
+        row["seconds"] = round(p.seconds + time.time() - start, 1)
+        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        p.history.append(row)
+        p.finish_epoch()
+        improved = score > p.best
+        p.best = max(p.best, score)
+        payload = self.payload()
+        save_checkpoint(self.run_dir / "last.pt", payload)
+        if improved:
+            save_checkpoint(self.run_dir / "best.pt", payload)
+        write_csv(self.run_dir / "metrics.csv", HISTORY_COLUMNS,
+                  [[h.get(k, "") for k in HISTORY_COLUMNS] for h in p.history])
+        plot_curves(p.history, self.run_dir / "curves.png")
+
+    def stopped(self, signals: StopSignals) -> None:
+        last = self.run_dir / "last.pt"
+        if signals.signum is not None:
+            raise TrainingInterrupted(signals.signum, str(last), self.progress.step)
+        print(f"stopped after step {self.progress.step} (train.stop_after_steps); resumable checkpoint {last}. "
+              f"Continue with: videoseq train CONFIG --resume {self.run_dir}")
+
+
+def fit(config: Config, run_dir: str | Path, *, resume: bool = False) -> Path:
     """Train a model as ``config`` says; returns the run folder.
 
     The run folder gets ``config.yaml`` (resolved), ``classes.txt``, ``metrics.csv``,
     ``curves.png``, ``best.pt`` and ``last.pt``, and ``bad_videos.csv`` when any failed.
+    ``resume=True`` continues the run in ``run_dir`` from its ``last.pt`` (written at
+    an epoch end, on SIGINT/SIGTERM, or at ``train.stop_after_steps``) and ends with
+    the same weights as a run that was never interrupted. SIGINT or SIGTERM save a
+    resumable ``last.pt`` after the current step and raise ``TrainingInterrupted``.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    for partial in remove_partial_checkpoints(run_dir):
+        print(f"removed {partial}: a checkpoint write that was killed before it finished")
+    saved = load_resume_checkpoint(run_dir, config) if resume else None
     seed_everything(config.train.seed)
     manifest = resolve_manifest(config.data, run_dir)
+    if saved is not None and list(saved["classes"]) != manifest.classes:
+        raise ValueError(f"cannot resume {run_dir}: its classes {saved['classes'][:5]}... differ from the "
+                         f"manifest's {manifest.classes[:5]}...")
     save_config(config, run_dir / "config.yaml")
     (run_dir / "classes.txt").write_text("".join(f"{c}\n" for c in manifest.classes))
     train_set, val_set = build_datasets(config, manifest)
-    device = select_device(config.train.device)
-    model = build_model_from_config(config, len(manifest.classes)).to(device)
-    cfg = config.train
-    steps = math.ceil(len(train_set) / cfg.batch_size)
-    optimizer = build_optimizer(model, cfg)
-    scheduler = build_scheduler(optimizer, cfg, steps)
-    scaler = torch.amp.GradScaler(enabled=device.type == "cuda" and cfg.amp and not torch.cuda.is_bf16_supported())
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    bad = BadVideos(config.data.max_bad_fraction)
-    history: list[dict] = []
-    best = -1.0
-    print(f"training {config.model.backbone}+{config.model.head} on {device}: {len(train_set.videos)} train / "
-          f"{len(val_set.videos)} {config.data.val_split} videos, {len(manifest.classes)} classes -> {run_dir}")
+    trainer = Trainer.create(config, manifest.classes, run_dir, math.ceil(len(train_set) / config.train.batch_size))
+    if saved is not None:
+        trainer.restore(saved, run_dir / "last.pt")
+    p = trainer.progress
+    where = f", resuming at epoch {p.epoch + 1} batch {p.batch + 1} (step {p.step})" if saved is not None else ""
+    print(f"training {config.model.backbone}+{config.model.head} on {trainer.device}: {len(train_set.videos)} train / "
+          f"{len(val_set.videos)} {config.data.val_split} videos, {len(manifest.classes)} classes -> {run_dir}{where}")
     try:
-        for epoch in range(cfg.epochs):
-            start = time.time()
-            loader_args = dict(batch_size=cfg.batch_size, num_workers=config.data.num_workers,
-                               timeout=config.data.timeout, seed=cfg.seed, epoch=epoch)
-            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
-            row |= train_one_epoch(model, make_loader(train_set, shuffle=True, **loader_args), criterion, optimizer,
-                                   scheduler, device=device, epoch=epoch, cfg=cfg, scaler=scaler, bad=bad)
-            score = row["train_acc"]
-            if val_set.videos and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-                result = evaluate(model, make_loader(val_set, shuffle=False, **loader_args), device=device,
-                                  amp=cfg.amp, bad=bad, split=config.data.val_split, desc="validate")
-                row |= {"val_loss": result["loss"], "val_clip_acc": result["clip"]["top1"],
-                        "val_video_acc": result["video_metrics"]["top1"], "val_top5": result["video_metrics"]["top5"],
-                        "val_mean_class_acc": result["video_metrics"]["mean_class_acc"]}
-                score = row["val_video_acc"]
-            row["seconds"] = round(time.time() - start, 1)
-            history.append(row)
-            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-            state = dict(epoch=epoch + 1, metrics=row, optimizer=optimizer.state_dict(),
-                         scheduler=scheduler.state_dict(), scaler=scaler.state_dict())
-            payload = checkpoint_payload(model, config, manifest.classes, **state)
-            save_checkpoint(run_dir / "last.pt", payload)
-            if score > best:
-                best = score
-                save_checkpoint(run_dir / "best.pt", payload)
-            write_csv(run_dir / "metrics.csv", HISTORY_COLUMNS, [[h.get(k, "") for k in HISTORY_COLUMNS] for h in history])
-            plot_curves(history, run_dir / "curves.png")
+        with StopSignals() as signals:
+            trainer.train(train_set, val_set, signals)
     finally:
-        if any(bad.failures.values()):
-            bad.write(run_dir / "bad_videos.csv")
+        if any(trainer.bad.failures.values()):
+            trainer.bad.write(run_dir / "bad_videos.csv")
     return run_dir
+
+
+def load_resume_checkpoint(run_dir: Path, config: Config) -> dict:
+    """``run_dir/last.pt``, checked to hold resume state written with a compatible config."""
+    path = run_dir / "last.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"nothing to resume in {run_dir}: it has no last.pt; start the run without --resume")
+    payload = load_checkpoint(path)
+    if "progress" not in payload or "rng" not in payload:
+        raise ValueError(f"{path} holds no resume state (written by an older videoseq); start a new run")
+    check_resumable(payload["config"], config.to_dict(), str(path))
+    return payload

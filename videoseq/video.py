@@ -18,6 +18,12 @@ Readers are opened per ``VideoReader`` and never cached globally. A decord reade
 does not survive ``fork`` (its decoder thread stays in the parent and the child
 hangs), so a ``VideoReader`` used in another process than the one that opened it
 reopens the file there.
+
+Decoders are C code: a crafted or damaged file may crash or hang them. Training
+decodes in DataLoader workers (a crash there cannot take the main process down and
+``data.timeout`` bounds a hang); ``IsolatedDecoder`` runs probes and reads in a
+child process of its own and turns a crash or a hang into a ``VideoDecodeError``
+naming the file, for checking many unknown files in one long-lived process.
 """
 
 from __future__ import annotations
@@ -31,7 +37,10 @@ import os
 # clips fail at random with 1-4 decoder threads, 1024 never did.
 os.environ.setdefault("DECORD_EOF_RETRY_MAX", "1024")
 
+import faulthandler  # noqa: E402
+import multiprocessing  # noqa: E402
 import re  # noqa: E402
+import signal  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import TracebackType  # noqa: E402
@@ -233,6 +242,9 @@ class _DecordFile:
         self.num_threads = num_threads
         if path.stat().st_size == 0:
             raise VideoDecodeError(path, "the file is empty (0 bytes)", "re-copy or re-download it")
+        truncated = container_truncation(path)
+        if truncated:
+            raise VideoDecodeError(path, f"the file is truncated: {truncated}", "re-copy or re-download it")
         self._reader: decord.VideoReader | None = None
         self._pid = -1
         reader = self._open()
@@ -303,6 +315,97 @@ class _DecordFile:
 
     def __del__(self) -> None:
         self._forget_inherited()
+
+
+def container_truncation(path: str | os.PathLike) -> str | None:
+    """Why an AVI, MP4/MOV or Matroska/WebM file is cut short, or None when it is whole.
+
+    The top-level structure of these containers declares its own length: RIFF
+    chunks (AVI), ISO boxes (MP4, MOV) and the EBML Segment (MKV, WebM). A file
+    that ends before its last declared element was cut off in a copy or download;
+    decoders then return a half-decoded last picture without any error (seen with
+    UCF101's MPEG-4 AVIs), so such a file is refused instead. Other formats, and
+    elements of unknown size (live recordings), are not judged.
+    """
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(12)
+        if head[:4] == b"RIFF":
+            return _riff_truncation(f, size)
+        if head[4:8] in _ISO_TOP_BOXES:
+            return _iso_truncation(f, size)
+        if head[:4] == b"\x1a\x45\xdf\xa3":
+            return _ebml_truncation(f, size)
+    return None
+
+
+_ISO_TOP_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid", b"moof", b"styp"}
+
+
+def _riff_truncation(f, size: int) -> str | None:
+    """AVI: a chain of ``RIFF`` chunks (more than one past 1 GB, OpenDML)."""
+    position = 0
+    while position + 8 <= size:
+        f.seek(position)
+        header = f.read(8)
+        if header[:4] != b"RIFF":
+            return None  # trailing bytes after the last chunk: not ours to judge
+        end = position + 8 + int.from_bytes(header[4:8], "little")
+        if end > size:
+            return f"a RIFF chunk declares {end} bytes, the file has {size}"
+        position = end + (end & 1)
+    return None
+
+
+def _iso_truncation(f, size: int) -> str | None:
+    """MP4/MOV: top-level boxes, each ``size`` (32 bit, or 64 bit after size 1) + type."""
+    position = 0
+    while position + 8 <= size:
+        f.seek(position)
+        header = f.read(16)
+        length, kind = int.from_bytes(header[:4], "big"), header[4:8]
+        if not (kind.isascii() and kind.isalnum() or kind in _ISO_TOP_BOXES):
+            return None
+        if length == 0:  # the box runs to the end of the file
+            return None
+        if length == 1:
+            length = int.from_bytes(header[8:16], "big")
+        if length < 8:
+            return f"box {kind.decode('latin-1')!r} at byte {position} declares an impossible size {length}"
+        if position + length > size:
+            return f"box {kind.decode('latin-1')!r} at byte {position} declares {length} bytes, {size - position} remain"
+        position += length
+    return None
+
+
+def _ebml_truncation(f, size: int) -> str | None:
+    """Matroska/WebM: the EBML header, then a Segment whose size covers the rest."""
+    f.seek(4)
+    header_size, width = _ebml_size(f)
+    if header_size is None:
+        return None
+    f.seek(4 + width + header_size)
+    if f.read(4) != b"\x18\x53\x80\x67":  # Segment
+        return None
+    segment_start = f.tell()
+    segment_size, width = _ebml_size(f)
+    if segment_size is None:  # unknown size: a live recording
+        return None
+    end = segment_start + width + segment_size
+    return f"its Segment declares {end} bytes, the file has {size}" if end > size else None
+
+
+def _ebml_size(f) -> tuple[int | None, int]:
+    """An EBML variable-length size: ``(value or None when unknown, bytes used)``."""
+    first = f.read(1)
+    if not first or first[0] == 0:
+        return None, 1
+    width = 9 - first[0].bit_length()
+    value = first[0] & ((1 << (8 - width)) - 1)
+    for byte in f.read(width - 1):
+        value = (value << 8) | byte
+    unknown = value == (1 << (7 * width)) - 1
+    return (None if unknown else value), width
 
 
 def opencv_read_sorted(path: Path, indices: np.ndarray) -> np.ndarray:
@@ -376,6 +479,127 @@ class _FrameFolder:
 
     def close(self) -> None:
         pass
+
+
+def probe_video(path: str | os.PathLike, frames: int = 3) -> VideoInfo:
+    """Open a video and decode ``frames`` frames spread from its first to its last.
+
+    What a health check needs: a file that passes opens, reports its geometry and
+    decodes at both ends. Raises ``VideoDecodeError`` otherwise.
+    """
+    with VideoReader(path) as reader:
+        n = reader.info.num_frames
+        if n < 1:
+            raise VideoDecodeError(path, "the container reports no video frames")
+        reader.read(np.unique(np.linspace(0, n - 1, max(1, min(frames, n))).round().astype(np.int64)))
+        return reader.info
+
+
+_ISOLATED_OPERATIONS = {"probe": probe_video, "read": read_frames}
+
+
+class IsolatedDecoder:
+    """Decoding in a child process: a decoder crash or hang becomes a ``VideoDecodeError``.
+
+    One long-lived child, forked like a DataLoader worker (``spawn`` would re-run the
+    caller's main script), serves the requests; if it dies (a segfault in FFmpeg or decord) or takes longer than
+    ``timeout`` seconds, this process raises ``VideoDecodeError`` for the file it
+    was reading, and the next request starts a fresh child.
+
+    >>> with IsolatedDecoder(timeout=30) as decoder:         # doctest: +SKIP
+    ...     info = decoder.probe("suspect.mp4")              # VideoInfo, or VideoDecodeError
+    ...     frames = decoder.read("suspect.mp4", [0, 5, 9])  # (3, H, W, 3) uint8
+    """
+
+    def __init__(self, timeout: float = 60.0) -> None:
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
+        self.timeout = timeout
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._conn = None
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id (None before the first request)."""
+        return self._process.pid if self._process is not None else None
+
+    def probe(self, path: str | os.PathLike, frames: int = 3) -> VideoInfo:
+        """``probe_video`` in the child."""
+        return self._call("probe", path, frames)
+
+    def read(self, path: str | os.PathLike, indices: Sequence[int]) -> np.ndarray:
+        """``read_frames`` in the child: uint8 RGB ``(T, H, W, 3)``."""
+        return self._call("read", path, [int(i) for i in indices])
+
+    def _call(self, operation: str, path: str | os.PathLike, argument: object):
+        if self._process is None or not self._process.is_alive():
+            self._start()
+        try:
+            self._conn.send((operation, str(path), argument))
+            ready = self._conn.poll(self.timeout)
+            if not ready:
+                self.close()
+                raise VideoDecodeError(path, f"decoding took longer than {self.timeout:g} s and was stopped",
+                                       "the file may make the decoder loop; re-encode it or drop it")
+            status, value = self._conn.recv()
+        except (EOFError, OSError):
+            raise VideoDecodeError(path, f"the decoder process died ({self._death()}) while reading it",
+                                   "the file crashes the decoder; re-encode it or drop it from the manifest") from None
+        if status == "error":
+            raise value
+        return value
+
+    def _start(self) -> None:
+        context = multiprocessing.get_context("fork")
+        self._conn, child_end = context.Pipe()
+        self._process = context.Process(target=_serve_decoding, args=(child_end,), daemon=True)
+        self._process.start()
+        child_end.close()
+
+    def _death(self) -> str:
+        """How the child ended (e.g. ``SIGSEGV``); the child is reaped and forgotten."""
+        process, self._process = self._process, None
+        process.join(5)
+        code = process.exitcode
+        self._conn.close()
+        if code is not None and code < 0:
+            return signal.Signals(-code).name
+        return f"exit status {code}"
+
+    def close(self) -> None:
+        """Stop the child (if any); a later request starts a new one."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.join(5)
+            self._conn.close()
+            self._process = None
+
+    def __enter__(self) -> IsolatedDecoder:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _serve_decoding(conn) -> None:
+    """The child of ``IsolatedDecoder``: answer ``(operation, path, argument)`` until the pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops this child
+    faulthandler.disable()  # a crash is reported by the parent, naming the file
+    while True:
+        try:
+            operation, path, argument = conn.recv()
+        except EOFError:
+            return
+        try:
+            reply = ("ok", _ISOLATED_OPERATIONS[operation](path, argument))
+        except Exception as err:  # sent back and raised in the parent, whatever its type
+            reply = ("error", err)
+        try:
+            conn.send(reply)
+        except Exception as err:  # an exception that does not pickle
+            conn.send(("error", RuntimeError(f"{type(reply[1]).__name__}: {reply[1]} ({err})")))
 
 
 def open_capture(source: str | int, *, api_preference: int = cv2.CAP_ANY) -> cv2.VideoCapture:
