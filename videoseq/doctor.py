@@ -30,7 +30,8 @@ from videoseq.datasets import Manifest, ManifestError, read_classes, read_manife
 from videoseq.prepare import FORMATS, find_splits_dir
 from videoseq.prepare.common import UCF_GROUP_PATTERN, group_of
 from videoseq.probe import probe_video
-from videoseq.video import find_videos
+
+from videoseq.video import TRUNCATED, find_videos
 from videoseq.workers import run_isolated
 
 TRAIN_SPLIT = "train"
@@ -166,7 +167,8 @@ def check_unlisted(manifest: Manifest, root: Path) -> list[Finding]:
 def file_findings(probe: dict, min_frames: int, rows: list[int], path: str) -> list[Finding]:
     """Errors of one probed file: undecodable, frame counts that disagree, too short."""
     if probe["error"]:
-        return [Finding("unreadable", "error", probe["error"], path, rows)]
+        kind = "truncated" if TRUNCATED in probe["error"] else "unreadable"
+        return [Finding(kind, "error", probe["error"], path, rows)]
     frames, decoded, header = probe["frames"], probe["decoded"], probe["header_frames"]
     tolerance = max(2, header // 50)  # headers that store a duration, not a count, round it
     findings = []

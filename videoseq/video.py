@@ -244,7 +244,7 @@ class _DecordFile:
             raise VideoDecodeError(path, "the file is empty (0 bytes)", "re-copy or re-download it")
         truncated = container_truncation(path)
         if truncated:
-            raise VideoDecodeError(path, f"the file is truncated: {truncated}", "re-copy or re-download it")
+            raise VideoDecodeError(path, f"{TRUNCATED} {truncated}", "re-copy or re-download it")
         self._reader: decord.VideoReader | None = None
         self._pid = -1
         reader = self._open()
@@ -315,6 +315,9 @@ class _DecordFile:
 
     def __del__(self) -> None:
         self._forget_inherited()
+
+
+TRUNCATED = "the file is truncated:"  # start of the reason of a file cut short (doctor reports these apart)
 
 
 def container_truncation(path: str | os.PathLike) -> str | None:
