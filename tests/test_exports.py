@@ -98,7 +98,8 @@ def test_commands_write_formula_safe_csvs_only_under_their_output_folder(formula
     assert {p.parent for p in files_under(tmp_path) - before} == {cwd / "eval"}
     predictions = assert_formula_safe(cwd / "eval" / "predictions.csv")
     assert {row[1] for row in predictions[1:]} <= {"'" + c for c in CLASSES}
-    assert all(0 <= float(row[3]) <= 1 for row in predictions[1:])
+    score = predictions[0].index("score_1")
+    assert all(0 <= float(row[score]) <= 1 for row in predictions[1:])
     bad = assert_formula_safe(cwd / "eval" / "bad_videos.csv")
     assert bad[1][1].endswith("/class0/=broken.avi")  # an absolute path: starts with "/"
     for name in ("per_class.csv", "confusion.csv"):
