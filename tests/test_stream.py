@@ -1,0 +1,101 @@
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from videoseq.config import config_from_dict
+from videoseq.models import build_model
+from videoseq.predict import Predictor
+from videoseq.stream import FeatureRing, FrameClock, FrameSource, stream_interval
+from videoseq.video import VideoDecodeError
+
+HEADS = [
+    ("mean", {}),
+    ("gru", {"hidden": 16}),
+    ("lstm", {"hidden": 16}),
+    ("gru", {"hidden": 16, "bidirectional": True}),
+    ("lstm", {"hidden": 16, "bidirectional": True}),
+    ("convlstm", {"hidden": 8}),
+]
+
+
+def make_predictor(head: str, head_args: dict, *, frames: int = 4, stride: int = 2, fps: float | None = None,
+                   size: int = 64) -> Predictor:
+    torch.manual_seed(0)
+    stage = "stride16" if head == "convlstm" else None
+    config = config_from_dict({
+        "data": {"frames": frames, "size": size, "sampling": "dense", "stride": stride, "fps": fps},
+        "model": {"backbone": "mobilenet_v3_small", "stage": stage, "head": head, "head_args": head_args},
+    })
+    model = build_model(backbone="mobilenet_v3_small", head=head, num_classes=5, stage=stage, head_args=head_args)
+    return Predictor(model, config, [f"c{i}" for i in range(5)], torch.device("cpu"))
+
+
+def random_frames(n: int, height: int = 72, width: int = 96, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, height, width, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("head, head_args", HEADS, ids=[f"{h}{'-bi' if a.get('bidirectional') else ''}" for h, a in HEADS])
+def test_streaming_logits_equal_clip_mode_on_the_same_frames(head, head_args):
+    """A 10 fps source, stride 2: the stream keeps frames 0, 2, 4, ...; each prediction equals the clip."""
+    predictor = make_predictor(head, head_args)
+    frames = random_frames(16)
+    predictor.reset_stream(source_fps=10)
+    steps = 0
+    for i, frame in enumerate(frames):
+        logits = predictor.step_logits(frame, time_s=i / 10)
+        if i % 2 or i < 6:  # skipped by the clock, or the 4-frame buffer still filling
+            assert logits is None
+            continue
+        clip = frames[i - 6 : i + 1 : 2]  # the 4 frames the model saw, 2 apart
+        expected = predictor.clip_logits(clip[None])[0]
+        assert torch.max(torch.abs(logits - expected)).item() <= 1e-4
+        steps += 1
+    assert steps == 5
+
+
+def test_step_returns_probabilities_and_reset_empties_the_buffer():
+    predictor = make_predictor("gru", {"hidden": 8}, frames=2)
+    frames = random_frames(3)
+    assert predictor.step(frames[0]) is None
+    probs = predictor.step(frames[1])
+    assert probs.shape == (5,) and probs.sum() == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(probs, predictor.predict_clip(frames[:2]), atol=1e-5)
+    predictor.reset_stream()
+    assert predictor.step(frames[2]) is None
+
+
+@pytest.mark.parametrize(
+    "fps, interval, kept",
+    [(25.0, 0.16, [0, 4, 8, 12, 16]),  # stride 2 at 12.5 fps: every 4th frame of a 25 fps file
+     (50.0, 0.16, [0, 8, 16]),  # every 8th frame of a 50 fps camera: the same times
+     (10.0, 0.16, [0, 2, 4, 5, 7, 8, 10, 12, 13, 15, 16, 18]),  # a slower source: 12 frames in 2 s
+     (25.0, None, list(range(20)))],
+)
+def test_frame_clock_keeps_one_frame_per_interval(fps, interval, kept):
+    clock = FrameClock(interval)
+    times = np.arange(20) / fps
+    assert [i for i, t in enumerate(times) if clock.take(float(t))] == kept
+
+
+def test_frame_clock_restarts_after_a_gap_instead_of_bursting():
+    clock = FrameClock(0.1)
+    assert clock.take(0.0) and clock.take(0.1)
+    assert clock.take(5.0)  # 5 s stall
+    assert not clock.take(5.05) and clock.take(5.1)
+
+
+def test_stream_interval_uses_the_training_rate_then_the_source_rate():
+    assert stream_interval("dense", 2, 12.0, 60.0) == pytest.approx(2 / 12)
+    assert stream_interval("dense", 2, None, 25.0) == pytest.approx(2 / 25)
+    assert stream_interval("segment", 3, None, None) is None
+
+
+def test_feature_ring_keeps_the_last_frames_oldest_first():
+    ring = FeatureRing(3)
+    for i in range(5):
+        ring.push(torch.full((1, 2), float(i)))
+    assert ring.full and ring.clip()[0, :, 0].tolist() == [2.0, 3.0, 4.0]
