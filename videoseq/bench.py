@@ -28,12 +28,15 @@ from videoseq.predict import Predictor
 from videoseq.stream import FrameClock, FrameSource
 
 
-def load_predictor(model: str | Path, num_classes: int = 10) -> Predictor:
-    """A checkpoint (``.pt`` / ``.onnx``), or a YAML config built with random weights (same speed)."""
+def load_predictor(model: str | Path, overrides: list[str] | None = None, num_classes: int = 10) -> Predictor:
+    """A checkpoint (``.pt`` / ``.onnx``), or a YAML config (with ``--set`` overrides) built with
+    random weights: an untrained model runs at the same speed."""
     if Path(model).suffix.lower() in (".yaml", ".yml"):
-        config = load_config(model)
+        config = load_config(model, overrides)
         network = build_model_from_config(config, num_classes, pretrained=False)
         return Predictor(network, config, [f"class_{i}" for i in range(num_classes)], torch.device("cpu"))
+    if overrides:
+        raise ValueError("--set applies to a YAML config, not to a checkpoint")
     return Predictor.from_checkpoint(model, device="cpu")
 
 
@@ -105,11 +108,11 @@ def time_window(predictor: Predictor, source: Path) -> ModeTiming:
 
 
 def bench_stream(model: str | Path, source: str | Path | None = None, *, frames: int = 300,
-                 threads: int | None = None) -> dict[str, ModeTiming]:
+                 threads: int | None = None, overrides: list[str] | None = None) -> dict[str, ModeTiming]:
     """Streaming vs window re-run on one file; prints a table and the ratio."""
     if threads:
         torch.set_num_threads(threads)
-    predictor = load_predictor(model)
+    predictor = load_predictor(model, overrides)
     d, m = predictor.config.data, predictor.config.model
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(source) if source else write_test_video(Path(tmp) / "bench.avi", frames=frames)
@@ -143,10 +146,11 @@ def _stream_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", help="video file (default: a synthetic 320x240 25 fps clip)")
     p.add_argument("--frames", type=int, default=300, help="length of the synthetic clip")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key of a YAML config")
 
 
 def _stream_run(args: argparse.Namespace) -> int:
-    bench_stream(args.model, args.source, frames=args.frames, threads=args.threads)
+    bench_stream(args.model, args.source, frames=args.frames, threads=args.threads, overrides=args.set)
     return 0
 
 
