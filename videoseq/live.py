@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from videoseq.stream import Capture, Frame, FrameSource
 from videoseq.video import open_capture
 
 WINDOW_TITLE = "videoseq"
+SYSTEM_FONTS = "/usr/share/fonts/truetype/dejavu"
 
 
 @dataclass
@@ -148,6 +150,9 @@ class Viewer:
 
     def __init__(self, show: bool, save_video: str | None) -> None:
         self.show, self.save_video = show, save_video
+        fonts = os.environ.get("QT_QPA_FONTDIR", "")  # OpenCV points Qt to a font folder it does not ship
+        if show and not Path(fonts).is_dir() and Path(SYSTEM_FONTS).is_dir():
+            os.environ["QT_QPA_FONTDIR"] = SYSTEM_FONTS
         self.writer: cv2.VideoWriter | None = None
 
     @property
