@@ -144,3 +144,14 @@ def test_annotate_draws_labels_and_fps_on_a_copy():
     drawn = annotate(frame, [("Swipe", 0.91), ("Grow", 0.05)], fps=29.7)
     assert drawn.shape == frame.shape and (frame == 128).all()
     assert (drawn[:40, :80] != 128).any() and (drawn[-20:, -20:] == 128).all()
+
+
+def test_cli_stream_from_a_missing_camera_retries_then_exits_with_the_reason(tiny_run, capsys):
+    from videoseq.cli import main
+
+    code = main(["predict", str(tiny_run / "best.pt"), "7", "--stream", "--retries", "1", "--retry-delay", "0"])
+    captured = capsys.readouterr()
+    assert code == 1 and "retry 1/1" in captured.out
+    assert "cannot decode 7" in captured.err and "camera with this index" in captured.err
+    assert main(["predict", str(tiny_run / "best.pt"), "a.avi", "b.avi", "--stream"]) == 2
+    assert "one SOURCE" in capsys.readouterr().err
