@@ -9,7 +9,7 @@ import torch
 from conftest import informative_model
 from videoseq.config import config_from_dict
 from videoseq.predict import Predictor
-from videoseq.stream import FeatureRing, FrameClock, FrameSource, stream_interval
+from videoseq.stream import FeatureRing, FrameClock, FrameSource, is_live, stream_interval
 from videoseq.video import VideoDecodeError
 
 HEADS = [
@@ -90,9 +90,15 @@ def test_frame_clock_restarts_after_a_gap_instead_of_bursting():
 
 
 def test_stream_interval_uses_the_training_rate_then_the_source_rate():
-    assert stream_interval("dense", 2, 12.0, 60.0) == pytest.approx(2 / 12)
-    assert stream_interval("dense", 2, None, 25.0) == pytest.approx(2 / 25)
-    assert stream_interval("segment", 3, None, None) is None
+    assert stream_interval(2, 12.0, 60.0) == pytest.approx(2 / 12)
+    assert stream_interval(2, None, 25.0) == pytest.approx(2 / 25)
+    assert stream_interval(3, None, None) is None
+
+
+@pytest.mark.parametrize("source, live", [("0", True), (0, True), ("rtsp://cam/1", True), ("http://x/s.mjpg", True),
+                                          ("missing.avi", False), ("/dev/null", True)])
+def test_cameras_devices_and_urls_are_live_paths_are_files(source, live):
+    assert is_live(source) is live
 
 
 def test_feature_ring_keeps_the_last_frames_oldest_first():
@@ -199,7 +205,8 @@ def test_a_stalled_source_ends_after_the_stall_timeout():
             release.wait(5)
             return False, None
 
-    source = FrameSource("0", opener=opener_of([Stuck(random_frames(1, 8, 8))]), live=True, stall_timeout=0.2)
+    source = FrameSource("0", opener=opener_of([Stuck(random_frames(1, 8, 8))]), live=True, retries=0,
+                         stall_timeout=0.2)
     assert read_all(source) == [] and "no frame for 0.2 s" in source.error
     release.set()
 

@@ -82,7 +82,8 @@ def add_predict(sub) -> None:
     p = sub.add_parser("predict", help="classify files, folders or globs into a CSV",
                        description="example: videoseq predict runs/demo/best.pt clips/ --csv out.csv --topk 3")
     p.add_argument("checkpoint")
-    p.add_argument("sources", nargs="+", metavar="SOURCE", help="video file, folder or glob")
+    p.add_argument("sources", nargs="+", metavar="SOURCE",
+                   help="video file, folder or glob; with --stream one file, camera index (0) or URL")
     p.add_argument("--csv", help="output CSV (default: print to stdout)")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--window", type=float, help="window length in seconds: one row per window")

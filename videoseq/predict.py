@@ -94,11 +94,11 @@ class Predictor:
     def stream_interval(self, source_fps: float | None) -> float | None:
         """Seconds between the frames a stream keeps (see ``stream.stream_interval``)."""
         d = self.config.data
-        return stream_interval(d.sampling, d.stride, d.fps, source_fps)
+        return stream_interval(d.stride, d.fps, source_fps)
 
     def reset_stream(self, source_fps: float | None = None) -> None:
         """Start a new stream: empty feature buffer, frame clock for ``source_fps``."""
-        self.clock = FrameClock(self.stream_interval(source_fps) if source_fps else None)
+        self.clock = FrameClock(self.stream_interval(source_fps))
         self.ring = FeatureRing(self.clip_len)
 
     @torch.no_grad()

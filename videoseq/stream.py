@@ -88,7 +88,7 @@ class FeatureRing:
         self.items.clear()
 
 
-def stream_interval(sampling: str, stride: int, train_fps: float | None, source_fps: float | None) -> float | None:
+def stream_interval(stride: int, train_fps: float | None, source_fps: float | None) -> float | None:
     """Seconds between kept frames: ``stride`` frames at the training frame rate.
 
     ``dense`` clips are ``stride`` frames apart by construction. ``segment`` and
@@ -98,7 +98,6 @@ def stream_interval(sampling: str, stride: int, train_fps: float | None, source_
     Without ``data.fps`` the source's own rate stands in for the training rate
     (``stride`` source frames); without either, every frame is kept.
     """
-    del sampling  # every method uses the stride; the argument documents the choice
     fps = train_fps or source_fps
     return stride / fps if fps else None
 
@@ -123,8 +122,9 @@ class Frame:
 
 
 def is_live(source: str | int) -> bool:
-    """Cameras (an index) and URLs are live; an existing path is a file."""
-    return not Path(str(source)).is_file()
+    """Cameras (an index or a device such as /dev/video0) and URLs are live; other paths are files."""
+    text = str(source)
+    return text.isdigit() or "://" in text or (Path(text).exists() and not Path(text).is_file())
 
 
 class SourceFailure(Exception):
