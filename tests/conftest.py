@@ -72,3 +72,24 @@ def tiny_run(gestures, tmp_path_factory) -> Path:
                  "--set", f"data.splits_dir={gestures / 'splits'}"])
     assert code == 0
     return run
+
+
+def informative_model(head: str, head_args: dict, *, frames: int, size: int, num_classes: int = 3,
+                      backbone: str = "mobilenet_v3_small", stage: str | None = None):
+    """A random model whose BatchNorm statistics come from data (eval mode).
+
+    A fresh random model answers nearly the same logits for every clip, which would
+    make equality and export checks vacuous; this one's logits depend on the input.
+    """
+    import torch
+
+    from videoseq.models import build_model
+    from videoseq.models.backbones import reset_batchnorm_momentum
+
+    torch.manual_seed(0)
+    model = build_model(backbone=backbone, head=head, num_classes=num_classes, stage=stage, head_args=head_args)
+    reset_batchnorm_momentum(model, None)  # cumulative averages: two batches set the statistics
+    with torch.no_grad():
+        for _ in range(2):
+            model(torch.randn(4, frames, 3, size, size))
+    return model.eval()

@@ -44,7 +44,7 @@ def test_overrides_are_parsed_as_yaml():
     "override, key",
     [("data.sampling=random", "data.sampling"), ("data.frames=0", "data.frames"),
      ("train.optimizer=adam", "train.optimizer"), ("data.crop_scale=[0.9, 0.1]", "data.crop_scale"),
-     ("data.short_video=pad", "data.short_video")],
+     ("data.short_video=pad", "data.short_video"), ("data.fps=0", "data.fps"), ("data.fps=fast", "data.fps")],
 )
 def test_bad_values_name_their_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
@@ -68,3 +68,8 @@ def test_missing_and_invalid_yaml_files_are_named(tmp_path):
 def test_round_trip_through_plain_dict():
     config = load_config(None, ["data.crop_scale=[0.6, 1.0]"])
     assert config_from_dict(config.to_dict()) == config
+
+
+def test_data_fps_defaults_to_unknown_and_accepts_a_rate():
+    assert load_config(None).data.fps is None
+    assert load_config(None, ["data.fps=12"]).data.fps == 12

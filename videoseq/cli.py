@@ -52,6 +52,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from videoseq.predict import predict_to_csv
 
+    if args.stream:
+        return cmd_stream(args)
     if args.stride and not args.window:
         raise ValueError("--stride needs --window (both in seconds)")
     failures = predict_to_csv(args.checkpoint, args.sources, args.csv, k=args.topk, window=args.window,
@@ -158,13 +160,83 @@ def add_predict(sub) -> None:
     p = sub.add_parser("predict", help="classify files, folders or globs into a CSV",
                        description="example: videoseq predict runs/demo/best.pt clips/ --csv out.csv --topk 3")
     p.add_argument("checkpoint")
-    p.add_argument("sources", nargs="+", metavar="SOURCE", help="video file, folder or glob")
+    p.add_argument("sources", nargs="+", metavar="SOURCE",
+                   help="video file, folder or glob; with --stream one file, camera index (0) or URL")
     p.add_argument("--csv", help="output CSV (default: print to stdout)")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--window", type=float, help="window length in seconds: one row per window")
     p.add_argument("--stride", type=float, help="window step in seconds (default: --window)")
     p.add_argument("--device", default="auto")
+    add_stream_arguments(p)
     p.set_defaults(func=cmd_predict)
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    from videoseq.events import EventOptions
+    from videoseq.live import SourceOptions, StreamOptions, stream_to_outputs
+
+    if len(args.sources) != 1:
+        raise ValueError(f"--stream takes one SOURCE (a file, a camera index or a URL), got {len(args.sources)}")
+    events = None
+    if args.events:
+        events = EventOptions(smooth=args.smooth, method=args.smooth_method, threshold=args.threshold,
+                              background=args.background, min_duration=args.min_duration, refractory=args.refractory)
+    source = SourceOptions(queue_size=args.queue, retries=args.retries, retry_delay=args.retry_delay,
+                           max_frozen=args.max_frozen, stall_timeout=args.stall_timeout)
+    options = StreamOptions(topk=args.topk, show=args.show, save_video=args.save_video, csv=args.csv,
+                            jsonl=args.jsonl, events=events, max_frames=args.max_frames, source=source)
+    return stream_to_outputs(args.checkpoint, args.sources[0], options, device=args.device)
+
+
+def add_stream_arguments(p) -> None:
+    g = p.add_argument_group("streaming (--stream)", "example: videoseq predict best.pt 0 --stream --show "
+                             "--jsonl live.jsonl --events --background Nothing")
+    g.add_argument("--stream", action="store_true",
+                   help="run frame by frame on one SOURCE: a file, a camera index (0) or an rtsp/http URL")
+    g.add_argument("--show", action="store_true", help="a window with the top labels, scores and fps (q quits)")
+    g.add_argument("--save-video", metavar="OUT.mp4", help="write the annotated video")
+    g.add_argument("--jsonl", help="one JSON line per inference step and per gesture event")
+    g.add_argument("--max-frames", type=int, help="stop after this many frames")
+    g.add_argument("--queue", type=int, default=4, help="reader queue length; a live source drops frames beyond it")
+    g.add_argument("--retries", type=int, default=3, help="reopen a failing camera/stream this many times")
+    g.add_argument("--retry-delay", type=float, default=1.0, help="seconds between retries")
+    g.add_argument("--max-frozen", type=int, default=150, help="identical frames in a row that mean a frozen camera")
+    g.add_argument("--stall-timeout", type=float, default=10.0, help="seconds without a frame before giving up")
+    g.add_argument("--events", action="store_true", help="also write gesture events (start, end, label, peak)")
+    g.add_argument("--smooth", type=int, default=3, help="events: steps in the smoothing window")
+    g.add_argument("--smooth-method", choices=("mean", "majority"), default="mean")
+    g.add_argument("--threshold", type=float, default=0.5, help="events: smoothed score an active step needs")
+    g.add_argument("--background", help="events: the 'no gesture' class")
+    g.add_argument("--min-duration", type=float, default=0.0, help="events: shortest event in seconds")
+    g.add_argument("--refractory", type=float, default=0.0, help="events: seconds after an event with no new one")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from videoseq.export import export_command
+
+    return export_command(args.checkpoint, args.out, args.format, args.streaming)
+
+
+def add_export(sub) -> None:
+    p = sub.add_parser("export", help="export a checkpoint to ONNX or TorchScript, checked against PyTorch",
+                       description="example: videoseq export runs/demo/best.pt --format onnx --streaming")
+    p.add_argument("checkpoint")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    p.add_argument("--out", help="output file (default: the checkpoint's name with .onnx / .torchscript.pt)")
+    p.add_argument("--streaming", action="store_true",
+                   help="also write the per-frame backbone (OUT.frames.*) and the head over the buffer (OUT.head.*)")
+    p.set_defaults(func=cmd_export)
+
+
+def add_bench(sub) -> None:
+    from videoseq.bench import BENCH_KINDS
+
+    p = sub.add_parser("bench", help="benchmarks: " + ", ".join(BENCH_KINDS))
+    kinds = p.add_subparsers(dest="kind", required=True)
+    for name, kind in BENCH_KINDS.items():
+        k = kinds.add_parser(name, help=kind.help)
+        kind.add_arguments(k)
+        k.set_defaults(func=kind.run)
 
 
 def add_synth(sub) -> None:
@@ -256,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"videoseq {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (add_train, add_eval, add_predict, add_synth, add_demo, add_prepare, add_doctor, add_metrics,
-                add_compare):
+                add_compare, add_export, add_bench):
         add(sub)
     return parser
 

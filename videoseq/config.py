@@ -53,6 +53,7 @@ class DataConfig:
     size: int = 112  # square crop fed to the backbone
     sampling: str = "segment"  # segment (TSN) | uniform | dense
     stride: int = 2  # dense sampling: frame step
+    fps: float | None = None  # frame rate of the training videos; streaming keeps one frame every stride/fps s
     short_video: str = "loop"  # loop | repeat_last: videos shorter than the clip
     test_views: int = 1  # temporal clips per video at validation / test
     crop_scale: tuple[float, float] = (0.5, 1.0)
@@ -74,6 +75,8 @@ class DataConfig:
         self.crop_scale = tuple(float(s) for s in self.crop_scale)
         if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
             raise ConfigError(f"data.crop_scale: need [low, high] with 0 < low <= high <= 1, got {self.crop_scale}")
+        if self.fps is not None:
+            _check_positive("data.fps", self.fps)
         if not 0 <= self.max_bad_fraction <= 1:
             raise ConfigError(f"data.max_bad_fraction: must be in [0, 1], got {self.max_bad_fraction}")
         if self.num_workers < 0:

@@ -23,24 +23,41 @@ from videoseq.datasets import safe_cell, write_csv
 from videoseq.engine import select_device
 from videoseq.models import VideoClassifier
 from videoseq.sampling import multi_view_indices, window_starts
+from videoseq.stream import FeatureRing, FrameClock, stream_interval
 from videoseq.transforms import ClipEvalPreset, clip_to_tensor, normalize_clip
 from videoseq.video import VideoDecodeError, VideoReader, find_videos, is_frame_folder
 
 
 class Predictor:
-    """A trained model with its own preprocessing; needs only the checkpoint file.
+    """A trained model with its own preprocessing; needs only the checkpoint (or exported ONNX) file.
 
     >>> p = Predictor.from_checkpoint("runs/demo/best.pt")      # doctest: +SKIP
     >>> p.predict_clip(frames)        # uint8 RGB (T, H, W, 3) -> class probabilities (C,)
+    >>> p.reset_stream(source_fps=30)                           # doctest: +SKIP
+    >>> for i, frame in enumerate(camera):                      # doctest: +SKIP
+    ...     probs = p.step(frame, time_s=i / 30)    # (C,), or None while the buffer fills
+
+    ``model`` is a :class:`VideoClassifier` or an ONNX export
+    (``export.OnnxModel``); both answer ``model(clip)``, ``model.forward_frames``
+    and ``model.forward_head``.
     """
 
     def __init__(self, model: VideoClassifier, config: Config, classes: list[str], device: torch.device) -> None:
         self.model = model.to(device).eval()
         self.config, self.classes, self.device = config, classes, device
         self.preset = ClipEvalPreset(size=config.data.size)
+        stats = getattr(model, "backbone", model)  # an ONNX export carries mean/std itself
+        self.mean, self.std = tuple(stats.mean), tuple(stats.std)
+        self.reset_stream()
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto") -> "Predictor":
+        """A ``.pt`` checkpoint, or an ``.onnx`` file written by ``videoseq export``."""
+        if Path(path).suffix.lower() == ".onnx":
+            from videoseq.export import load_onnx_model
+
+            model, config, classes = load_onnx_model(path)
+            return cls(model, config, classes, torch.device("cpu"))
         payload = load_checkpoint(path)
         model, config = model_from_checkpoint(payload, path)
         return cls(model, config, list(payload["classes"]), select_device(device))
@@ -49,16 +66,61 @@ class Predictor:
     def clip_len(self) -> int:
         return self.config.data.frames
 
+    def prepare(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 RGB ``(..., T, H, W, 3)`` -> normalised float ``(..., T, 3, S, S)`` on the device.
+
+        The eval preset resizes and centre-crops every frame alike, so one frame
+        at a time gives the same pixels as the whole clip.
+        """
+        lead = frames.shape[:-4]
+        flat = frames.reshape(-1, *frames.shape[-4:])  # (V, T, H, W, 3)
+        batch = torch.stack([clip_to_tensor(self.preset(clip, 0)[0]) for clip in flat])  # (V, T, 3, S, S)
+        batch = normalize_clip(batch.to(self.device), self.mean, self.std)
+        return batch.reshape(*lead, *batch.shape[1:])
+
     @torch.no_grad()
+    def clip_logits(self, clips: np.ndarray) -> torch.Tensor:
+        """uint8 RGB ``(V, T, H, W, 3)`` views -> logits ``(V, C)``."""
+        return self.model(self.prepare(clips)).float()
+
     def predict_clips(self, clips: np.ndarray) -> np.ndarray:
         """uint8 RGB ``(V, T, H, W, 3)`` views -> probabilities ``(V, C)``."""
-        batch = torch.stack([clip_to_tensor(self.preset(clip, 0)[0]) for clip in clips])  # (V, T, 3, S, S)
-        inputs = normalize_clip(batch.to(self.device), self.model.backbone.mean, self.model.backbone.std)
-        return self.model(inputs).float().softmax(1).cpu().numpy()
+        return self.clip_logits(clips).softmax(1).cpu().numpy()
 
     def predict_clip(self, frames: np.ndarray) -> np.ndarray:
         """One clip, uint8 RGB ``(T, H, W, 3)`` -> class probabilities ``(C,)``."""
         return self.predict_clips(frames[None])[0]
+
+    def stream_interval(self, source_fps: float | None) -> float | None:
+        """Seconds between the frames a stream keeps (see ``stream.stream_interval``)."""
+        d = self.config.data
+        return stream_interval(d.stride, d.fps, source_fps)
+
+    def reset_stream(self, source_fps: float | None = None) -> None:
+        """Start a new stream: empty feature buffer, frame clock for ``source_fps``."""
+        self.clock = FrameClock(self.stream_interval(source_fps))
+        self.ring = FeatureRing(self.clip_len)
+
+    @torch.no_grad()
+    def step_logits(self, frame: np.ndarray, time_s: float | None = None) -> torch.Tensor | None:
+        """One incoming uint8 RGB frame ``(H, W, 3)`` -> logits ``(C,)`` of the last ``clip_len`` kept frames.
+
+        The backbone runs once on a kept frame; the head runs over the feature
+        buffer. None while the buffer fills or when the clock skips the frame
+        (``time_s`` None: every frame is kept, the caller sets the pace).
+        """
+        if not self.clock.take(time_s):
+            return None
+        x = self.prepare(frame[None, None])[0]  # (1, 3, S, S)
+        self.ring.push(self.model.forward_frames(x))  # (1, D) or (1, D, h, w)
+        if not self.ring.full:
+            return None
+        return self.model.forward_head(self.ring.clip())[0].float()  # (C,)
+
+    def step(self, frame: np.ndarray, time_s: float | None = None) -> np.ndarray | None:
+        """Streaming: class probabilities ``(C,)`` after this frame, or None (see ``step_logits``)."""
+        logits = self.step_logits(frame, time_s)
+        return None if logits is None else logits.softmax(0).cpu().numpy()
 
     def view_indices(self, num_frames: int, views: int | None = None) -> np.ndarray:
         d = self.config.data

@@ -46,8 +46,10 @@ from pathlib import Path  # noqa: E402
 from types import TracebackType  # noqa: E402
 from typing import Iterator, Sequence  # noqa: E402
 
+# decord before cv2: with OpenCV's libraries loaded first, decord's bundled FFmpeg makes
+# OpenCV's Qt windows (cv2.imshow, predict --show) crash with a segmentation fault.
+import decord  # noqa: E402, I001
 import cv2  # noqa: E402
-import decord  # noqa: E402
 import numpy as np  # noqa: E402
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (

@@ -42,6 +42,10 @@ class VideoClassifier(nn.Module):
         """``(B, T, C, H, W)`` -> ``(B, T, D)`` or ``(B, T, D, h, w)``."""
         return self.backbone(x)
 
+    def forward_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """Independent frames ``(N, C, H, W)`` -> ``(N, D)`` or ``(N, D, h, w)`` (one streaming step)."""
+        return self.backbone.forward_frames(frames)
+
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Per-frame features -> ``(B, num_classes)``."""
         return self.head(features)

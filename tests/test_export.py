@@ -1,0 +1,88 @@
+import csv
+import warnings
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+
+from conftest import informative_model
+from videoseq.checkpoint import checkpoint_payload, save_checkpoint
+from videoseq.cli import main
+from videoseq.config import config_from_dict
+from videoseq.export import TOLERANCE, export_checkpoint, part_paths
+from videoseq.predict import Predictor
+
+HEADS = [("mean", {}), ("gru", {"hidden": 16}), ("lstm", {"hidden": 16, "layers": 2}),
+         ("gru", {"hidden": 16, "bidirectional": True}), ("convlstm", {"hidden": 8})]
+
+
+def write_checkpoint(path, head: str, head_args: dict, frames: int = 4, size: int = 64):
+    stage = "stride16" if head == "convlstm" else None
+    config = config_from_dict({"data": {"frames": frames, "size": size, "sampling": "dense", "stride": 1},
+                               "model": {"backbone": "mobilenet_v3_small", "stage": stage, "head": head,
+                                         "head_args": head_args}})
+    model = informative_model(head, head_args, frames=frames, size=size, stage=stage)
+    return save_checkpoint(path, checkpoint_payload(model, config, ["a", "b", "c"]))
+
+
+@pytest.mark.parametrize("head, head_args", HEADS, ids=[f"{h}-{len(a)}" for h, a in HEADS])
+def test_onnx_clip_and_streaming_exports_match_pytorch(tmp_path, head, head_args):
+    ckpt = write_checkpoint(tmp_path / "m.pt", head, head_args)
+    checks = export_checkpoint(ckpt, fmt="onnx", streaming=True)
+    assert [c.part for c in checks] == ["clip", "frames", "head"]
+    assert all(c.ok and c.max_abs_diff <= TOLERANCE and c.path.is_file() for c in checks), [c.line() for c in checks]
+    # a batch of 5 (traced with 2) through onnxruntime, against the PyTorch model
+    predictor = Predictor.from_checkpoint(ckpt, device="cpu")
+    clip = torch.randn(5, 4, 3, 64, 64)
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"frames": clip.numpy()})[0]
+    with torch.no_grad():
+        expected = predictor.model(clip).numpy()
+    assert expected.std(0).max() > 1e-3  # the logits depend on the input: the check means something
+    assert np.abs(got - expected).max() <= TOLERANCE
+
+
+def test_torchscript_export_matches_pytorch(tmp_path):
+    ckpt = write_checkpoint(tmp_path / "m.pt", "gru", {"hidden": 16})
+    checks = export_checkpoint(ckpt, tmp_path / "out" / "m.torchscript.pt", fmt="torchscript", streaming=True)
+    assert [c.path.name for c in checks] == ["m.torchscript.pt", "m.frames.torchscript.pt", "m.head.torchscript.pt"]
+    assert all(c.ok for c in checks)
+    extra = {"videoseq.json": ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.load's deprecation note
+        scripted = torch.jit.load(str(checks[0].path), _extra_files=extra)
+    assert b'"classes": ["a", "b", "c"]' in extra["videoseq.json"]
+    assert scripted(torch.randn(3, 4, 3, 64, 64)).shape == (3, 3)
+
+
+def test_part_paths_sit_beside_the_clip_file(tmp_path):
+    paths = part_paths(tmp_path / "model.onnx", "onnx")
+    assert [p.name for p in paths.values()] == ["model.onnx", "model.frames.onnx", "model.head.onnx"]
+
+
+def test_predict_runs_the_exported_onnx_model_like_the_checkpoint(tiny_run, tmp_path, shared_video, capsys):
+    onnx_path = tmp_path / "tiny.onnx"
+    assert main(["export", str(tiny_run / "best.pt"), "--format", "onnx", "--out", str(onnx_path), "--streaming"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("max abs diff vs PyTorch") == 3 and printed.count(" ok") == 3
+    video = str(shared_video("ucf_like_320x240.avi"))
+    tables = {}
+    for name, model in (("pt", tiny_run / "best.pt"), ("onnx", onnx_path)):
+        for mode, extra in (("file", []), ("stream", ["--stream"])):
+            out = tmp_path / f"{name}_{mode}.csv"
+            assert main(["predict", str(model), video, "--csv", str(out), "--topk", "3", *extra]) == 0
+            with open(out, newline="") as f:
+                tables[name, mode] = list(csv.DictReader(f))
+    for mode in ("file", "stream"):
+        pt, ox = tables["pt", mode], tables["onnx", mode]
+        assert len(pt) == len(ox) > 0
+        for a, b in zip(pt, ox):
+            assert a["label_1"] == b["label_1"] and float(a["score_1"]) == pytest.approx(float(b["score_1"]), abs=1e-4)
+
+
+def test_streaming_an_onnx_export_without_its_parts_is_explained(tiny_run, tmp_path, shared_video, capsys):
+    onnx_path = tmp_path / "clip_only.onnx"
+    assert main(["export", str(tiny_run / "best.pt"), "--out", str(onnx_path)]) == 0
+    assert main(["predict", str(onnx_path), str(shared_video("short_32frames.mp4")), "--stream"]) == 2
+    assert "--streaming" in capsys.readouterr().err

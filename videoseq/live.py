@@ -1,0 +1,264 @@
+"""Live recognition: a frame source through ``Predictor.step`` to a window, a video, CSV / JSONL and events.
+
+``run_stream`` reads a file, camera or URL with ``stream.FrameSource``, keeps
+one frame per model interval, and writes one row per inference step (time,
+frame index, top-k) plus gesture events (``events.EventDetector``). Rows are
+flushed as they are written; Ctrl-C (or a failing camera) ends the loop and every
+output is closed, so nothing already written is lost.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import cv2
+import numpy as np
+
+from videoseq.datasets import safe_cell
+from videoseq.events import EventDetector, EventOptions, GestureEvent
+from videoseq.predict import Predictor, topk
+from videoseq.stream import Capture, Frame, FrameSource
+from videoseq.video import open_capture
+
+WINDOW_TITLE = "videoseq"
+SYSTEM_FONTS = "/usr/share/fonts/truetype/dejavu"
+
+
+@dataclass
+class SourceOptions:
+    """How a live source is read (see ``stream.FrameSource``)."""
+
+    queue_size: int = 4
+    retries: int = 3
+    retry_delay: float = 1.0
+    max_frozen: int = 150
+    stall_timeout: float = 10.0
+
+
+@dataclass
+class StreamOptions:
+    """What ``run_stream`` writes and shows."""
+
+    topk: int = 5
+    show: bool = False
+    save_video: str | None = None
+    csv: str | None = None
+    jsonl: str | None = None
+    events: EventOptions | None = None
+    max_frames: int | None = None  # stop after this many frames (None: until the source ends)
+    source: SourceOptions = field(default_factory=SourceOptions)
+
+
+@dataclass
+class StreamSummary:
+    frames: int = 0  # frames processed (kept or skipped by the clock)
+    steps: int = 0  # predictions made
+    dropped: int = 0  # frames the reader dropped because inference fell behind
+    events: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+    error: str | None = None
+
+    def line(self) -> str:
+        fps = self.frames / self.seconds if self.seconds else 0.0
+        text = (f"{self.frames} frames, {self.steps} steps, {self.events} events, {self.dropped} dropped, "
+                f"{fps:.1f} frames/s")
+        return text + (", interrupted" if self.interrupted else "")
+
+
+class StepLog:
+    """CSV and/or JSON-lines rows, one per step and one per event, flushed as written.
+
+    CSV columns: ``kind`` (step | event), ``time_s``, ``frame``, ``end_s``,
+    ``end_frame`` (events only), ``label_i``/``score_i`` (an event: its label and
+    peak score in ``label_1``/``score_1``).
+    """
+
+    def __init__(self, csv_path: str | None, jsonl_path: str | None, k: int) -> None:
+        self.k = k
+        self.files: list[IO[str]] = []
+        self.csv = self.jsonl = None
+        if csv_path:
+            self.csv_file = self._open(csv_path)
+            self.csv = csv.writer(self.csv_file)
+            self.csv.writerow(["kind", "time_s", "frame", "end_s", "end_frame"]
+                              + [c for i in range(1, k + 1) for c in (f"label_{i}", f"score_{i}")])
+        if jsonl_path:
+            self.jsonl = self._open(jsonl_path)
+
+    def _open(self, path: str) -> IO[str]:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "w", newline="")
+        self.files.append(handle)
+        return handle
+
+    def step(self, time_s: float, frame: int, top: list[tuple[str, float]]) -> None:
+        if self.csv:
+            cells = [v for label, score in top for v in (label, round(score, 6))]
+            self._csv_row(["step", round(time_s, 3), frame, "", ""] + cells)
+        if self.jsonl:
+            self._json({"kind": "step", "time_s": round(time_s, 3), "frame": frame,
+                        "topk": [{"label": label, "score": round(score, 6)} for label, score in top]})
+
+    def event(self, event: GestureEvent) -> None:
+        if self.csv:
+            self._csv_row(["event", round(event.start_s, 3), event.start_frame, round(event.end_s, 3),
+                           event.end_frame, event.label, round(event.peak, 6)] + ["", ""] * (self.k - 1))
+        if self.jsonl:
+            self._json({"kind": "event", "label": event.label, "start_s": round(event.start_s, 3),
+                        "end_s": round(event.end_s, 3), "start_frame": event.start_frame,
+                        "end_frame": event.end_frame, "peak": round(event.peak, 6)})
+
+    def _csv_row(self, row: list) -> None:
+        self.csv.writerow([safe_cell(v) for v in row])
+        self.csv_file.flush()
+
+    def _json(self, record: dict) -> None:
+        self.jsonl.write(json.dumps(record) + "\n")
+        self.jsonl.flush()
+
+    def close(self) -> None:
+        for handle in self.files:
+            handle.close()
+
+
+def annotate(image: np.ndarray, top: list[tuple[str, float]], fps: float) -> np.ndarray:
+    """A BGR copy of the RGB frame with the top labels, their scores and the fps drawn top left."""
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    scale = max(0.4, bgr.shape[0] / 480)
+    lines = [f"{label} {score:.2f}" for label, score in top[:3]] or ["..."]
+    lines.append(f"{fps:.1f} fps")
+    height = int(22 * scale)
+    width = max(cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, 1)[0][0] for text in lines)
+    cv2.rectangle(bgr, (0, 0), (width + 12, height * len(lines) + 8), (0, 0, 0), thickness=-1)
+    for i, text in enumerate(lines):
+        color = (0, 255, 0) if i == 0 else (255, 255, 255)
+        cv2.putText(bgr, text, (6, height * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, color, 1, cv2.LINE_AA)
+    return bgr
+
+
+class Viewer:
+    """The ``--show`` window and the ``--save-video`` file; both optional."""
+
+    def __init__(self, show: bool, save_video: str | None) -> None:
+        self.show, self.save_video = show, save_video
+        fonts = os.environ.get("QT_QPA_FONTDIR", "")  # OpenCV points Qt to a font folder it does not ship
+        if show and not Path(fonts).is_dir() and Path(SYSTEM_FONTS).is_dir():
+            os.environ["QT_QPA_FONTDIR"] = SYSTEM_FONTS
+        self.writer: cv2.VideoWriter | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.show or bool(self.save_video)
+
+    def frame(self, bgr: np.ndarray, fps: float | None) -> bool:
+        """Show and/or write one annotated frame; False when the user closed the window (q / Esc)."""
+        if self.save_video:
+            if self.writer is None:
+                self.writer = self._open_writer(bgr.shape[1], bgr.shape[0], fps or 25.0)
+            self.writer.write(bgr)
+        if self.show:
+            cv2.imshow(WINDOW_TITLE, bgr)
+            if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                return False
+        return True
+
+    def _open_writer(self, width: int, height: int, fps: float) -> cv2.VideoWriter:
+        Path(self.save_video).parent.mkdir(parents=True, exist_ok=True)
+        writer = cv2.VideoWriter(self.save_video, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        if not writer.isOpened():
+            raise RuntimeError(f"--save-video {self.save_video}: OpenCV cannot write it; use an .mp4 or .avi name")
+        return writer
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+        if self.show:
+            cv2.destroyAllWindows()
+
+
+class RateMeter:
+    """Frames per second over the last ``window`` frames."""
+
+    def __init__(self, window: int = 30) -> None:
+        self.times: list[float] = []
+        self.window = window
+
+    def tick(self) -> float:
+        self.times = (self.times + [time.perf_counter()])[-self.window :]
+        span = self.times[-1] - self.times[0]
+        return (len(self.times) - 1) / span if span > 0 else 0.0
+
+
+def run_stream(
+    predictor: Predictor, source: str | int, options: StreamOptions,
+    *, opener: Callable[[str | int], Capture] = open_capture,
+) -> StreamSummary:
+    """Recognise ``source`` frame by frame until it ends, fails, the window closes or Ctrl-C."""
+    k = min(options.topk, len(predictor.classes))
+    detector = EventDetector(predictor.classes, options.events) if options.events else None
+    log = StepLog(options.csv, options.jsonl, k)
+    viewer = Viewer(options.show, options.save_video)
+    src = FrameSource(source, opener=opener, **vars(options.source))
+    summary, meter, top = StreamSummary(), RateMeter(), []
+    start = time.perf_counter()
+    try:
+        for frame in src:
+            if summary.frames == 0:
+                predictor.reset_stream(source_fps=frame.source_fps)
+            top = _step(predictor, frame, k, log, detector, summary) or top
+            summary.frames += 1
+            fps = meter.tick()
+            if viewer.active and not viewer.frame(annotate(frame.image, top, fps), frame.source_fps):
+                break
+            if options.max_frames and summary.frames >= options.max_frames:
+                break
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        src.close()
+        for event in detector.flush() if detector else []:
+            log.event(event)
+            summary.events += 1
+        log.close()
+        viewer.close()
+        summary.seconds = time.perf_counter() - start
+        summary.dropped, summary.error = src.dropped, src.error
+    return summary
+
+
+def _step(predictor: Predictor, frame: Frame, k: int, log: StepLog, detector: EventDetector | None,
+          summary: StreamSummary) -> list[tuple[str, float]] | None:
+    """One frame through the model; logs the step and any closed event. The top-k, or None."""
+    probs = predictor.step(frame.image, frame.time_s)
+    if probs is None:
+        return None
+    summary.steps += 1
+    top = topk(probs, predictor.classes, k)
+    log.step(frame.time_s, frame.index, top)
+    for event in detector.update(frame.time_s, frame.index, probs) if detector else []:
+        log.event(event)
+        summary.events += 1
+    return top
+
+
+def stream_to_outputs(checkpoint: str, source: str, options: StreamOptions, device: str = "auto") -> int:
+    """The ``predict --stream`` command: run, print the summary; exit status 0, 1 (source failed) or 130."""
+    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    summary = run_stream(predictor, source, options)
+    print(summary.line())
+    for path in (options.csv, options.jsonl, options.save_video):
+        if path:
+            print(f"wrote {path}")
+    if summary.error:
+        print(f"error: {summary.error}", file=sys.stderr)
+        return 1
+    return 130 if summary.interrupted else 0
