@@ -76,7 +76,7 @@ PALETTE: dict[str, tuple[int, int, int]] = {  # RGB, saturated so the object sta
 
 SHAPES: tuple[str, ...] = ("square", "circle", "triangle", "star", "cross", "arrow")
 # Shapes without rotational symmetry: their orientation is unambiguous, so a turn is visible.
-ROTATION_SHAPES: tuple[str, ...] = ("triangle", "arrow")
+ROTATION_SHAPES: tuple[str, ...] = ("arrow",)
 SIZES: tuple[str, ...] = ("small", "large")
 SPEEDS: tuple[str, ...] = ("slow", "fast")
 BACKGROUNDS: tuple[str, ...] = ("noise", "stripes", "checker")
