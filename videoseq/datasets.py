@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from videoseq.sampling import multi_view_indices, sample_indices
 from videoseq.transforms import clip_to_tensor
@@ -162,7 +162,7 @@ class ClipDataset(Dataset):
     """Clips from videos: ``views`` test clips per video, or one random clip in training.
 
     Item ``i`` is view ``i % views`` of video ``i // views``. A sample is a dict with
-    ``video`` (uint8 ``(T, 3, H, W)``), ``label``, ``index`` (the video) and ``error``
+    ``video`` (uint8 ``(T, 3, H, W)``), ``label``, ``index`` (the video), ``item`` and ``error``
     (empty, or the decode error when ``on_error="skip"``; ``video`` is then None).
     """
 
@@ -201,19 +201,21 @@ class ClipDataset(Dataset):
         )
         return views[view]
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """Item ``key``, or ``(epoch, item)`` as ``ClipSampler`` yields it (the epoch rides along)."""
+        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
         video, view = divmod(i, self.views)
         path, label = self.videos[video]
-        rng = np.random.default_rng([self.seed, self.epoch, i])
+        rng = np.random.default_rng([self.seed, epoch, i])
         try:
             with VideoReader(path) as reader:
                 clip = reader.read(self.clip_indices(reader.info.num_frames, view, rng))
         except VideoDecodeError as err:
             if self.on_error == "raise":
                 raise
-            return {"video": None, "label": label, "index": video, "error": str(err)}
+            return {"video": None, "label": label, "index": video, "item": i, "error": str(err)}
         clip, label = self.transform(clip, label, int(rng.integers(2**31 - 1)))
-        return {"video": clip_to_tensor(clip), "label": label, "index": video, "error": ""}
+        return {"video": clip_to_tensor(clip), "label": label, "index": video, "item": i, "error": ""}
 
 
 def collate_clips(samples: list[dict]) -> dict:
@@ -225,12 +227,58 @@ def collate_clips(samples: list[dict]) -> dict:
         "video": video,  # (B, T, 3, H, W) uint8
         "label": torch.tensor([s["label"] for s in good], dtype=torch.long),
         "index": torch.tensor([s["index"] for s in good], dtype=torch.long),
+        "item": torch.tensor([s.get("item", -1) for s in good], dtype=torch.long),  # dataset item of each clip
         "errors": errors,
     }
 
 
+class ClipSampler(Sampler):
+    """The items of one epoch as ``(epoch, item)`` pairs, optionally one rank's shard of them.
+
+    ``shuffle`` draws a permutation from ``(seed, epoch)`` alone. With ``world > 1`` this
+    rank takes every ``world``-th item from ``rank`` on (DistributedSampler's split);
+    ``pad`` repeats the first items so every rank gets as many (training: DDP needs the
+    same number of steps everywhere); without it every item lies in exactly one shard
+    and the shards may differ by one (evaluation: nothing is counted twice).
+    Example, 5 items, 2 ranks, no shuffle: padded ``[0, 2, 4]`` / ``[1, 3, 0]``, unpadded
+    ``[0, 2, 4]`` / ``[1, 3]``. The epoch travels with every item, so workers that live
+    across epochs (``persistent_workers``) still draw that epoch's random clips.
+    """
+
+    def __init__(self, size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0, rank: int = 0, world: int = 1,
+                 pad: bool = True) -> None:
+        if world < 1 or not 0 <= rank < world:
+            raise ValueError(f"rank {rank} does not fit a world of {world} processes")
+        self.size, self.shuffle, self.seed, self.epoch = size, shuffle, seed, epoch
+        self.rank, self.world, self.pad = rank, world, pad
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def order(self) -> list[int]:
+        """The items of this rank for the current epoch, in the order they are read."""
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            items = torch.randperm(self.size, generator=generator).tolist()
+        else:
+            items = list(range(self.size))
+        if self.pad and self.world > 1 and items:
+            total = -(-len(items) // self.world) * self.world
+            items += (items * (total // len(items) + 1))[: total - len(items)]
+        return items[self.rank::self.world]
+
+    def __iter__(self):
+        epoch = self.epoch
+        return iter([(epoch, i) for i in self.order()])
+
+    def __len__(self) -> int:
+        if self.pad and self.world > 1:
+            return -(-self.size // self.world)
+        return len(range(self.rank, self.size, self.world))
+
+
 def make_loader(
-    dataset: ClipDataset,
+    dataset: Dataset,
     *,
     batch_size: int,
     shuffle: bool,
@@ -239,19 +287,32 @@ def make_loader(
     seed: int = 0,
     epoch: int = 0,
     sampler: torch.utils.data.Sampler | None = None,
+    shard: tuple[int, int] = (0, 1),
+    pad: bool = True,
+    persistent_workers: bool = False,
+    prefetch_factor: int | None = None,
+    pin_memory: bool | None = None,
 ) -> DataLoader:
-    """A DataLoader whose shuffle order depends only on ``(seed, epoch)``."""
-    dataset.set_epoch(epoch)
-    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    """A DataLoader whose order and clips depend only on ``(seed, epoch)``.
+
+    ``shard=(rank, world)`` reads one rank's share (see ``ClipSampler``, ``pad``).
+    Reuse it for later epochs with ``loader.sampler.set_epoch(epoch)``: with
+    ``persistent_workers`` its workers then stay alive. ``pin_memory`` defaults to
+    whether CUDA is available (page-locked batches copy to the GPU asynchronously).
+    """
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
+    if sampler is None:
+        sampler = ClipSampler(len(dataset), shuffle=shuffle, seed=seed, epoch=epoch, rank=shard[0], world=shard[1],
+                              pad=pad)
+    workers = dict(timeout=timeout, persistent_workers=persistent_workers, prefetch_factor=prefetch_factor)
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle if sampler is None else False,
         sampler=sampler,
         num_workers=num_workers,
         collate_fn=collate_clips,
-        generator=generator,
-        timeout=timeout if num_workers > 0 else 0.0,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         drop_last=False,
+        **(workers if num_workers > 0 else {}),
     )
