@@ -189,7 +189,7 @@ def extract_features(
     floats = math.prod(map_shape if spatial else pooled_shape) + (math.prod(pooled_shape) if spatial else 0)
     frames, size = estimate_bytes(todo, fps, floats)
     print(f"feature cache {out}: {len(paths) - len(todo)} of {len(paths)} videos done; to do {len(todo)} videos, "
-          f"about {frames} frames at {fps or 'source'} fps -> about {size / 1e9:.2f} GB float16 "
+          f"about {frames} frames at {fps or 'source'} fps -> about {size / 1e6:,.1f} MB float16 "
           f"({floats} values per frame{', with spatial maps' if spatial else ''})")
     failed = _extract_videos(extractor, todo[:max_videos], index, out, fps, shard_videos)
     if failed:
