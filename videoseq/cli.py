@@ -108,6 +108,28 @@ def add_features(sub) -> None:
     p.set_defaults(func=cmd_features)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from videoseq.bench import BENCHES
+
+    options = {k: v for k, v in vars(args).items() if k in ("clips", "rss_clips", "epochs", "per_class") and v}
+    BENCHES[args.kind](**options)
+    return 0
+
+
+def add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="benchmarks against peers, run side by side (ratios printed)")
+    kinds = p.add_subparsers(dest="kind", required=True)
+    loader = kinds.add_parser("loader", help="clips/s: our loader vs decord ceiling, PyAV and OpenCV decode-all; RSS",
+                              description="example: videoseq bench loader --clips 20")
+    loader.add_argument("--clips", type=int, default=20, help="timed clips per video and clip length")
+    loader.add_argument("--rss-clips", type=int, default=1000, help="clips loaded while watching memory")
+    train = kinds.add_parser("train", help="default model vs r3d_18; feature-cache vs frozen end-to-end epochs",
+                             description="example: videoseq bench train --epochs 4")
+    train.add_argument("--epochs", type=int, default=4)
+    train.add_argument("--per-class", type=int, default=6, help="synthetic gesture clips per class")
+    p.set_defaults(func=cmd_bench)
+
+
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model from a YAML config",
                        description="example: videoseq train configs/demo.yaml --set train.epochs=5 --out runs/demo")
@@ -232,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="videoseq", description=__doc__)
     parser.add_argument("--version", action="version", version=f"videoseq {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_train, add_eval, add_predict, add_synth, add_demo, add_prepare, add_doctor, add_features):
+    for add in (add_train, add_eval, add_predict, add_synth, add_demo, add_prepare, add_doctor, add_features, add_bench):
         add(sub)
     return parser
 
