@@ -399,3 +399,14 @@ def test_sequential_and_seeking_reads_give_the_same_pixels(shared_video, name):
     seeking = decord.VideoReader(str(path), num_threads=1)
     indices = np.unique(np.linspace(0, len(seeking) - 1, 8).astype(np.int64))
     assert np.array_equal(opencv_read_sorted(path, indices), seeking.get_batch(indices.tolist()).asnumpy())
+
+
+@pytest.mark.parametrize("name", ["ucf_like_320x240.avi", "flipping_a_pancake.mkv"])
+def test_a_reader_reopened_with_what_it_knew_reads_the_same_frames(shared_video, name):
+    path = shared_video(name)
+    with VideoReader(path) as first:
+        known = first.known
+        indices = [0, 10, 150, 160, first.info.num_frames - 1]
+        expected = first.read(indices)
+    with VideoReader(path, known=known) as again:
+        assert again.info == known[0] and np.array_equal(again.read(indices), expected)

@@ -184,6 +184,7 @@ class ClipDataset(Dataset):
         self.clip_len, self.sampling, self.stride, self.short = clip_len, sampling, stride, short
         self.transform, self.train, self.views = transform, train, views
         self.seed, self.on_error, self.epoch = seed, on_error, 0
+        self._known: dict[str, object] = {}  # path -> VideoReader.known, per process
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -208,7 +209,8 @@ class ClipDataset(Dataset):
         path, label = self.videos[video]
         rng = np.random.default_rng([self.seed, epoch, i])
         try:
-            with VideoReader(path) as reader:
+            with VideoReader(path, known=self._known.get(path)) as reader:
+                self._known[path] = reader.known  # later views and epochs skip the probing
                 clip = reader.read(self.clip_indices(reader.info.num_frames, view, rng))
         except VideoDecodeError as err:
             if self.on_error == "raise":

@@ -154,7 +154,8 @@ class VideoReader:
     """
 
     def __init__(
-        self, path: str | os.PathLike, *, num_threads: int = 1, frame_folder_fps: float = 12.0
+        self, path: str | os.PathLike, *, num_threads: int = 1, frame_folder_fps: float = 12.0,
+        known: tuple[VideoInfo, np.ndarray] | None = None,
     ) -> None:
         self.path = str(path)
         source = Path(path)
@@ -163,7 +164,17 @@ class VideoReader:
         if source.is_dir():
             self._source: _FrameFolder | _DecordFile = _FrameFolder(source, frame_folder_fps)
         else:
-            self._source = _DecordFile(source, num_threads)
+            self._source = _DecordFile(source, num_threads, known)
+
+    @property
+    def known(self) -> tuple[VideoInfo, np.ndarray] | None:
+        """What opening a file learnt (info, keyframes): pass it as ``known=`` to reopen it cheaply.
+
+        A sequential read then opens one OpenCV capture instead of decord plus two captures
+        (None for frame folders, which are cheap to open).
+        """
+        source = self._source
+        return (source.info, source.keyframes) if isinstance(source, _DecordFile) else None
 
     @property
     def info(self) -> VideoInfo:
@@ -228,13 +239,16 @@ def _check_indices(path: str, indices: Sequence[int], num_frames: int) -> np.nda
 class _DecordFile:
     """A video file decoded by decord, reopened after a fork or a decode error."""
 
-    def __init__(self, path: Path, num_threads: int) -> None:
+    def __init__(self, path: Path, num_threads: int, known: tuple[VideoInfo, np.ndarray] | None = None) -> None:
         self.path = path
         self.num_threads = num_threads
-        if path.stat().st_size == 0:
-            raise VideoDecodeError(path, "the file is empty (0 bytes)", "re-copy or re-download it")
         self._reader: decord.VideoReader | None = None
         self._pid = -1
+        if known is not None:  # opened before: decord is opened only if a read seeks
+            self.info, self.keyframes = known
+            return
+        if path.stat().st_size == 0:
+            raise VideoDecodeError(path, "the file is empty (0 bytes)", "re-copy or re-download it")
         reader = self._open()
         rotation, coded_width, coded_height = _stream_geometry(path)
         upright = (coded_height, coded_width) if rotation in (90, 270) else (coded_width, coded_height)
