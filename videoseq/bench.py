@@ -35,7 +35,7 @@ from torch import nn
 from videoseq.datasets import ClipDataset
 from videoseq.sampling import segment_indices
 from videoseq.transforms import ClipTrainPreset
-from videoseq.video import VIDEO_EXTENSIONS
+from videoseq.video import VIDEO_EXTENSIONS, capture_frames
 
 SHARED_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "videos"
 # test inputs, not training loads: a broken file, a 4-frame one and 3-frame rotation clips
@@ -61,12 +61,7 @@ def pyav_decode_all(path: str, indices: np.ndarray) -> np.ndarray:
 def opencv_decode_all(path: str, indices: np.ndarray) -> np.ndarray:
     """Read (decode and convert) every frame with OpenCV, then index."""
     capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    frames = list(capture_frames(capture))
     capture.release()
     return np.stack([frames[min(i, len(frames) - 1)] for i in indices])
 
