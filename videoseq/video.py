@@ -379,7 +379,7 @@ def opencv_read_sorted(path: Path, indices: np.ndarray) -> np.ndarray:
         capture.release()
     if len(frames) != len(indices):
         raise VideoDecodeError(
-            path, f"frames {_span(indices)} could not be decoded: the stream ends after {position} frames"
+            path, f"decoding frames {_span(indices)} failed (the stream ends after {position} frames)"
         )
     return np.stack(frames)
 
