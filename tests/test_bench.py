@@ -1,6 +1,12 @@
-import pytest
+"""The bench kinds: streaming vs window timings, and the loader / training peers (same frames, our clip layout)."""
 
-from videoseq.bench import BENCH_KINDS, bench_stream, write_test_video
+import numpy as np
+import pytest
+import torch
+
+from videoseq.bench import (
+    BENCH_KINDS, R3D18, bench_stream, decode_ceiling, opencv_decode_all, pyav_decode_all, race, write_test_video,
+)
 from videoseq.cli import build_parser, main
 
 
@@ -27,3 +33,29 @@ def test_bench_is_a_group_of_kinds_on_the_command_line(tmp_path):
 def test_set_only_applies_to_configs(tmp_path):
     with pytest.raises(ValueError, match="--set"):
         bench_stream(tmp_path / "model.pt", overrides=["data.frames=4"])
+
+
+def test_peer_loaders_read_the_frames_of_the_ceiling(shared_video):
+    path = str(shared_video("ucf_like_320x240.avi"))
+    indices = np.array([3, 40, 41, 120, 163])
+    ceiling = decode_ceiling(path, indices)
+    assert ceiling.shape == (5, 240, 320, 3)
+    assert np.array_equal(opencv_decode_all(path, indices), ceiling)
+    # PyAV converts to RGB with its own swscale settings: the same frames, a few levels apart
+    assert np.abs(pyav_decode_all(path, indices).astype(int) - ceiling).mean() < 3
+
+
+def test_race_times_every_reader_and_r3d_takes_our_clip_layout():
+    calls = {"a": 0, "b": 0}
+    rates = race({"a": lambda: calls.__setitem__("a", calls["a"] + 1),
+                  "b": lambda: calls.__setitem__("b", calls["b"] + 1)}, clips=3)
+    assert calls == {"a": 4, "b": 4} and all(r > 0 for r in rates.values())
+    assert R3D18(5)(torch.zeros(2, 4, 3, 32, 32)).shape == (2, 5)
+
+
+def test_every_bench_kind_is_a_subcommand_of_bench():
+    assert set(BENCH_KINDS) == {"stream", "loader", "train"}
+    args = build_parser().parse_args(["bench", "loader", "--clips", "3", "--rss-clips", "10"])
+    assert args.func is BENCH_KINDS["loader"].run and (args.clips, args.rss_clips) == (3, 10)
+    args = build_parser().parse_args(["bench", "train", "--epochs", "2", "--per-class", "3"])
+    assert args.func is BENCH_KINDS["train"].run and (args.epochs, args.per_class) == (2, 3)

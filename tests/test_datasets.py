@@ -143,3 +143,42 @@ def test_loader_with_workers_gives_the_same_batches_as_without(two_videos):
     serial = [b["video"] for b in make_loader(ds, batch_size=2, shuffle=True, num_workers=0, seed=1, epoch=2)]
     parallel = [b["video"] for b in make_loader(ds, batch_size=2, shuffle=True, num_workers=2, seed=1, epoch=2)]
     assert all(torch.equal(x, y) for x, y in zip(serial, parallel)) and len(serial) == 3
+
+
+def test_clip_sampler_shards_pad_for_training_and_cover_each_item_once_for_evaluation():
+    from videoseq.datasets import ClipSampler
+
+    padded = [list(ClipSampler(5, shuffle=False, rank=r, world=2)) for r in range(2)]
+    assert padded == [[(0, 0), (0, 2), (0, 4)], [(0, 1), (0, 3), (0, 0)]]
+    exact = [[i for _, i in ClipSampler(5, shuffle=False, rank=r, world=2, pad=False)] for r in range(2)]
+    assert exact == [[0, 2, 4], [1, 3]] and [len(ClipSampler(5, shuffle=False, rank=1, world=2, pad=False))] == [2]
+    for size, world in ((7, 3), (2, 4), (12, 4)):
+        shards = [ClipSampler(size, shuffle=True, seed=3, epoch=1, rank=r, world=world, pad=False) for r in range(world)]
+        items = sorted(i for s in shards for _, i in s)
+        assert items == list(range(size)) and all(len(list(s)) == len(s) for s in shards)
+        padded = [ClipSampler(size, shuffle=True, seed=3, epoch=1, rank=r, world=world) for r in range(world)]
+        assert len({len(list(s)) for s in padded}) == 1 and {i for s in padded for _, i in s} == set(range(size))
+
+
+def test_clip_sampler_order_depends_on_seed_and_epoch_and_carries_the_epoch():
+    from videoseq.datasets import ClipSampler
+
+    sampler = ClipSampler(20, shuffle=True, seed=1, epoch=0)
+    first = list(sampler)
+    assert first == list(ClipSampler(20, shuffle=True, seed=1, epoch=0))
+    sampler.set_epoch(1)
+    second = list(sampler)
+    assert {e for e, _ in second} == {1} and [i for _, i in second] != [i for _, i in first]
+    assert sorted(i for _, i in second) == list(range(20))
+
+
+def test_a_reused_loader_with_persistent_workers_draws_each_epochs_clips(tmp_path):
+    videos = [(str(write_video(tmp_path / f"v{i}.avi", brightness_frames(20))), 0) for i in range(2)]
+    ds = ClipDataset(videos, clip_len=3, transform=lambda c, y, s: (c, y), train=True, seed=5)
+    loader = make_loader(ds, batch_size=2, shuffle=False, num_workers=1, persistent_workers=True,
+                         prefetch_factor=2)
+    fresh = [make_loader(ds, batch_size=2, shuffle=False, num_workers=0, epoch=e) for e in (0, 1)]
+    for epoch in (0, 1):
+        loader.sampler.set_epoch(epoch)
+        assert torch.equal(next(iter(loader))["video"], next(iter(fresh[epoch]))["video"])
+    assert not torch.equal(next(iter(fresh[0]))["video"], next(iter(fresh[1]))["video"])

@@ -115,3 +115,27 @@ def test_unknown_flip_swap_label_is_named(gestures):
     config = tiny_config(gestures, "data.flip_swap={Sideways: MoveLeft}")
     with pytest.raises(ValueError, match="Sideways"):
         build_datasets(config, resolve_manifest(config.data))
+
+
+def test_amp_setting_is_validated_and_is_a_no_op_on_cpu():
+    from videoseq.config import ConfigError
+    from videoseq.engine import amp_dtype
+
+    assert load_config(None, ["train.amp=bf16"]).train.amp == "bf16"
+    with pytest.raises(ConfigError, match="train.amp"):
+        load_config(None, ["train.amp=fp8"])
+    assert all(amp_dtype(torch.device("cpu"), amp) is None for amp in (True, "bf16", "fp16"))
+
+
+def test_channels_last_training_module_gives_the_same_logits(gestures):
+    from videoseq.checkpoint import build_model_from_config
+    from videoseq.engine import training_module
+
+    config = tiny_config(gestures, "train.channels_last=true")
+    torch.manual_seed(0)
+    model = build_model_from_config(config, 9).eval()
+    clips = torch.randn(2, 4, 3, 32, 32)
+    expected = model(clips)
+    module = training_module(model, config, torch.device("cpu"))
+    assert module.backbone.trunk.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(module(clips), expected, atol=1e-5)

@@ -374,3 +374,39 @@ def test_open_capture_on_a_missing_file_raises(tmp_path):
 def test_video_extensions():
     assert set(VIDEO_EXTENSIONS) >= {".avi", ".mp4", ".mkv", ".mov", ".webm"}
     assert all(ext.startswith(".") and ext == ext.lower() for ext in VIDEO_EXTENSIONS)
+
+
+@pytest.mark.parametrize("indices, keyframes, plan", [
+    ([3, 40, 100], [0], "sequential"),  # one keyframe: seeking decodes as much, at a higher price
+    ([10, 160, 305], [0, 150, 300], "seek"),  # 28 frames x 2.5 = 70 < 306
+    ([140, 145, 149], [0, 150, 300], "sequential"),  # all in the first interval
+    ([5, 50, 95], list(range(100)), "seek"),  # every frame a keyframe (MJPG): 3 x 2.5 < 96
+    ([0, 1, 2], list(range(100)), "sequential"),  # 3 x 2.5 = 7.5 > 3
+])
+def test_decode_plan_picks_the_cheaper_way(indices, keyframes, plan):
+    from videoseq.video import decode_plan
+
+    assert decode_plan(np.array(indices), np.array(keyframes)) == plan
+
+
+@pytest.mark.parametrize("name", ["ucf_like_320x240.avi", "flipping_a_pancake.mkv", "video_90.mov"])
+def test_sequential_and_seeking_reads_give_the_same_pixels(shared_video, name):
+    import decord
+
+    from videoseq.video import opencv_read_sorted
+
+    path = shared_video(name)
+    seeking = decord.VideoReader(str(path), num_threads=1)
+    indices = np.unique(np.linspace(0, len(seeking) - 1, 8).astype(np.int64))
+    assert np.array_equal(opencv_read_sorted(path, indices), seeking.get_batch(indices.tolist()).asnumpy())
+
+
+@pytest.mark.parametrize("name", ["ucf_like_320x240.avi", "flipping_a_pancake.mkv"])
+def test_a_reader_reopened_with_what_it_knew_reads_the_same_frames(shared_video, name):
+    path = shared_video(name)
+    with VideoReader(path) as first:
+        known = first.known
+        indices = [0, 10, 150, 160, first.info.num_frames - 1]
+        expected = first.read(indices)
+    with VideoReader(path, known=known) as again:
+        assert again.info == known[0] and np.array_equal(again.read(indices), expected)

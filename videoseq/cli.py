@@ -107,6 +107,31 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if report.errors() else 0
 
 
+def cmd_features(args: argparse.Namespace) -> int:
+    from videoseq.features import extract_features
+
+    extract_features(args.source, args.manifest, args.out, fps=args.fps, spatial=args.spatial, device=args.device,
+                     shard_videos=args.shard_videos, batch_frames=args.batch_frames, max_videos=args.max_videos)
+    return 0
+
+
+def add_features(sub) -> None:
+    p = sub.add_parser("features", help="run a frozen backbone once over every video: a feature cache for train",
+                       description="example: videoseq features configs/ucf101_resnet18_gru.yaml --manifest "
+                                   "data/ucf101_f1/manifest.csv --fps 8 --out data/ucf101_f1_feats; then train with "
+                                   "--set data.features=data/ucf101_f1_feats")
+    p.add_argument("source", metavar="CONFIG_OR_CHECKPOINT", help="YAML config (its model.pretrained) or a .pt checkpoint")
+    p.add_argument("--manifest", required=True, help="manifest CSV: every video in it is extracted")
+    p.add_argument("--out", required=True, help="cache folder; rerunning resumes where it stopped")
+    p.add_argument("--fps", type=float, help="frame rate of the cache (default: every frame)")
+    p.add_argument("--spatial", action="store_true", help="also store feature maps (ConvLSTM); size printed first")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--shard-videos", type=int, default=64, help="videos per shard (the unit of resuming)")
+    p.add_argument("--batch-frames", type=int, default=64, help="frames per backbone batch")
+    p.add_argument("--max-videos", type=int, help="stop after this many new videos (run it again to go on)")
+    p.set_defaults(func=cmd_features)
+
+
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model from a YAML config",
                        description="example: videoseq train configs/demo.yaml --set train.epochs=5 --out runs/demo")
@@ -327,8 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="videoseq", description=__doc__)
     parser.add_argument("--version", action="version", version=f"videoseq {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_train, add_eval, add_predict, add_synth, add_demo, add_prepare, add_doctor, add_metrics,
-                add_compare, add_export, add_bench):
+    for add in (add_train, add_eval, add_predict, add_synth, add_demo, add_prepare, add_doctor, add_features,
+                add_metrics, add_compare, add_export, add_bench):
         add(sub)
     return parser
 

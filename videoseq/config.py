@@ -16,6 +16,7 @@ import yaml
 
 SAMPLING_METHODS = ("segment", "uniform", "dense")
 SHORT_VIDEO_POLICIES = ("loop", "repeat_last")
+AMP_CHOICES = (True, False, "bf16", "fp16")
 DATA_FORMATS = ("manifest", "ucf101", "hmdb51", "kinetics", "jester", "folder")
 
 
@@ -64,6 +65,9 @@ class DataConfig:
     timeout: float = 120.0  # seconds a DataLoader worker may take for one batch
     on_error: str = "skip"  # skip | raise: videos that fail to decode
     max_bad_fraction: float = 0.1  # skip at most this fraction of a split, then stop
+    features: str | None = None  # a feature cache (`videoseq features`): train the head only on cached features
+    persistent_workers: bool = False  # keep DataLoader workers alive across epochs
+    prefetch_factor: int | None = None  # batches each worker loads ahead (PyTorch's default: 2)
 
     def __post_init__(self) -> None:
         _check_choice("data.format", self.format, DATA_FORMATS)
@@ -83,6 +87,10 @@ class DataConfig:
             raise ConfigError(f"data.num_workers: must be >= 0, got {self.num_workers}")
         if not isinstance(self.flip_swap, dict):
             raise ConfigError("data.flip_swap: must be a mapping of label -> label under a horizontal flip")
+        if self.features is not None and not isinstance(self.features, str):
+            raise ConfigError(f"data.features: must be the path of a feature cache folder, got {self.features!r}")
+        if self.prefetch_factor is not None:
+            _check_positive("data.prefetch_factor", self.prefetch_factor)
 
 
 @dataclass
@@ -116,7 +124,10 @@ class TrainConfig:
     schedule: str = "cosine"  # cosine | constant
     label_smoothing: float = 0.0
     clip_grad: float | None = 1.0
-    amp: bool = True  # mixed precision, CUDA only
+    amp: bool | str = True  # mixed precision on CUDA: true (bf16 where supported, else fp16) | bf16 | fp16 | false
+    channels_last: bool = False  # NHWC memory layout for the CNN (faster convolutions on tensor cores)
+    compile: bool = False  # torch.compile the model (first steps are slow while it compiles)
+    sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch (CUDA only)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     seed: int = 0
     eval_every: int = 1
@@ -136,6 +147,7 @@ class TrainConfig:
             _check_positive(f"train.{key}", getattr(self, key))
         if self.warmup_epochs < 0:
             raise ConfigError(f"train.warmup_epochs: must be >= 0, got {self.warmup_epochs}")
+        _check_choice("train.amp", self.amp, AMP_CHOICES)
 
 
 @dataclass

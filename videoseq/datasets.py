@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from videoseq.sampling import multi_view_indices, sample_indices
 from videoseq.transforms import clip_to_tensor
@@ -178,7 +178,7 @@ class ClipDataset(Dataset):
     ``v`` is temporal clip ``v // crops`` in spatial crop ``v % crops`` (the transform
     is then called with ``crop=``, as ``ClipEvalPreset(crops=3)`` accepts). A sample is
     a dict with ``video`` (uint8 ``(T, 3, H, W)``), ``label``, ``index`` (the video),
-    ``view`` and ``error`` (empty, or the decode error when ``on_error="skip"``; ``video``
+    ``view``, ``item`` and ``error`` (empty, or the decode error when ``on_error="skip"``; ``video``
     is then None).
     """
 
@@ -203,6 +203,7 @@ class ClipDataset(Dataset):
         if crops > 1 and (train or getattr(transform, "crops", 1) != crops):
             raise ValueError(f"crops={crops} needs an eval dataset with ClipEvalPreset(crops={crops})")
         self.seed, self.on_error, self.epoch = seed, on_error, 0
+        self._known: dict[str, object] = {}  # path -> VideoReader.known, per process
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -220,24 +221,27 @@ class ClipDataset(Dataset):
         )
         return views[view]
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """Item ``key``, or ``(epoch, item)`` as ``ClipSampler`` yields it (the epoch rides along)."""
+        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
         video, view = divmod(i, self.views * self.crops)
         temporal, crop = divmod(view, self.crops)
         path, label = self.videos[video]
-        rng = np.random.default_rng([self.seed, self.epoch, i])
+        rng = np.random.default_rng([self.seed, epoch, i])
         try:
-            with VideoReader(path) as reader:
+            with VideoReader(path, known=self._known.get(path)) as reader:
+                self._known[path] = reader.known  # later views and epochs skip the probing
                 clip = reader.read(self.clip_indices(reader.info.num_frames, temporal, rng))
         except VideoDecodeError as err:
             if self.on_error == "raise":
                 raise
-            return {"video": None, "label": label, "index": video, "view": view, "error": str(err)}
+            return {"video": None, "label": label, "index": video, "view": view, "item": i, "error": str(err)}
         seed = int(rng.integers(2**31 - 1))
         if self.crops > 1:
             clip, label = self.transform(clip, label, seed, crop=crop)
         else:
             clip, label = self.transform(clip, label, seed)
-        return {"video": clip_to_tensor(clip), "label": label, "index": video, "view": view, "error": ""}
+        return {"video": clip_to_tensor(clip), "label": label, "index": video, "view": view, "item": i, "error": ""}
 
 
 def collate_clips(samples: list[dict]) -> dict:
@@ -250,6 +254,7 @@ def collate_clips(samples: list[dict]) -> dict:
         "label": torch.tensor([s["label"] for s in good], dtype=torch.long),
         "index": torch.tensor([s["index"] for s in good], dtype=torch.long),
         "view": torch.tensor([s.get("view", 0) for s in good], dtype=torch.long),
+        "item": torch.tensor([s.get("item", -1) for s in good], dtype=torch.long),  # dataset item of each clip
         "errors": errors,
     }
 
@@ -276,8 +281,54 @@ def ignore_stop_signals(worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
+class ClipSampler(Sampler):
+    """The items of one epoch as ``(epoch, item)`` pairs, optionally one rank's shard of them.
+
+    The order is ``epoch_order(size, shuffle, seed, epoch)``. With ``world > 1`` this
+    rank takes every ``world``-th item from ``rank`` on (DistributedSampler's split);
+    ``pad`` repeats the first items so every rank gets as many (training: DDP needs the
+    same number of steps everywhere); without it every item lies in exactly one shard
+    and the shards may differ by one (evaluation: nothing is counted twice).
+    Example, 5 items, 2 ranks, no shuffle: padded ``[0, 2, 4]`` / ``[1, 3, 0]``, unpadded
+    ``[0, 2, 4]`` / ``[1, 3]``. ``skip`` leaves out the first items of this rank's share
+    (a resumed run starting mid-epoch; ``set_epoch`` resets it). The epoch travels with
+    every item, so workers that live across epochs (``persistent_workers``) still draw
+    that epoch's random clips.
+    """
+
+    def __init__(self, size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0, rank: int = 0, world: int = 1,
+                 pad: bool = True, skip: int = 0) -> None:
+        if world < 1 or not 0 <= rank < world:
+            raise ValueError(f"rank {rank} does not fit a world of {world} processes")
+        self.size, self.shuffle, self.seed = size, shuffle, seed
+        self.rank, self.world, self.pad = rank, world, pad
+        self.set_epoch(epoch, skip=skip)
+
+    def set_epoch(self, epoch: int, *, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def order(self) -> list[int]:
+        """The items of this rank for the current epoch, in the order they are read."""
+        items = epoch_order(self.size, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch)
+        if self.pad and self.world > 1 and items:
+            total = -(-len(items) // self.world) * self.world
+            items += (items * (total // len(items) + 1))[: total - len(items)]
+        return items[self.rank::self.world][self.skip:]
+
+    def __iter__(self):
+        epoch = self.epoch
+        return iter([(epoch, i) for i in self.order()])
+
+    def __len__(self) -> int:
+        if self.pad and self.world > 1:
+            share = -(-self.size // self.world)
+        else:
+            share = len(range(self.rank, self.size, self.world))
+        return max(share - self.skip, 0)
+
+
 def make_loader(
-    dataset: ClipDataset,
+    dataset: Dataset,
     *,
     batch_size: int,
     shuffle: bool,
@@ -287,20 +338,32 @@ def make_loader(
     epoch: int = 0,
     sampler: torch.utils.data.Sampler | None = None,
     start_batch: int = 0,
+    shard: tuple[int, int] = (0, 1),
+    pad: bool = True,
+    persistent_workers: bool = False,
+    prefetch_factor: int | None = None,
+    pin_memory: bool | None = None,
 ) -> DataLoader:
-    """A DataLoader whose order depends only on ``(seed, epoch)``, from batch ``start_batch`` on.
+    """A DataLoader whose order and clips depend only on ``(seed, epoch)``, from batch ``start_batch`` on.
 
     ``start_batch`` skips the first batches of the epoch without decoding them (a
-    resumed run picks up where the interrupted one stopped). Worker processes are
-    seeded from the same ``(seed, epoch)``; samples themselves draw their randomness
-    from ``(seed, epoch, index)``, so which worker decodes a sample never matters.
+    resumed run picks up where the interrupted one stopped). ``shard=(rank, world)``
+    reads one rank's share (see ``ClipSampler``, ``pad``). Reuse the loader for later
+    epochs with ``loader.sampler.set_epoch(epoch)``: with ``persistent_workers`` its
+    workers then stay alive. Worker processes are seeded from the same ``(seed, epoch)``;
+    samples draw their randomness from ``(seed, epoch, item)``, so which worker decodes
+    a sample never matters. ``pin_memory`` defaults to whether CUDA is available
+    (page-locked batches copy to the GPU asynchronously).
     """
-    dataset.set_epoch(epoch)
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     if sampler is None:
-        sampler = epoch_order(len(dataset), shuffle=shuffle, seed=seed, epoch=epoch)[start_batch * batch_size:]
+        sampler = ClipSampler(len(dataset), shuffle=shuffle, seed=seed, epoch=epoch, rank=shard[0], world=shard[1],
+                              pad=pad, skip=start_batch * batch_size)
     elif start_batch:
         raise ValueError("start_batch needs the loader's own order; it cannot skip into a custom sampler")
+    workers = dict(timeout=timeout, persistent_workers=persistent_workers, prefetch_factor=prefetch_factor)
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -309,7 +372,7 @@ def make_loader(
         collate_fn=collate_clips,
         generator=generator,
         worker_init_fn=ignore_stop_signals,
-        timeout=timeout if num_workers > 0 else 0.0,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         drop_last=False,
+        **(workers if num_workers > 0 else {}),
     )

@@ -8,6 +8,9 @@ fail to decode are skipped (``data.on_error: skip``), listed in the run folder's
 A run can stop at any step and be resumed exactly (``fit(..., resume=True)``, see
 ``videoseq.resume``); a non-finite loss stops it naming the step and the batch's
 videos (or skips the batch), and no checkpoint is ever written with NaN/inf weights.
+
+Under torchrun (``videoseq.distributed``) every rank trains its shard of the clips;
+evaluation gathers every rank's predictions, and rank 0 alone prints and writes.
 """
 
 from __future__ import annotations
@@ -27,13 +30,16 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from videoseq import distributed
 from videoseq.checkpoint import (
     build_model_from_config, checkpoint_payload, load_checkpoint, load_weights, remove_partial_checkpoints,
     save_checkpoint,
 )
 from videoseq.config import Config, TrainConfig, save_config
 from videoseq.datasets import ClipDataset, Manifest, make_loader, write_csv
+from videoseq.features import HeadOnly, feature_datasets
 from videoseq.metrics import aggregate_by_video, classification_metrics, plot_curves
+from videoseq.models import VideoClassifier
 from videoseq.prepare import resolve_manifest
 from videoseq.resume import StopSignals, TrainingInterrupted, check_resumable, rng_state, set_rng_state
 from videoseq.transforms import ClipEvalPreset, ClipTrainPreset, normalize_clip
@@ -89,12 +95,41 @@ class BadVideos:
         write_csv(path, ("split", "path", "error"), rows)
 
 
-def autocast_for(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA when asked (fp16 where bf16 is unsupported); no-op on CPU."""
-    if device.type != "cuda" or not enabled:
-        return nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+def amp_dtype(device: torch.device, amp: bool | str) -> torch.dtype | None:
+    """The autocast dtype ``train.amp`` asks for on ``device``: None off CUDA or when off.
+
+    ``true`` is bf16 where the GPU supports it, else fp16; ``bf16`` / ``fp16`` force one.
+    """
+    if device.type != "cuda" or amp is False:
+        return None
+    if amp == "fp16" or (amp is True and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
+
+
+def autocast_for(device: torch.device, amp: bool | str):
+    """Autocast to ``amp_dtype`` on CUDA; a no-op on CPU or when off."""
+    dtype = amp_dtype(device, amp)
+    return nullcontext() if dtype is None else torch.autocast("cuda", dtype=dtype)
+
+
+def model_input(video: torch.Tensor, model: nn.Module, device: torch.device) -> torch.Tensor:
+    """A batch on ``device`` as the model takes it.
+
+    uint8 clips ``(B, T, 3, H, W)`` are normalised with the backbone's mean/std there;
+    cached features ``(B, T, D[, h, w])`` (float16) only become float32.
+    """
+    x = video.to(device, non_blocking=True)
+    if x.dtype != torch.uint8:
+        return x.float()
+    backbone = distributed.unwrap(model).backbone
+    return normalize_clip(x, backbone.mean, backbone.std)  # (B, T, 3, H, W)
+
+
+def whole_model(module: nn.Module) -> VideoClassifier:
+    """The classifier inside a training module (DDP, ``torch.compile``, ``HeadOnly``): what checkpoints hold."""
+    module = distributed.unwrap(module)
+    return module.model if isinstance(module, HeadOnly) else module
 
 
 class NonFiniteLoss(RuntimeError):
@@ -189,7 +224,7 @@ def train_one_epoch(
     model.train()
     total = progress.batch + len(loader)
     bar = tqdm(_batches(loader, progress, should_stop), desc=f"epoch {epoch + 1}/{cfg.epochs} train",
-               total=total, initial=progress.batch, leave=False, dynamic_ncols=True)
+               total=total, initial=progress.batch, leave=False, dynamic_ncols=True, disable=not distributed.is_main())
     for batch in bar:
         bad.add("train", loader.dataset, batch["errors"])
         if batch["video"].numel():
@@ -225,8 +260,7 @@ def train_step(
     scaler: torch.amp.GradScaler, progress: Progress, ema: ModelEma | None, dataset: ClipDataset,
 ) -> None:
     """One optimizer step on one batch; adds its loss and hits to ``progress``."""
-    mean, std = model.backbone.mean, model.backbone.std
-    clips = normalize_clip(batch["video"].to(device, non_blocking=True), mean, std)  # (B, T, 3, H, W)
+    clips = model_input(batch["video"], model, device)  # (B, T, 3, H, W) or cached features
     labels = batch["label"].to(device, non_blocking=True)
     # The forward pass updates BatchNorm statistics: keep a copy to undo them if the batch is skipped.
     buffers = {name: b.clone() for name, b in model.named_buffers()} if cfg.on_nonfinite == "skip" else {}
@@ -255,7 +289,7 @@ def train_step(
     scaler.update()
     scheduler.step()
     if ema is not None:
-        ema.update(model)
+        ema.update(whole_model(model))
     progress.loss_sum += loss.item() * len(labels)
     progress.correct += (logits.argmax(1) == labels).sum().item()
     progress.seen += len(labels)
@@ -277,38 +311,58 @@ def evaluate(
     Returns ``scores`` (N, C) softmax probabilities, ``logits``, ``labels``, ``video``
     and ``view`` (N,) per clip, ``loss``, the metric dicts ``clip`` and ``video_metrics``,
     and ``video_ids``, ``video_scores`` (summed) and ``video_labels`` per video.
+    Under torchrun each rank scores its shard of the loader; the clips of all ranks
+    are gathered and keyed by dataset item, so each counts once, in item order.
     """
     model.eval()
-    mean, std = model.backbone.mean, model.backbone.std
-    logits_all, labels_all, videos_all, views_all = [], [], [], []
-    for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+    logits_all, labels_all, videos_all, views_all, items_all = [], [], [], [], []
+    for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=not distributed.is_main()):
         if bad is not None:
             bad.add(split, loader.dataset, batch["errors"])
         if batch["video"].numel() == 0:
             continue
-        clips = normalize_clip(batch["video"].to(device, non_blocking=True), mean, std)
+        clips = model_input(batch["video"], model, device)
         with autocast_for(device, amp):
             logits_all.append(model(clips).float().cpu())
         labels_all.append(batch["label"])
         videos_all.append(batch["index"])
         views_all.append(batch["view"])
-    if not logits_all:
+        items_all.append(batch["item"])
+    logits_np, labels_np, videos_np, items_np, views_np = (
+        torch.cat(x).numpy() if x else None for x in (logits_all, labels_all, videos_all, items_all, views_all))
+    logits_np, labels_np, videos_np, views_np = gather_clips(logits_np, labels_np, videos_np, items_np, views_np)
+    if logits_np is None:
         raise RuntimeError(f"no {split} clip could be decoded; see the errors above")
-    logits = torch.cat(logits_all)
-    labels = torch.cat(labels_all)
-    loss = nn.functional.cross_entropy(logits, labels).item()
+    logits = torch.from_numpy(logits_np)
+    loss = nn.functional.cross_entropy(logits, torch.from_numpy(labels_np)).item()
     scores = logits.softmax(1).numpy()
-    labels_np, videos_np = labels.numpy(), torch.cat(videos_all).numpy()
     video_ids, video_scores = aggregate_by_video(scores, videos_np)
     first = {v: labels_np[np.flatnonzero(videos_np == v)[0]] for v in video_ids}
     video_labels = np.array([first[v] for v in video_ids])
     return {
-        "logits": logits.numpy(), "scores": scores, "labels": labels_np, "video": videos_np, "loss": loss,
-        "view": torch.cat(views_all).numpy(),
+        "logits": logits_np, "scores": scores, "labels": labels_np, "video": videos_np, "loss": loss,
+        "view": views_np,
         "clip": classification_metrics(scores, labels_np),
         "video_ids": video_ids, "video_scores": video_scores, "video_labels": video_labels,
         "video_metrics": classification_metrics(video_scores, video_labels),
     }
+
+
+def gather_clips(logits, labels, videos, items, views=None):
+    """Every rank's clip results, each dataset item once, in item order (as they are in one process).
+
+    Arguments are this rank's arrays (None when it scored no clip); returns
+    ``(logits, labels, videos, views)`` of all ranks, or Nones when no rank scored a clip.
+    """
+    if not distributed.is_distributed():
+        return logits, labels, videos, views
+    parts = [p for p in distributed.gather_objects((logits, labels, videos, items, views)) if p[0] is not None]
+    if not parts:
+        return None, None, None, None
+    logits, labels, videos, items = (np.concatenate(column) for column in list(zip(*parts))[:4])
+    views = None if parts[0][4] is None else np.concatenate([p[4] for p in parts])
+    _, first = np.unique(items, return_index=True)  # sorted by item, duplicates dropped
+    return logits[first], labels[first], videos[first], None if views is None else views[first]
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -340,7 +394,9 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_pe
 
 
 def build_datasets(config: Config, manifest: Manifest) -> tuple[ClipDataset, ClipDataset]:
-    """Train and validation datasets of a manifest, with the presets of the config."""
+    """Train and validation datasets of a manifest, with the presets of the config (or of its feature cache)."""
+    if config.data.features:
+        return feature_datasets(config, manifest)
     d = config.data
     index = {name: i for i, name in enumerate(manifest.classes)}
     unknown = sorted((set(d.flip_swap) | set(d.flip_swap.values())) - set(index))
@@ -370,15 +426,19 @@ class Trainer:
 
     ``payload`` gathers it into a checkpoint and ``restore`` puts it back, so that a
     run resumed from ``last.pt`` computes exactly what the uninterrupted run would.
-    With ``train.ema`` the checkpoint's ``model`` is the averaged weights (what
-    ``eval`` and ``predict`` load) and ``train_model`` the raw ones.
+    ``model`` is the whole classifier (what checkpoints hold); ``trained`` is what the
+    optimiser steps through (see ``training_module``: DDP, head only, compiled). With
+    ``train.ema`` the checkpoint's ``model`` is the averaged weights (what ``eval`` and
+    ``predict`` load) and ``train_model`` the raw ones. Under torchrun every rank keeps
+    a Trainer; rank 0 alone prints and writes.
     """
 
     config: Config
     classes: list[str]
     run_dir: Path
     device: torch.device
-    model: nn.Module
+    model: VideoClassifier
+    trained: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
@@ -388,20 +448,29 @@ class Trainer:
     progress: Progress = field(default_factory=Progress)
 
     @classmethod
-    def create(cls, config: Config, classes: list[str], run_dir: Path, steps_per_epoch: int) -> Trainer:
+    def create(cls, config: Config, classes: list[str], run_dir: Path, device: torch.device,
+               steps_per_epoch: int) -> Trainer:
         cfg = config.train
-        device = select_device(cfg.device)
         model = build_model_from_config(config, len(classes)).to(device)
+        trained = training_module(model, config, device)
         optimizer = build_optimizer(model, cfg)
-        scaler = torch.amp.GradScaler(enabled=device.type == "cuda" and cfg.amp and not torch.cuda.is_bf16_supported())
-        return cls(config, classes, run_dir, device, model, optimizer, build_scheduler(optimizer, cfg, steps_per_epoch),
-                   scaler, ModelEma(model, cfg.ema) if cfg.ema else None, steps_per_epoch,
-                   BadVideos(config.data.max_bad_fraction),
-                   Progress(epoch_lr=optimizer.param_groups[0]["lr"]))
+        scaler = torch.amp.GradScaler(enabled=amp_dtype(device, cfg.amp) == torch.float16)
+        return cls(config, classes, run_dir, device, model, trained, optimizer,
+                   build_scheduler(optimizer, cfg, steps_per_epoch), scaler,
+                   ModelEma(model, cfg.ema) if cfg.ema else None, steps_per_epoch,
+                   BadVideos(config.data.max_bad_fraction), Progress(epoch_lr=optimizer.param_groups[0]["lr"]))
+
+    @property
+    def saved_model(self) -> VideoClassifier:
+        """The weights checkpoints give ``eval`` and ``predict``: the average with ``train.ema``."""
+        return self.ema.module if self.ema is not None else self.model
 
     @property
     def eval_model(self) -> nn.Module:
-        return self.ema.module if self.ema is not None else self.model
+        """What validation runs: ``saved_model``, fed as in training (its head alone on cached features)."""
+        if isinstance(distributed.unwrap(self.trained), HeadOnly):
+            return self.saved_model.head  # what HeadOnly runs: (B, T, D[, h, w]) features in
+        return self.saved_model
 
     def payload(self) -> dict:
         p = self.progress
@@ -412,7 +481,7 @@ class Trainer:
                      bad_videos={split: dict(found) for split, found in self.bad.failures.items()})
         if self.ema is not None:
             state["train_model"] = self.model.state_dict()
-        return checkpoint_payload(self.eval_model, self.config, self.classes, **state)
+        return checkpoint_payload(self.saved_model, self.config, self.classes, **state)
 
     def restore(self, payload: dict, path: Path) -> None:
         """Put back the state of a checkpoint written by ``payload`` (RNGs last)."""
@@ -426,9 +495,20 @@ class Trainer:
         self.bad.failures = {split: dict(found) for split, found in payload["bad_videos"].items()}
         set_rng_state(payload["rng"])
 
+    def save(self, name: str, payload: dict) -> None:
+        if distributed.is_main():
+            save_checkpoint(self.run_dir / name, payload)
+
     def train(self, train_set: ClipDataset, val_set: ClipDataset, signals: StopSignals) -> None:
-        """Epochs until ``train.epochs``, or until a signal or ``train.stop_after_steps`` stops the run."""
+        """Epochs until ``train.epochs``, or until a signal or ``train.stop_after_steps`` stops the run.
+
+        The loaders are built once; each epoch (or a resumed one, mid-epoch) only moves
+        their samplers on, so ``data.persistent_workers`` keeps the workers alive.
+        """
         cfg = self.config.train
+        options = loader_options(self.config)
+        train_loader = make_loader(train_set, shuffle=True, pad=True, **options)
+        val_loader = make_loader(val_set, shuffle=False, pad=False, **options)
 
         def should_stop(progress: Progress) -> bool:
             # ``==``: a run resumed from its stop_after_steps checkpoint (same config.yaml) goes on
@@ -436,52 +516,52 @@ class Trainer:
 
         while self.progress.epoch < cfg.epochs:
             start = time.time()
-            self.train_epoch(train_set, should_stop)
+            self.train_epoch(train_loader, should_stop)
             self.progress.seconds += time.time() - start
             if self.progress.batch < self.steps_per_epoch:  # stopped inside the epoch
-                save_checkpoint(self.run_dir / "last.pt", self.payload())
+                self.save("last.pt", self.payload())
                 return self.stopped(signals)
-            self.end_epoch(val_set)
+            self.end_epoch(val_loader)
             if should_stop(self.progress):
                 return self.stopped(signals)
+        distributed.check_in_sync(self.model, self.run_dir / "ranks.json")
 
-    def train_epoch(self, train_set: ClipDataset, should_stop: StopCheck) -> None:
+    def train_epoch(self, loader: torch.utils.data.DataLoader, should_stop: StopCheck) -> None:
+        """The rest of epoch ``progress.epoch``: its fixed order from batch ``progress.batch`` on."""
         p, cfg = self.progress, self.config.train
         if p.batch == 0:
             p.epoch_lr = self.optimizer.param_groups[0]["lr"]
-        loader = make_loader(train_set, shuffle=True, start_batch=p.batch, **self.loader_args(p.epoch))
-        train_one_epoch(self.model, loader, nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), self.optimizer,
-                        self.scheduler, device=self.device, epoch=p.epoch, cfg=cfg, scaler=self.scaler, bad=self.bad,
-                        progress=p, ema=self.ema, should_stop=should_stop)
+        loader.sampler.set_epoch(p.epoch, skip=p.batch * cfg.batch_size)
+        train_one_epoch(self.trained, loader, nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
+                        self.optimizer, self.scheduler, device=self.device, epoch=p.epoch, cfg=cfg,
+                        scaler=self.scaler, bad=self.bad, progress=p, ema=self.ema, should_stop=should_stop)
+        distributed.broadcast_buffers(self.model)  # one set of BatchNorm statistics for evaluation and checkpoints
 
-    def loader_args(self, epoch: int) -> dict:
-        d, cfg = self.config.data, self.config.train
-        return dict(batch_size=cfg.batch_size, num_workers=d.num_workers, timeout=d.timeout, seed=cfg.seed, epoch=epoch)
-
-    def end_epoch(self, val_set: ClipDataset) -> None:
+    def end_epoch(self, val_loader: torch.utils.data.DataLoader) -> None:
         """Validate, record the epoch's row, write last.pt (and best.pt), metrics.csv and curves.png."""
         p, cfg, d = self.progress, self.config.train, self.config.data
-        row = {"epoch": p.epoch + 1, "lr": p.epoch_lr, **p.epoch_metrics()}
+        row = {"epoch": p.epoch + 1, "lr": p.epoch_lr, **distributed.mean_over_ranks(p.epoch_metrics())}
         score = row["train_acc"]
         start = time.time()
-        if val_set.videos and ((p.epoch + 1) % cfg.eval_every == 0 or p.epoch + 1 == cfg.epochs):
-            loader = make_loader(val_set, shuffle=False, **self.loader_args(p.epoch))
-            result = evaluate(self.eval_model, loader, device=self.device, amp=cfg.amp, bad=self.bad,
+        if val_loader.dataset.videos and ((p.epoch + 1) % cfg.eval_every == 0 or p.epoch + 1 == cfg.epochs):
+            result = evaluate(self.eval_model, val_loader, device=self.device, amp=cfg.amp, bad=self.bad,
                               split=d.val_split, desc="validate")
             row |= {"val_loss": result["loss"], "val_clip_acc": result["clip"]["top1"],
                     "val_video_acc": result["video_metrics"]["top1"], "val_top5": result["video_metrics"]["top5"],
                     "val_mean_class_acc": result["video_metrics"]["mean_class_acc"]}
             score = row["val_video_acc"]
         row["seconds"] = round(p.seconds + time.time() - start, 1)
-        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         p.history.append(row)
         p.finish_epoch()
         improved = score > p.best
         p.best = max(p.best, score)
+        if not distributed.is_main():
+            return
+        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         payload = self.payload()
-        save_checkpoint(self.run_dir / "last.pt", payload)
+        self.save("last.pt", payload)
         if improved:
-            save_checkpoint(self.run_dir / "best.pt", payload)
+            self.save("best.pt", payload)
         write_csv(self.run_dir / "metrics.csv", HISTORY_COLUMNS,
                   [[h.get(k, "") for k in HISTORY_COLUMNS] for h in p.history])
         plot_curves(p.history, self.run_dir / "curves.png")
@@ -490,8 +570,9 @@ class Trainer:
         last = self.run_dir / "last.pt"
         if signals.signum is not None:
             raise TrainingInterrupted(signals.signum, str(last), self.progress.step)
-        print(f"stopped after step {self.progress.step} (train.stop_after_steps); resumable checkpoint {last}. "
-              f"Continue with: videoseq train CONFIG --resume {self.run_dir}")
+        if distributed.is_main():
+            print(f"stopped after step {self.progress.step} (train.stop_after_steps); resumable checkpoint {last}. "
+                  f"Continue with: videoseq train CONFIG --resume {self.run_dir}")
 
 
 def fit(config: Config, run_dir: str | Path, *, resume: bool = False) -> Path:
@@ -503,33 +584,45 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False) -> Path:
     an epoch end, on SIGINT/SIGTERM, or at ``train.stop_after_steps``) and ends with
     the same weights as a run that was never interrupted. SIGINT or SIGTERM save a
     resumable ``last.pt`` after the current step and raise ``TrainingInterrupted``.
+    Under torchrun every rank trains its shard; rank 0 alone writes, and adds ``ranks.json``.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for partial in remove_partial_checkpoints(run_dir):
-        print(f"removed {partial}: a checkpoint write that was killed before it finished")
-    saved = load_resume_checkpoint(run_dir, config) if resume else None
-    seed_everything(config.train.seed)
-    manifest = resolve_manifest(config.data, run_dir)
-    if saved is not None and list(saved["classes"]) != manifest.classes:
-        raise ValueError(f"cannot resume {run_dir}: its classes {saved['classes'][:5]}... differ from the "
-                         f"manifest's {manifest.classes[:5]}...")
-    save_config(config, run_dir / "config.yaml")
-    (run_dir / "classes.txt").write_text("".join(f"{c}\n" for c in manifest.classes))
-    train_set, val_set = build_datasets(config, manifest)
-    trainer = Trainer.create(config, manifest.classes, run_dir, math.ceil(len(train_set) / config.train.batch_size))
-    if saved is not None:
-        trainer.restore(saved, run_dir / "last.pt")
-    p = trainer.progress
-    where = f", resuming at epoch {p.epoch + 1} batch {p.batch + 1} (step {p.step})" if saved is not None else ""
-    print(f"training {config.model.backbone}+{config.model.head} on {trainer.device}: {len(train_set.videos)} train / "
-          f"{len(val_set.videos)} {config.data.val_split} videos, {len(manifest.classes)} classes -> {run_dir}{where}")
+    device, joined = distributed.setup(select_device(config.train.device))
+    main = distributed.is_main()
     try:
-        with StopSignals() as signals:
-            trainer.train(train_set, val_set, signals)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if main:
+            for partial in remove_partial_checkpoints(run_dir):
+                print(f"removed {partial}: a checkpoint write that was killed before it finished")
+        saved = load_resume_checkpoint(run_dir, config) if resume else None
+        seed_everything(config.train.seed)
+        manifest = resolve_manifest(config.data, run_dir if main else None)
+        if saved is not None and list(saved["classes"]) != manifest.classes:
+            raise ValueError(f"cannot resume {run_dir}: its classes {saved['classes'][:5]}... differ from the "
+                             f"manifest's {manifest.classes[:5]}...")
+        if main:
+            save_config(config, run_dir / "config.yaml")
+            (run_dir / "classes.txt").write_text("".join(f"{c}\n" for c in manifest.classes))
+        train_set, val_set = build_datasets(config, manifest)
+        shard = math.ceil(len(train_set) / distributed.world_size())  # padded: every rank as many clips
+        trainer = Trainer.create(config, manifest.classes, run_dir, device,
+                                 math.ceil(shard / config.train.batch_size))
+        if saved is not None:
+            trainer.restore(saved, run_dir / "last.pt")
+        p = trainer.progress
+        where = f", resuming at epoch {p.epoch + 1} batch {p.batch + 1} (step {p.step})" if saved is not None else ""
+        if main:
+            print(f"training {config.model.backbone}+{config.model.head} on {device} x{distributed.world_size()}: "
+                  f"{len(train_set.videos)} train / {len(val_set.videos)} {config.data.val_split} videos, "
+                  f"{len(manifest.classes)} classes -> {run_dir}{where}")
+        try:
+            with StopSignals() as signals:
+                trainer.train(train_set, val_set, signals)
+        finally:
+            if main and any(trainer.bad.failures.values()):
+                trainer.bad.write(run_dir / "bad_videos.csv")
     finally:
-        if any(trainer.bad.failures.values()):
-            trainer.bad.write(run_dir / "bad_videos.csv")
+        distributed.teardown(joined)
     return run_dir
 
 
@@ -543,3 +636,26 @@ def load_resume_checkpoint(run_dir: Path, config: Config) -> dict:
         raise ValueError(f"{path} holds no resume state (written by an older videoseq); start a new run")
     check_resumable(payload["config"], config.to_dict(), str(path))
     return payload
+
+
+def loader_options(config: Config) -> dict:
+    """``make_loader`` keywords from the config, with this rank's shard under torchrun."""
+    d = config.data
+    return dict(batch_size=config.train.batch_size, num_workers=d.num_workers, timeout=d.timeout,
+                seed=config.train.seed, shard=(distributed.rank(), distributed.world_size()),
+                persistent_workers=d.persistent_workers, prefetch_factor=d.prefetch_factor)
+
+
+def training_module(model: VideoClassifier, config: Config, device: torch.device) -> nn.Module:
+    """What the optimiser steps through, as ``train.*`` asks: DDP under torchrun, channels_last, compiled.
+
+    With ``data.features`` it is the head alone (the backbone takes the cache's weights
+    and is frozen), fed cached features; ``model`` stays whole for the checkpoints.
+    """
+    module: nn.Module = model
+    if config.data.features:
+        module = HeadOnly(model, config.data.features)
+    if config.train.channels_last:
+        module = module.to(memory_format=torch.channels_last)  # 4D conv weights NHWC: cuDNN picks NHWC kernels
+    module = distributed.wrap_model(module, device, sync_bn=config.train.sync_bn)
+    return torch.compile(module) if config.train.compile else module

@@ -96,6 +96,7 @@ _RADIUS = {"small": 0.17, "large": 0.22}  # circumradius of the object
 _TRAVEL = {"slow": (0.42, 0.52), "fast": (0.52, 0.62)}  # distance moved over the clip
 _GROW_MAX = 1.35  # largest radius of Grow/Shrink, relative to _RADIUS
 _GROW_RATIO = {"slow": (1.6, 2.0), "fast": (2.2, 2.8)}  # largest / smallest radius
+_SPIN_SCALE = 1.6  # turning arrows are drawn larger, so the sweep of the tip reads at small input sizes
 _SPIN = {"slow": (100.0, 140.0), "fast": (160.0, 220.0)}  # degrees turned over the clip
 _NOISE_STD = (1.5, 4.0)  # per-frame Gaussian pixel noise, grey levels
 
@@ -177,7 +178,7 @@ def _low_end(u: float, radius: float, span: float, margin: float) -> float:
 
 def _forward_track(label: str, spec: ClipSpec, progress: np.ndarray, margin: float) -> Trajectory:
     """Pose over time in frame fractions for a forward (or Static) class."""
-    radius = _RADIUS[spec.size]
+    radius = _RADIUS[spec.size] * (_SPIN_SCALE if label == "RotateClockwise" else 1.0)
     ones = np.ones_like(progress)
     x = ones * _low_end(spec.place[0], radius, 0.0, margin)
     y = ones * _low_end(spec.place[1], radius, 0.0, margin)

@@ -165,7 +165,8 @@ class VideoReader:
     """
 
     def __init__(
-        self, path: str | os.PathLike, *, num_threads: int = 1, frame_folder_fps: float = 12.0
+        self, path: str | os.PathLike, *, num_threads: int = 1, frame_folder_fps: float = 12.0,
+        known: tuple[VideoInfo, np.ndarray] | None = None,
     ) -> None:
         self.path = str(path)
         source = Path(path)
@@ -174,7 +175,17 @@ class VideoReader:
         if source.is_dir():
             self._source: _FrameFolder | _DecordFile = _FrameFolder(source, frame_folder_fps)
         else:
-            self._source = _DecordFile(source, num_threads)
+            self._source = _DecordFile(source, num_threads, known)
+
+    @property
+    def known(self) -> tuple[VideoInfo, np.ndarray] | None:
+        """What opening a file learnt (info, keyframes): pass it as ``known=`` to reopen it cheaply.
+
+        A sequential read then opens one OpenCV capture instead of decord plus two captures
+        (None for frame folders, which are cheap to open).
+        """
+        source = self._source
+        return (source.info, source.keyframes) if isinstance(source, _DecordFile) else None
 
     @property
     def info(self) -> VideoInfo:
@@ -239,20 +250,24 @@ def _check_indices(path: str, indices: Sequence[int], num_frames: int) -> np.nda
 class _DecordFile:
     """A video file decoded by decord, reopened after a fork or a decode error."""
 
-    def __init__(self, path: Path, num_threads: int) -> None:
+    def __init__(self, path: Path, num_threads: int, known: tuple[VideoInfo, np.ndarray] | None = None) -> None:
         self.path = path
         self.num_threads = num_threads
+        self._reader: decord.VideoReader | None = None
+        self._pid = -1
+        if known is not None:  # opened before: decord is opened only if a read seeks
+            self.info, self.keyframes = known
+            return
         if path.stat().st_size == 0:
             raise VideoDecodeError(path, "the file is empty (0 bytes)", "re-copy or re-download it")
         truncated = container_truncation(path)
         if truncated:
             raise VideoDecodeError(path, f"{TRUNCATED} {truncated}", "re-copy or re-download it")
-        self._reader: decord.VideoReader | None = None
-        self._pid = -1
         reader = self._open()
         rotation, coded_width, coded_height = _stream_geometry(path)
         upright = (coded_height, coded_width) if rotation in (90, 270) else (coded_width, coded_height)
         num_frames, fps = len(reader), float(reader.get_avg_fps())
+        self.keyframes = _keyframes(reader)
         if not np.isfinite(fps) or fps <= 0:
             raise VideoDecodeError(path, f"the container reports no usable frame rate ({fps})")
         self.info = VideoInfo(str(path), num_frames, fps, num_frames / fps, upright[0], upright[1], rotation)
@@ -293,6 +308,8 @@ class _DecordFile:
         OpenCV, one forward pass, and checked against the expected geometry; any
         other failure is a ``VideoDecodeError``.
         """
+        if decode_plan(indices, self.keyframes) == "sequential":
+            return opencv_read_sorted(self.path, indices)
         try:
             frames = self._open().get_batch(indices.tolist()).asnumpy()
         except decord.DECORDLimitReachedError:
@@ -413,9 +430,48 @@ def _ebml_size(f) -> tuple[int | None, int]:
     return (None if unknown else value), width
 
 
+# Decoding one frame with decord (seek, decode, convert to RGB) costs about this many
+# OpenCV grabs (decode only: frames that are not wanted are never converted). Measured
+# on the UCF-geometry AVI and the H.264 MKV of ../shared/videos, one thread each:
+# decord reading every frame gave 13.7 and 2.7 clips/s, OpenCV 27-37 and 7.2.
+SEEK_FRAME_COST = 2.5
+
+
+def decode_plan(indices: np.ndarray, keyframes: np.ndarray, seek_cost: float = SEEK_FRAME_COST) -> str:
+    """``"sequential"`` (one OpenCV pass from frame 0) or ``"seek"`` (decord jumps to keyframes).
+
+    A sequential pass decodes frames ``0..last``. Seeking decodes, in each keyframe
+    interval that holds wanted frames, from its keyframe to its last wanted frame, at
+    ``seek_cost`` times the price. Example: keyframes ``[0, 150, 300]`` and frames
+    ``[10, 160, 305]``: sequential 306 frames; seeking 11 + 11 + 6 = 28 frames x 2.5 = 70,
+    so seek. A file with one keyframe (UCF101's AVIs) is always read sequentially.
+    """
+    if len(indices) == 0:
+        return "sequential"
+    gop = np.searchsorted(keyframes, indices, side="right") - 1  # interval of each wanted frame
+    starts = np.where(gop >= 0, keyframes[np.maximum(gop, 0)], 0)
+    last_in_gop = {int(g): int(i) for g, i in zip(gop, indices)}  # indices are sorted: the last wins
+    first_of_gop = {int(g): int(s) for g, s in zip(gop, starts)}
+    seek_frames = sum(last_in_gop[g] - first_of_gop[g] + 1 for g in last_in_gop)
+    return "seek" if seek_cost * seek_frames < int(indices[-1]) + 1 else "sequential"
+
+
+def _keyframes(reader: decord.VideoReader) -> np.ndarray:
+    """Keyframe indices from decord's index of the file (``[0]`` when it has none)."""
+    try:
+        keys = np.asarray(reader.get_key_indices(), dtype=np.int64)
+    except Exception:  # some containers give no index: plan as if there were one keyframe
+        keys = np.zeros(0, dtype=np.int64)
+    return np.unique(np.append(keys, 0))
+
+
 def opencv_read_sorted(path: Path, indices: np.ndarray) -> np.ndarray:
-    """Frames at sorted, distinct ``indices`` by one sequential OpenCV pass (upright, RGB)."""
-    capture = cv2.VideoCapture(str(path))
+    """Frames at sorted, distinct ``indices`` by one sequential OpenCV pass (upright, RGB).
+
+    One FFmpeg thread (like decord's readers: one decode thread per data-loader worker);
+    frames that are not wanted are grabbed (decoded) but never converted or copied.
+    """
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
     wanted, frames, position = set(indices.tolist()), [], 0
     try:
         while position <= int(indices[-1]):
@@ -431,7 +487,7 @@ def opencv_read_sorted(path: Path, indices: np.ndarray) -> np.ndarray:
         capture.release()
     if len(frames) != len(indices):
         raise VideoDecodeError(
-            path, f"frames {_span(indices)} could not be decoded: the stream ends after {position} frames"
+            path, f"decoding frames {_span(indices)} failed (the stream ends after {position} frames)"
         )
     return np.stack(frames)
 
