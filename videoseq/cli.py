@@ -283,7 +283,7 @@ def add_demo(sub) -> None:
     p.add_argument("--out", default="demo_out")
     p.add_argument("--config", help="config (default configs/demo.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--per-class", type=int, default=40)
+    p.add_argument("--per-class", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
 

@@ -14,7 +14,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
 
 def run_demo(out_dir: str | Path, *, config: str | Path | None = None, overrides: list[str] | None = None,
-             per_class: int = 40, seed: int = 0) -> dict:
+             per_class: int = 60, seed: int = 0) -> dict:
     """Every step under ``out_dir``: ``data/``, ``run/``, ``eval/`` and ``predictions.csv``."""
     out = Path(out_dir)
     config_path = Path(config) if config else DEFAULT_CONFIG
