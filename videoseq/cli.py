@@ -23,7 +23,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from videoseq.evaluation import run_eval
 
     run_eval(args.checkpoint, out_dir=args.out, manifest=args.manifest, split=args.split, views=args.views,
-             batch_size=args.batch_size, num_workers=args.workers, device=args.device)
+             batch_size=args.batch_size, num_workers=args.workers, device=args.device, beam=args.beam)
     return 0
 
 
@@ -33,7 +33,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.stride and not args.window:
         raise ValueError("--stride needs --window (both in seconds)")
     failures = predict_to_csv(args.checkpoint, args.sources, args.csv, k=args.topk, window=args.window,
-                              stride=args.stride, device=args.device)
+                              stride=args.stride, device=args.device, beam=args.beam)
     return 1 if failures else 0
 
 
@@ -49,7 +49,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from videoseq.demo import run_demo
 
-    run_demo(args.out, config=args.config, overrides=args.set, per_class=args.per_class, seed=args.seed)
+    run_demo(args.out, config=args.config, overrides=args.set, per_class=args.per_class, seed=args.seed,
+             task=args.task)
     return 0
 
 
@@ -103,6 +104,7 @@ def add_eval(sub) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="auto")
+    p.add_argument("--beam", type=int, help="caption models: beam size (default: the config's caption.beam)")
     p.set_defaults(func=cmd_eval)
 
 
@@ -116,6 +118,7 @@ def add_predict(sub) -> None:
     p.add_argument("--window", type=float, help="window length in seconds: one row per window")
     p.add_argument("--stride", type=float, help="window step in seconds (default: --window)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--beam", type=int, help="caption models: beam size of the caption column (1: greedy)")
     p.set_defaults(func=cmd_predict)
 
 
@@ -129,7 +132,8 @@ def add_synth(sub) -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--frames", type=int, default=24)
     g.add_argument("--size", type=int, default=112)
-    g.add_argument("--captions", action="store_true", help="also write captions.csv")
+    g.add_argument("--captions", action="store_true",
+                   help="also write captions.csv and manifest.csv (one row per reference caption)")
     g.set_defaults(func=cmd_synth)
 
 
@@ -140,6 +144,8 @@ def add_demo(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--per-class", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--task", choices=("classify", "caption"), default="classify",
+                   help="caption: synthesise captions and train configs/captions.yaml")
     p.set_defaults(func=cmd_demo)
 
 
@@ -160,7 +166,9 @@ def add_prepare(sub) -> None:
                           ("hmdb51", "hmdb51 --splits-dir testTrainMulti_7030_splits --fold 1"),
                           ("kinetics", "kinetics400 --splits-dir kinetics400/annotations"),
                           ("jester", "20bn-jester-v1 --splits-dir jester_csvs"),
-                          ("folder", "my_clips --val-fraction 0.1 --test-fraction 0.2")):
+                          ("folder", "my_clips --val-fraction 0.1 --test-fraction 0.2"),
+                          ("msrvtt", "MSRVTT/videos --splits-dir MSRVTT/videodatainfo.json"),
+                          ("msvd", "YouTubeClips --splits-dir 'MSR Video Description Corpus.csv'")):
         f = kinds.add_parser(name, help=f"{name} layout -> manifest.csv + classes.txt",
                              description=f"example: videoseq prepare {name} {example} --out data/{name}")
         f.add_argument("root", help="dataset root")

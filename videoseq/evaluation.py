@@ -6,6 +6,11 @@ Writes into the eval folder:
 - ``per_class.csv``: precision, recall, F1 and support per class;
 - ``confusion.csv`` and ``confusion.png`` (rows normalised in the picture);
 - ``metrics.json``: clip- and video-level top-1, top-5 and mean class accuracy.
+
+A caption model writes its captions (path, label, generated caption, its references
+joined by " | ") to ``predictions.csv`` (``model.task: caption``) or, beside the class
+predictions, to ``captions.csv`` (``model.task: both``), and puts BLEU-1..4 (CIDEr-D and METEOR where they
+can run) under ``caption`` in ``metrics.json``; task ``caption`` writes no class files.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from sklearn.metrics import confusion_matrix
 
 from videoseq.checkpoint import load_checkpoint, model_from_checkpoint
 from videoseq.datasets import ClipDataset, make_loader, read_manifest, write_csv
-from videoseq.engine import BadVideos, evaluate, select_device
+from videoseq.engine import BadVideos, evaluate, evaluate_captions, select_device
 from videoseq.metrics import per_class_table, plot_confusion
 from videoseq.prepare import resolve_manifest
+from videoseq.text import Vocabulary
 from videoseq.transforms import ClipEvalPreset
 
 
@@ -46,8 +52,12 @@ def run_eval(
     batch_size: int = 8,
     num_workers: int = 2,
     device: str = "auto",
+    beam: int | None = None,
 ) -> dict:
-    """Evaluate ``checkpoint`` on ``split`` of ``manifest`` (default: the one it was trained on)."""
+    """Evaluate ``checkpoint`` on ``split`` of ``manifest`` (default: the one it was trained on).
+
+    ``beam``: beam size for caption models (default: the config's ``caption.beam``).
+    """
     payload = load_checkpoint(checkpoint)
     model, config = model_from_checkpoint(payload, checkpoint)
     classes = list(payload["classes"])
@@ -65,8 +75,42 @@ def run_eval(
     dev = select_device(device)
     bad = BadVideos(max_fraction=1.0)
     loader = make_loader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, timeout=d.timeout)
-    result = evaluate(model.to(dev), loader, device=dev, amp=config.train.amp, bad=bad, split=split)
-    return write_eval_outputs(Path(out_dir), result, dataset, classes, bad, checkpoint=str(checkpoint), split=split)
+    info = dict(checkpoint=str(checkpoint), split=split)
+    model = model.to(dev)
+    if config.model.captions:
+        c = config.caption
+        found = evaluate_captions(model, loader, references=data.captions(split), vocab=Vocabulary(payload["vocab"]),
+                                  device=dev, beam=beam or c.beam, max_words=c.max_words, alpha=c.length_penalty,
+                                  amp=config.train.amp, bad=bad, split=split)
+        name = "predictions.csv" if config.model.task == "caption" else "captions.csv"
+        info["caption"] = write_caption_outputs(Path(out_dir) / name, found, dataset, classes, beam=beam or c.beam)
+        if config.model.task == "caption":
+            return write_summary(Path(out_dir), info, bad, split)
+    result = evaluate(model, loader, device=dev, amp=config.train.amp, bad=bad, split=split)
+    return write_eval_outputs(Path(out_dir), result, dataset, classes, bad, **info)
+
+
+def write_caption_outputs(path: Path, found: dict, dataset: ClipDataset, classes: list[str], *, beam: int) -> dict:
+    """The captions CSV (path, label, caption, references joined by " | "); returns the caption metrics."""
+    rows = [[dataset.videos[v][0], classes[dataset.videos[v][1]], caption, " | ".join(refs)]
+            for v, caption, refs in zip(found["video_ids"], found["captions"], found["references"])]
+    write_csv(path, ["path", "label", "caption", "references"], rows)
+    m = found["metrics"]
+    print(f"BLEU-1={m['bleu1']:.4f} BLEU-4={m['bleu4']:.4f}" + "".join(
+        f" {k}={m[k]:.4f}" for k in ("cider_d", "meteor") if k in m) + f" (beam {beam}, {len(rows)} videos)")
+    for metric, why in m.get("missing", {}).items():
+        print(f"  {metric} not computed: {why}")
+    return {**m, "beam": beam, "videos": len(rows)}
+
+
+def write_summary(out: Path, info: dict, bad: BadVideos, split: str) -> dict:
+    """``metrics.json`` (and ``bad_videos.csv``) of a caption-only evaluation."""
+    failed = bad.failures.get(split, {})
+    if failed:
+        bad.write(out / "bad_videos.csv")
+    metrics = {**info, "failed_videos": len(failed)}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
 
 
 def write_eval_outputs(out: Path, result: dict, dataset: ClipDataset, classes: list[str], bad: BadVideos,
