@@ -61,14 +61,17 @@ def main() -> None:
     run = fit(config, out / "run")
     train_wall, train_cpu = time.time() - wall, cpu_seconds() - cpu
     metrics = run_eval(run / "best.pt", out_dir=out / "eval", split="test", num_workers=config.data.num_workers)
-    motion, clips = motion_accuracy(out / "eval" / "predictions.csv")
+    captions = out / "eval" / ("predictions.csv" if config.model.task == "caption" else "captions.csv")
+    motion, clips = motion_accuracy(captions)
     caption = metrics["caption"]
     summary = {
         "clips": clips, "beam": caption["beam"], **{k: round(caption[k], 4) for k in ("bleu1", "bleu2", "bleu3", "bleu4")},
         "motion_word_accuracy": round(motion, 4), "train_wall_s": round(train_wall, 1),
-        "train_cpu_s": round(train_cpu, 1), "epochs": config.train.epochs,
+        "train_cpu_s": round(train_cpu, 1), "epochs": config.train.epochs, "task": config.model.task,
         **{k: round(caption[k], 4) for k in ("cider_d", "meteor") if k in caption},
     }
+    if "video" in metrics:
+        summary["class_top1"] = round(metrics["video"]["top1"], 4)
     (out / "bench.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     goal = summary["bleu4"] >= 0.6 and motion >= 0.95

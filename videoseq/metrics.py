@@ -131,8 +131,8 @@ def bleu_scores(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) 
     most = max(len(refs) for refs in references)
     streams = [[refs[k] if k < len(refs) else None for refs in references] for k in range(most)]
     return {
-        f"bleu{n}": BLEU(tokenize="none", max_ngram_order=n, effective_order=False).corpus_score(
-            list(hypotheses), streams).score / 100.0
+        f"bleu{n}": round(BLEU(tokenize="none", max_ngram_order=n, effective_order=False).corpus_score(
+            list(hypotheses), streams).score / 100.0, 6)
         for n in range(1, 5)
     }
 

@@ -1,9 +1,10 @@
 """A clip captioner: per-frame backbone -> temporal encoder -> attentive recurrent decoder.
 
-The encoder is the classifier's own backbone and temporal head: the head's
-``sequence`` gives one vector per frame ``(B, T, E)``, which the decoder attends
-over (additive, Bahdanau-style attention) while it writes a sentence word by
-word. With ``task="both"`` the head's classifier also gives class logits from the
+The encoder is the classifier's own backbone and temporal head: per frame, the
+head's ``sequence`` output ``(B, T, E)`` (what happened up to that frame: motion)
+next to the frame's pooled backbone features ``(B, T, D)`` (what the frame shows:
+colour, shape). The decoder attends over these ``(B, T, E + D)`` frame vectors
+(additive, Bahdanau-style attention) while it writes a sentence word by word. With ``task="both"`` the head's classifier also gives class logits from the
 same encoder, so one model classifies and captions.
 
 Token ids are plain ints here (``pad``, ``bos``, ``eos``); the vocabulary itself
@@ -144,21 +145,28 @@ class VideoCaptioner(VideoClassifier):
     def classifies(self) -> bool:
         return self.task in ("classify", "both")
 
+    def encode_both(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, T, C, H, W)`` -> the head's sequence ``(B, T, E)`` and the decoder memory ``(B, T, E + D)``."""
+        features = self.backbone(clips)  # (B, T, D) or (B, T, D, h, w)
+        sequence = self.head.sequence(features)  # (B, T, E)
+        pooled = features.mean(dim=(3, 4)) if features.dim() == 5 else features  # (B, T, D)
+        return sequence, torch.cat([sequence, pooled], dim=2)
+
     def encode(self, clips: torch.Tensor) -> torch.Tensor:
-        """``(B, T, C, H, W)`` -> per-frame encoder outputs ``(B, T, E)``."""
-        return self.head.sequence(self.backbone(clips))
+        """``(B, T, C, H, W)`` -> the memory the decoder attends over, ``(B, T, E + D)``."""
+        return self.encode_both(clips)[1]
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         """``(B, T, C, H, W)`` -> class logits ``(B, num_classes)``."""
         if not self.classifies:
             raise ValueError("this model was trained to caption only (model.task=caption); it gives no class scores")
-        return self.head.classify_sequence(self.encode(clips))
+        return self.head(self.backbone(clips))
 
     def forward_both(self, clips: torch.Tensor, inputs: torch.Tensor, *, sampling: float = 0.0
                      ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """Class logits ``(B, C)`` (None for task caption) and word logits ``(B, L, V)`` from one encoding."""
-        memory = self.encode(clips)  # (B, T, E)
-        logits = self.head.classify_sequence(memory) if self.classifies else None
+        sequence, memory = self.encode_both(clips)
+        logits = self.head.classify_sequence(sequence) if self.classifies else None
         return logits, self.decoder(memory, inputs, sampling=sampling)
 
     @torch.no_grad()
@@ -191,6 +199,7 @@ def build_captioner(classifier: VideoClassifier, *, task: str, vocab_size: int, 
     for key in decoder_args:
         if key not in valid:
             raise ValueError(f"unknown model.decoder key {key!r}; valid keys: {valid}")
-    decoder = CaptionDecoder(classifier.head.sequence_dim, vocab_size, pad_id=special_ids["pad"], **decoder_args)
+    memory_dim = classifier.head.sequence_dim + classifier.backbone.feature_dim
+    decoder = CaptionDecoder(memory_dim, vocab_size, pad_id=special_ids["pad"], **decoder_args)
     return VideoCaptioner(classifier.backbone, classifier.head, decoder, task=task,
                           bos_id=special_ids["bos"], eos_id=special_ids["eos"])
