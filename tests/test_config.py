@@ -13,7 +13,8 @@ def test_every_shipped_config_loads_validates_and_builds_its_model(path):
 
     config = load_config(path)
     assert config.to_dict()["data"]["frames"] == config.data.frames
-    model = build_model_from_config(config, num_classes=9, pretrained=False)  # no network in tests
+    vocab_size = 20 if config.model.captions else None  # caption configs: a vocabulary from their data
+    model = build_model_from_config(config, num_classes=9, pretrained=False, vocab_size=vocab_size)  # no network
     assert model.head is not None
 
 

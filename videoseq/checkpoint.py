@@ -26,7 +26,8 @@ import torch
 
 from videoseq import __version__
 from videoseq.config import Config, config_from_dict
-from videoseq.models import VideoClassifier, build_model
+from videoseq.models import VideoClassifier, build_captioner, build_model
+from videoseq.text import BOS_ID, EOS_ID, PAD_ID
 
 CHECKPOINT_FORMAT = "videoseq-checkpoint-1"
 _TMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")
@@ -132,9 +133,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def checkpoint_payload(
-    model: VideoClassifier, config: Config, classes: list[str], **state: Any
+    model: VideoClassifier, config: Config, classes: list[str], *, vocab: list[str] | None = None, **state: Any
 ) -> dict[str, Any]:
-    """Everything ``model_from_checkpoint`` needs, plus any training state given."""
+    """Everything ``model_from_checkpoint`` needs, plus any training state given.
+
+    A captioning model also stores its vocabulary (``vocab``: the word list, id order).
+    """
+    if config.model.captions and not vocab:
+        raise CheckpointError(f"model.task={config.model.task} needs the vocabulary in the checkpoint (vocab=...)")
     return {
         "format": CHECKPOINT_FORMAT,
         "videoseq_version": __version__,
@@ -145,14 +151,19 @@ def checkpoint_payload(
         "mean": list(model.backbone.mean),
         "std": list(model.backbone.std),
         "model": model.state_dict(),
+        **({"vocab": list(vocab)} if config.model.captions else {}),
         **state,
     }
 
 
-def build_model_from_config(config: Config, num_classes: int, *, pretrained: bool | str | None = None) -> VideoClassifier:
-    """The model a config describes; ``pretrained`` overrides ``model.pretrained``."""
+def build_model_from_config(config: Config, num_classes: int, *, pretrained: bool | str | None = None,
+                            vocab_size: int | None = None) -> VideoClassifier:
+    """The model a config describes; ``pretrained`` overrides ``model.pretrained``.
+
+    With ``model.task`` caption or both, a :class:`VideoCaptioner` over ``vocab_size`` words.
+    """
     m = config.model
-    return build_model(
+    classifier = build_model(
         backbone=m.backbone,
         head=m.head,
         num_classes=num_classes,
@@ -162,12 +173,21 @@ def build_model_from_config(config: Config, num_classes: int, *, pretrained: boo
         freeze_bn=m.freeze_bn,
         head_args=m.head_args,
     )
+    if m.task == "classify":
+        return classifier
+    if not vocab_size:
+        raise ValueError(f"model.task={m.task} needs a vocabulary size (build the vocabulary from the captions)")
+    return build_captioner(classifier, task=m.task, vocab_size=vocab_size, decoder_args=m.decoder,
+                           special_ids={"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID})
 
 
 def model_from_checkpoint(payload: dict[str, Any], path: str | Path = "checkpoint") -> tuple[VideoClassifier, Config]:
     """Rebuild the model from a checkpoint alone (no config file, no weight download)."""
     config = config_from_dict(payload["config"])
-    model = build_model_from_config(config, len(payload["classes"]), pretrained=False)
+    if config.model.captions and not payload.get("vocab"):
+        raise CheckpointError(f"checkpoint {path} is a caption model (model.task={config.model.task}) without a vocabulary")
+    model = build_model_from_config(config, len(payload["classes"]), pretrained=False,
+                                    vocab_size=len(payload.get("vocab") or []))
     load_weights(model, payload["model"], path)
     model.eval()
     return model, config

@@ -31,7 +31,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     run_eval(args.checkpoint, out_dir=args.out, manifest=args.manifest, split=args.split, views=args.views,
              aggregate=args.aggregate, per_view=args.per_view, batch_size=args.batch_size,
-             num_workers=args.workers, device=args.device, seed=args.seed)
+             num_workers=args.workers, device=args.device, seed=args.seed, beam=args.beam)
     return 0
 
 
@@ -57,7 +57,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.stride and not args.window:
         raise ValueError("--stride needs --window (both in seconds)")
     failures = predict_to_csv(args.checkpoint, args.sources, args.csv, k=args.topk, window=args.window,
-                              stride=args.stride, device=args.device)
+                              stride=args.stride, device=args.device, beam=args.beam)
     return 1 if failures else 0
 
 
@@ -73,7 +73,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from videoseq.demo import run_demo
 
-    run_demo(args.out, config=args.config, overrides=args.set, per_class=args.per_class, seed=args.seed)
+    run_demo(args.out, config=args.config, overrides=args.set, per_class=args.per_class, seed=args.seed,
+             task=args.task)
     return 0
 
 
@@ -158,6 +159,7 @@ def add_eval(sub) -> None:
     p.add_argument("--workers", type=int, help="DataLoader workers (default: every available CPU core)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--beam", type=int, help="caption models: beam size (default: the config's caption.beam)")
     p.set_defaults(func=cmd_eval)
 
 
@@ -192,6 +194,7 @@ def add_predict(sub) -> None:
     p.add_argument("--window", type=float, help="window length in seconds: one row per window")
     p.add_argument("--stride", type=float, help="window step in seconds (default: --window)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--beam", type=int, help="caption models: beam size of the caption column (1: greedy)")
     add_stream_arguments(p)
     p.set_defaults(func=cmd_predict)
 
@@ -274,7 +277,8 @@ def add_synth(sub) -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--frames", type=int, default=24)
     g.add_argument("--size", type=int, default=112)
-    g.add_argument("--captions", action="store_true", help="also write captions.csv")
+    g.add_argument("--captions", action="store_true",
+                   help="also write captions.csv and manifest.csv (one row per reference caption)")
     g.set_defaults(func=cmd_synth)
 
 
@@ -285,6 +289,8 @@ def add_demo(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--per-class", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--task", choices=("classify", "caption"), default="classify",
+                   help="caption: synthesise captions and train configs/captions.yaml")
     p.set_defaults(func=cmd_demo)
 
 
@@ -305,7 +311,9 @@ def add_prepare(sub) -> None:
                           ("hmdb51", "hmdb51 --splits-dir testTrainMulti_7030_splits --fold 1"),
                           ("kinetics", "kinetics400 --splits-dir kinetics400/annotations"),
                           ("jester", "20bn-jester-v1 --splits-dir jester_csvs"),
-                          ("folder", "my_clips --val-fraction 0.1 --test-fraction 0.2")):
+                          ("folder", "my_clips --val-fraction 0.1 --test-fraction 0.2"),
+                          ("msrvtt", "MSRVTT/videos --splits-dir MSRVTT/videodatainfo.json"),
+                          ("msvd", "YouTubeClips --splits-dir 'MSR Video Description Corpus.csv'")):
         f = kinds.add_parser(name, help=f"{name} layout -> manifest.csv + classes.txt",
                              description=f"example: videoseq prepare {name} {example} --out data/{name}")
         f.add_argument("root", help="dataset root")

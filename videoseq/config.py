@@ -17,7 +17,8 @@ import yaml
 SAMPLING_METHODS = ("segment", "uniform", "dense")
 SHORT_VIDEO_POLICIES = ("loop", "repeat_last")
 AMP_CHOICES = (True, False, "bf16", "fp16")
-DATA_FORMATS = ("manifest", "ucf101", "hmdb51", "kinetics", "jester", "folder")
+DATA_FORMATS = ("manifest", "ucf101", "hmdb51", "kinetics", "jester", "folder", "msrvtt", "msvd")
+TASKS = ("classify", "caption", "both")
 
 
 class ConfigError(ValueError):
@@ -104,10 +105,21 @@ class ModelConfig:
     head_args: dict[str, Any] = field(default_factory=dict)
     freeze_backbone: bool = False
     freeze_bn: bool = False
+    task: str = "classify"  # classify | caption | both (class head and caption decoder on one encoder)
+    decoder: dict[str, Any] = field(default_factory=dict)  # caption decoder: cell (gru|lstm), embed, hidden,
+    # attention, dropout
 
     def __post_init__(self) -> None:
         if not isinstance(self.head_args, dict):
             raise ConfigError("model.head_args: must be a mapping, e.g. {hidden: 256}")
+        _check_choice("model.task", self.task, TASKS)
+        if not isinstance(self.decoder, dict):
+            raise ConfigError("model.decoder: must be a mapping, e.g. {cell: gru, hidden: 256}")
+
+    @property
+    def captions(self) -> bool:
+        """True when the model writes captions (task caption or both)."""
+        return self.task in ("caption", "both")
 
 
 @dataclass
@@ -151,10 +163,36 @@ class TrainConfig:
 
 
 @dataclass
+class CaptionConfig:
+    """Vocabulary, caption training and decoding (used when model.task is caption or both)."""
+
+    min_freq: int = 1  # words seen fewer times in the training captions become <unk>
+    max_words: int = 20  # longest caption trained on and generated (words, without <bos>/<eos>)
+    label_smoothing: float = 0.1
+    scheduled_sampling: float = 0.0  # final probability of feeding the model its own word (ramped over epochs)
+    loss_weight: float = 1.0  # task both: loss = class loss + loss_weight * caption loss
+    beam: int = 3  # beam size at eval / predict (1: greedy); validation during training is greedy
+    length_penalty: float = 0.0  # GNMT alpha: 0 ranks by summed log-probability, > 0 favours longer captions
+
+    def __post_init__(self) -> None:
+        for key in ("min_freq", "max_words", "beam"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"caption.{key}: must be an integer >= 1, got {value!r}")
+        for key in ("label_smoothing", "scheduled_sampling"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"caption.{key}: must be in [0, 1), got {getattr(self, key)!r}")
+        _check_positive("caption.loss_weight", self.loss_weight)
+        if self.length_penalty < 0:
+            raise ConfigError(f"caption.length_penalty: must be >= 0, got {self.length_penalty}")
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    caption: CaptionConfig = field(default_factory=CaptionConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))

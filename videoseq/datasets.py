@@ -66,6 +66,16 @@ class Manifest:
                 seen[row.path] = index[row.label]
         return [(self.resolve(p), label) for p, label in seen.items()]
 
+    def captions(self, split: str) -> list[list[str]]:
+        """The reference captions of each video of ``videos(split)``, in the same order (may be empty)."""
+        found: dict[str, list[str]] = {}
+        for row in self.rows:
+            if row.split == split:
+                found.setdefault(row.path, [])
+                if row.caption:
+                    found[row.path].append(row.caption)
+        return list(found.values())
+
     def splits(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for path, split in {(r.path, r.split) for r in self.rows}:

@@ -38,16 +38,18 @@ from videoseq.checkpoint import (
 from videoseq.config import Config, TrainConfig, save_config
 from videoseq.datasets import ClipDataset, Manifest, make_loader, write_csv
 from videoseq.features import HeadOnly, feature_datasets
-from videoseq.metrics import aggregate_by_video, classification_metrics, plot_curves
+from videoseq.metrics import aggregate_by_video, caption_metrics, classification_metrics, plot_curves
 from videoseq.models import VideoClassifier
 from videoseq.prepare import resolve_manifest
 from videoseq.resume import StopSignals, TrainingInterrupted, check_resumable, rng_state, set_rng_state
+from videoseq.text import PAD_ID, Vocabulary, normalize_caption, pad_sequences
 from videoseq.transforms import ClipEvalPreset, ClipTrainPreset, normalize_clip
 
 HISTORY_COLUMNS = (
     "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_clip_acc", "val_video_acc",
     "val_top5", "val_mean_class_acc", "seconds",
 )
+CAPTION_COLUMNS_KEYS = ("bleu1", "bleu4", "cider_d", "meteor")  # validation caption scores of caption runs
 
 
 class TooManyBadVideos(RuntimeError):
@@ -150,6 +152,7 @@ class Progress:
     step: int = 0  # batches done since the start of the run
     loss_sum: float = 0.0
     correct: int = 0
+    counted: int = 0  # what ``correct`` is out of: clips, or words for a caption-only model
     seen: int = 0
     skipped: int = 0  # batches of this epoch skipped for a non-finite loss
     epoch_lr: float = 0.0  # learning rate when the current epoch began
@@ -158,11 +161,11 @@ class Progress:
     history: list[dict] = field(default_factory=list)  # metrics rows of completed epochs
 
     def epoch_metrics(self) -> dict[str, float]:
-        return {"train_loss": self.loss_sum / max(self.seen, 1), "train_acc": self.correct / max(self.seen, 1)}
+        return {"train_loss": self.loss_sum / max(self.seen, 1), "train_acc": self.correct / max(self.counted, 1)}
 
     def finish_epoch(self) -> None:
         self.epoch, self.batch = self.epoch + 1, 0
-        self.loss_sum, self.correct, self.seen, self.skipped, self.seconds = 0.0, 0, 0, 0, 0.0
+        self.loss_sum, self.correct, self.counted, self.seen, self.skipped, self.seconds = 0.0, 0, 0, 0, 0, 0.0
 
     def state_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -197,10 +200,72 @@ class ModelEma:
 StopCheck = Callable[[Progress], bool]
 
 
+class ClassifyObjective:
+    """Cross-entropy on the class logits; counts the clips classified right."""
+
+    def __init__(self, criterion: nn.Module) -> None:
+        self.criterion = criterion
+
+    def __call__(self, model: nn.Module, clips: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Loss, number right and number counted for one batch of model inputs (clips ``(B, T, 3, H, W)``)."""
+        labels = batch["label"].to(clips.device, non_blocking=True)
+        logits = model(clips)  # (B, num_classes)
+        loss = self.criterion(logits.float(), labels)
+        return loss, (logits.argmax(1) == labels).sum(), len(labels)
+
+
+class CaptionObjective:
+    """Word cross-entropy under teacher forcing, for one reference drawn per clip per epoch.
+
+    ``references[v]`` holds the token id lists (``<bos> ... <eos>``) of video ``v`` of
+    the training set. The reference of a clip is drawn from ``(seed, epoch, item)``
+    alone, so a resumed run (or another rank) draws the same. Scheduled sampling ramps
+    linearly from 0 at the first epoch to ``scheduled_sampling`` at the last. With task
+    ``both`` the class loss is added and the accuracy counted is the class accuracy;
+    otherwise it is the word accuracy.
+    """
+
+    def __init__(self, references: list[list[list[int]]], *, label_smoothing: float, scheduled_sampling: float,
+                 loss_weight: float = 1.0, class_criterion: nn.Module | None = None, seed: int = 0) -> None:
+        self.references = references
+        self.label_smoothing, self.final_sampling = label_smoothing, scheduled_sampling
+        self.loss_weight, self.class_criterion = loss_weight, class_criterion
+        self.seed, self.epoch, self.sampling = seed, 0, 0.0
+
+    def set_epoch(self, epoch: int, epochs: int) -> None:
+        self.epoch = epoch
+        self.sampling = self.final_sampling * epoch / max(epochs - 1, 1)
+
+    def targets(self, videos: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """One reference per clip, padded: ids ``(B, L)`` starting with ``<bos>``."""
+        chosen = []
+        for v, item in zip(videos.tolist(), items.tolist()):
+            refs = self.references[v]
+            pick = np.random.default_rng([self.seed, self.epoch, item]).integers(len(refs))
+            chosen.append(refs[int(pick)])
+        return pad_sequences(chosen)[0]
+
+    def __call__(self, model: nn.Module, clips: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor, int]:
+        ids = self.targets(batch["index"], batch["item"]).to(clips.device)  # (B, L)
+        class_logits, word_logits = model.forward_both(clips, ids[:, :-1], sampling=self.sampling)  # (B, L-1, V)
+        target = ids[:, 1:]  # (B, L-1)
+        loss = nn.functional.cross_entropy(word_logits.flatten(0, 1).float(), target.flatten(), ignore_index=PAD_ID,
+                                           label_smoothing=self.label_smoothing)
+        if class_logits is None:
+            real = target != PAD_ID
+            return loss, ((word_logits.argmax(2) == target) & real).sum(), int(real.sum())
+        labels = batch["label"].to(clips.device, non_blocking=True)
+        loss = self.class_criterion(class_logits.float(), labels) + self.loss_weight * loss
+        return loss, (class_logits.argmax(1) == labels).sum(), len(labels)
+
+
+Objective = ClassifyObjective | CaptionObjective
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: torch.utils.data.DataLoader,
-    criterion: nn.Module,
+    criterion: nn.Module | Objective,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     *,
@@ -215,12 +280,16 @@ def train_one_epoch(
 ) -> dict[str, float]:
     """Train on the batches of ``loader``, updating ``progress`` after each one.
 
+    ``criterion``: a loss on class logits, or an objective (:class:`ClassifyObjective`,
+    :class:`CaptionObjective`) that returns the loss of a batch.
+
     Returns early, after a complete step, once ``should_stop(progress)`` is true; the
     caller then saves a checkpoint at ``progress``. A non-finite loss raises
     ``NonFiniteLoss`` naming the step and the batch's videos, or skips the batch
     (``cfg.on_nonfinite``).
     """
     progress = progress if progress is not None else Progress(epoch=epoch)
+    objective = criterion if isinstance(criterion, (ClassifyObjective, CaptionObjective)) else ClassifyObjective(criterion)
     model.train()
     total = progress.batch + len(loader)
     bar = tqdm(_batches(loader, progress, should_stop), desc=f"epoch {epoch + 1}/{cfg.epochs} train",
@@ -228,12 +297,12 @@ def train_one_epoch(
     for batch in bar:
         bad.add("train", loader.dataset, batch["errors"])
         if batch["video"].numel():
-            train_step(model, batch, criterion, optimizer, scheduler, device=device, cfg=cfg, scaler=scaler,
+            train_step(model, batch, objective, optimizer, scheduler, device=device, cfg=cfg, scaler=scaler,
                        progress=progress, ema=ema, dataset=loader.dataset)
         progress.batch += 1
         progress.step += 1
         bar.set_postfix(loss=f"{progress.loss_sum / max(progress.seen, 1):.3f}",
-                        acc=f"{progress.correct / max(progress.seen, 1):.3f}")
+                        acc=f"{progress.correct / max(progress.counted, 1):.3f}")
         if should_stop is not None and should_stop(progress):
             break
     return progress.epoch_metrics()
@@ -255,18 +324,16 @@ def _batches(loader: torch.utils.data.DataLoader, progress: Progress, should_sto
 
 
 def train_step(
-    model: nn.Module, batch: dict, criterion: nn.Module, optimizer: torch.optim.Optimizer,
+    model: nn.Module, batch: dict, objective: Objective, optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler, *, device: torch.device, cfg: TrainConfig,
     scaler: torch.amp.GradScaler, progress: Progress, ema: ModelEma | None, dataset: ClipDataset,
 ) -> None:
     """One optimizer step on one batch; adds its loss and hits to ``progress``."""
     clips = model_input(batch["video"], model, device)  # (B, T, 3, H, W) or cached features
-    labels = batch["label"].to(device, non_blocking=True)
     # The forward pass updates BatchNorm statistics: keep a copy to undo them if the batch is skipped.
     buffers = {name: b.clone() for name, b in model.named_buffers()} if cfg.on_nonfinite == "skip" else {}
     with autocast_for(device, cfg.amp):
-        logits = model(clips)  # (B, num_classes)
-        loss = criterion(logits.float(), labels)
+        loss, right, count = objective(model, clips, batch)
     if not torch.isfinite(loss):
         videos = [dataset.videos[i][0] for i in batch["index"].tolist()]
         message = (f"non-finite loss {loss.item()} at step {progress.step + 1} (epoch {progress.epoch + 1}, "
@@ -290,9 +357,10 @@ def train_step(
     scheduler.step()
     if ema is not None:
         ema.update(whole_model(model))
-    progress.loss_sum += loss.item() * len(labels)
-    progress.correct += (logits.argmax(1) == labels).sum().item()
-    progress.seen += len(labels)
+    progress.loss_sum += loss.item() * len(clips)
+    progress.correct += int(right)
+    progress.counted += count
+    progress.seen += len(clips)
 
 
 @torch.no_grad()
@@ -346,6 +414,57 @@ def evaluate(
         "video_ids": video_ids, "video_scores": video_scores, "video_labels": video_labels,
         "video_metrics": classification_metrics(video_scores, video_labels),
     }
+
+
+@torch.no_grad()
+def evaluate_captions(
+    model: nn.Module,
+    loader: torch.utils.data.DataLoader,
+    *,
+    references: list[list[str]],
+    vocab: Vocabulary,
+    device: torch.device,
+    beam: int = 1,
+    max_words: int = 20,
+    alpha: float = 0.0,
+    amp: bool = False,
+    bad: BadVideos | None = None,
+    split: str = "val",
+    desc: str = "captions",
+) -> dict:
+    """Caption the first view of every video and score the captions against ``references``.
+
+    ``references[v]`` are the reference captions of video ``v`` of ``loader.dataset``.
+    Returns ``video_ids``, ``captions`` and normalised ``references`` per video, and
+    ``metrics`` (BLEU-1..4, CIDEr-D / METEOR where available) over the videos with references.
+    """
+    model.eval()
+    captions: dict[int, str] = {}
+    for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+        if bad is not None:
+            bad.add(split, loader.dataset, batch["errors"])
+        rows, taken = [], set(captions)
+        for r, v in enumerate(batch["index"].tolist()):  # the first view of each video not yet captioned
+            if v not in taken:
+                rows.append(r)
+                taken.add(v)
+        if not rows:
+            continue
+        clips = model_input(batch["video"][rows], model, device)  # (b, T, 3, H, W)
+        with autocast_for(device, amp):
+            found = model.generate(clips, beam=beam, max_len=max_words + 1, alpha=alpha)
+        for r, ids in zip(rows, found):
+            captions[int(batch["index"][r])] = vocab.decode(ids)
+    if not captions:
+        raise RuntimeError(f"no {split} clip could be decoded; see the errors above")
+    video_ids = sorted(captions)
+    refs = [[normalize_caption(c) for c in references[v]] for v in video_ids]
+    scored = [i for i, r in enumerate(refs) if r]
+    if not scored:
+        raise ValueError(f"no {split} video has a reference caption; add a caption column to the manifest")
+    metrics = caption_metrics([captions[video_ids[i]] for i in scored], [refs[i] for i in scored])
+    return {"video_ids": video_ids, "captions": [captions[v] for v in video_ids], "references": refs,
+            "metrics": metrics}
 
 
 def gather_clips(logits, labels, videos, items, views=None):
@@ -420,6 +539,50 @@ def build_datasets(config: Config, manifest: Manifest) -> tuple[ClipDataset, Cli
     return train_set, val_set
 
 
+def caption_vocabulary(config: Config, manifest: Manifest) -> Vocabulary | None:
+    """The vocabulary of the training captions (None for a classify-only model)."""
+    if not config.model.captions:
+        return None
+    train = [c for refs in manifest.captions(config.data.train_split) for c in refs]
+    if not train:
+        raise ValueError(f"model.task={config.model.task} needs captions: the manifest has none in split "
+                         f"{config.data.train_split!r} (fill its caption column; several rows per video are fine)")
+    return Vocabulary.build(train, min_freq=config.caption.min_freq)
+
+
+def build_objective(config: Config, manifest: Manifest, vocab: Vocabulary | None) -> Objective:
+    """The training loss of ``model.task``."""
+    cfg, c = config.train, config.caption
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    if vocab is None:
+        return ClassifyObjective(criterion)
+    refs = manifest.captions(config.data.train_split)
+    missing = sum(not r for r in refs)
+    if missing:
+        raise ValueError(f"{missing} of {len(refs)} {config.data.train_split} videos have no caption; "
+                         "give every training video at least one (or drop it from the split)")
+    encoded = [[vocab.encode(text, c.max_words) for text in texts] for texts in refs]
+    return CaptionObjective(encoded, label_smoothing=c.label_smoothing, scheduled_sampling=c.scheduled_sampling,
+                            loss_weight=c.loss_weight, seed=cfg.seed,
+                            class_criterion=criterion if config.model.task == "both" else None)
+
+
+def validate(model: nn.Module, loader: torch.utils.data.DataLoader, config: Config, *, device: torch.device,
+             bad: BadVideos, references: list[list[str]], vocab: Vocabulary | None) -> dict[str, float]:
+    """The validation columns of one epoch: classification ones and/or (greedy) caption scores."""
+    split, row = config.data.val_split, {}
+    if config.model.task != "caption":
+        result = evaluate(model, loader, device=device, amp=config.train.amp, bad=bad, split=split, desc="validate")
+        row |= {"val_loss": result["loss"], "val_clip_acc": result["clip"]["top1"],
+                "val_video_acc": result["video_metrics"]["top1"], "val_top5": result["video_metrics"]["top5"],
+                "val_mean_class_acc": result["video_metrics"]["mean_class_acc"]}
+    if vocab is not None:
+        found = evaluate_captions(model, loader, references=references, vocab=vocab, device=device,
+                                  max_words=config.caption.max_words, amp=config.train.amp, bad=bad, split=split)
+        row |= {f"val_{k}": v for k, v in found["metrics"].items() if k in CAPTION_COLUMNS_KEYS}
+    return row
+
+
 @dataclass
 class Trainer:
     """Everything a training run carries from step to step, and its checkpoints.
@@ -430,7 +593,9 @@ class Trainer:
     optimiser steps through (see ``training_module``: DDP, head only, compiled). With
     ``train.ema`` the checkpoint's ``model`` is the averaged weights (what ``eval`` and
     ``predict`` load) and ``train_model`` the raw ones. Under torchrun every rank keeps
-    a Trainer; rank 0 alone prints and writes.
+    a Trainer; rank 0 alone prints and writes. ``objective`` is the training loss of
+    ``model.task``; caption models carry their ``vocab`` (saved in every checkpoint)
+    and the validation ``references``, and keep as ``best.pt`` the highest validation BLEU-4.
     """
 
     config: Config
@@ -446,19 +611,30 @@ class Trainer:
     steps_per_epoch: int
     bad: BadVideos
     progress: Progress = field(default_factory=Progress)
+    objective: Objective | None = None
+    vocab: Vocabulary | None = None
+    references: list[list[str]] = field(default_factory=list)  # validation captions per video
 
     @classmethod
     def create(cls, config: Config, classes: list[str], run_dir: Path, device: torch.device,
-               steps_per_epoch: int) -> Trainer:
+               steps_per_epoch: int, *, objective: Objective | None = None, vocab: Vocabulary | None = None,
+               references: list[list[str]] | None = None) -> Trainer:
         cfg = config.train
-        model = build_model_from_config(config, len(classes)).to(device)
+        model = build_model_from_config(config, len(classes), vocab_size=len(vocab) if vocab else None).to(device)
         trained = training_module(model, config, device)
         optimizer = build_optimizer(model, cfg)
         scaler = torch.amp.GradScaler(enabled=amp_dtype(device, cfg.amp) == torch.float16)
         return cls(config, classes, run_dir, device, model, trained, optimizer,
                    build_scheduler(optimizer, cfg, steps_per_epoch), scaler,
                    ModelEma(model, cfg.ema) if cfg.ema else None, steps_per_epoch,
-                   BadVideos(config.data.max_bad_fraction), Progress(epoch_lr=optimizer.param_groups[0]["lr"]))
+                   BadVideos(config.data.max_bad_fraction), Progress(epoch_lr=optimizer.param_groups[0]["lr"]),
+                   objective or ClassifyObjective(nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)),
+                   vocab, list(references or []))
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns of ``metrics.csv``: caption runs add their validation caption scores."""
+        return HISTORY_COLUMNS + tuple(f"val_{k}" for k in CAPTION_COLUMNS_KEYS) * (self.vocab is not None)
 
     @property
     def saved_model(self) -> VideoClassifier:
@@ -481,7 +657,8 @@ class Trainer:
                      bad_videos={split: dict(found) for split, found in self.bad.failures.items()})
         if self.ema is not None:
             state["train_model"] = self.model.state_dict()
-        return checkpoint_payload(self.saved_model, self.config, self.classes, **state)
+        return checkpoint_payload(self.saved_model, self.config, self.classes,
+                                  vocab=self.vocab.to_list() if self.vocab else None, **state)
 
     def restore(self, payload: dict, path: Path) -> None:
         """Put back the state of a checkpoint written by ``payload`` (RNGs last)."""
@@ -532,8 +709,9 @@ class Trainer:
         if p.batch == 0:
             p.epoch_lr = self.optimizer.param_groups[0]["lr"]
         loader.sampler.set_epoch(p.epoch, skip=p.batch * cfg.batch_size)
-        train_one_epoch(self.trained, loader, nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
-                        self.optimizer, self.scheduler, device=self.device, epoch=p.epoch, cfg=cfg,
+        if isinstance(self.objective, CaptionObjective):
+            self.objective.set_epoch(p.epoch, cfg.epochs)
+        train_one_epoch(self.trained, loader, self.objective, self.optimizer, self.scheduler, device=self.device, epoch=p.epoch, cfg=cfg,
                         scaler=self.scaler, bad=self.bad, progress=p, ema=self.ema, should_stop=should_stop)
         distributed.broadcast_buffers(self.model)  # one set of BatchNorm statistics for evaluation and checkpoints
 
@@ -544,12 +722,9 @@ class Trainer:
         score = row["train_acc"]
         start = time.time()
         if val_loader.dataset.videos and ((p.epoch + 1) % cfg.eval_every == 0 or p.epoch + 1 == cfg.epochs):
-            result = evaluate(self.eval_model, val_loader, device=self.device, amp=cfg.amp, bad=self.bad,
-                              split=d.val_split, desc="validate")
-            row |= {"val_loss": result["loss"], "val_clip_acc": result["clip"]["top1"],
-                    "val_video_acc": result["video_metrics"]["top1"], "val_top5": result["video_metrics"]["top5"],
-                    "val_mean_class_acc": result["video_metrics"]["mean_class_acc"]}
-            score = row["val_video_acc"]
+            row |= validate(self.eval_model, val_loader, self.config, device=self.device, bad=self.bad,
+                            references=self.references, vocab=self.vocab)
+            score = row["val_bleu4"] if self.vocab is not None else row["val_video_acc"]
         row["seconds"] = round(p.seconds + time.time() - start, 1)
         p.history.append(row)
         p.finish_epoch()
@@ -562,8 +737,8 @@ class Trainer:
         self.save("last.pt", payload)
         if improved:
             self.save("best.pt", payload)
-        write_csv(self.run_dir / "metrics.csv", HISTORY_COLUMNS,
-                  [[h.get(k, "") for k in HISTORY_COLUMNS] for h in p.history])
+        columns = self.columns
+        write_csv(self.run_dir / "metrics.csv", columns, [[h.get(k, "") for k in columns] for h in p.history])
         plot_curves(p.history, self.run_dir / "curves.png")
 
     def stopped(self, signals: StopSignals) -> None:
@@ -580,6 +755,8 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False) -> Path:
 
     The run folder gets ``config.yaml`` (resolved), ``classes.txt``, ``metrics.csv``,
     ``curves.png``, ``best.pt`` and ``last.pt``, and ``bad_videos.csv`` when any failed.
+    Caption models (``model.task`` caption / both) also get ``vocab.txt``, and keep as
+    ``best.pt`` the epoch of the highest validation BLEU-4 (greedy decoding).
     ``resume=True`` continues the run in ``run_dir`` from its ``last.pt`` (written at
     an epoch end, on SIGINT/SIGTERM, or at ``train.stop_after_steps``) and ends with
     the same weights as a run that was never interrupted. SIGINT or SIGTERM save a
@@ -604,17 +781,23 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False) -> Path:
             save_config(config, run_dir / "config.yaml")
             (run_dir / "classes.txt").write_text("".join(f"{c}\n" for c in manifest.classes))
         train_set, val_set = build_datasets(config, manifest)
+        vocab = caption_vocabulary(config, manifest)
+        if main and vocab is not None:
+            (run_dir / "vocab.txt").write_text("".join(f"{w}\n" for w in vocab.words))
         shard = math.ceil(len(train_set) / distributed.world_size())  # padded: every rank as many clips
         trainer = Trainer.create(config, manifest.classes, run_dir, device,
-                                 math.ceil(shard / config.train.batch_size))
+                                 math.ceil(shard / config.train.batch_size),
+                                 objective=build_objective(config, manifest, vocab), vocab=vocab,
+                                 references=manifest.captions(config.data.val_split))
         if saved is not None:
             trainer.restore(saved, run_dir / "last.pt")
         p = trainer.progress
         where = f", resuming at epoch {p.epoch + 1} batch {p.batch + 1} (step {p.step})" if saved is not None else ""
         if main:
-            print(f"training {config.model.backbone}+{config.model.head} on {device} x{distributed.world_size()}: "
-                  f"{len(train_set.videos)} train / {len(val_set.videos)} {config.data.val_split} videos, "
-                  f"{len(manifest.classes)} classes -> {run_dir}{where}")
+            print(f"training {config.model.backbone}+{config.model.head} ({config.model.task}) on {device} "
+                  f"x{distributed.world_size()}: {len(train_set.videos)} train / {len(val_set.videos)} "
+                  f"{config.data.val_split} videos, {len(manifest.classes)} classes"
+                  + (f", {len(vocab)} words" if vocab else "") + f" -> {run_dir}{where}")
         try:
             with StopSignals() as signals:
                 trainer.train(train_set, val_set, signals)

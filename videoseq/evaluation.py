@@ -14,6 +14,11 @@
 Every metric is computed from the ranked top-k predictions that ``predictions.csv``
 holds (scores rounded to 6 decimals), so ``videoseq metrics predictions.csv``
 recomputes exactly what ``eval`` reported.
+
+A caption model writes its captions (path, label, generated caption, its references
+joined by " | ") to ``predictions.csv`` (``model.task: caption``, which writes no class
+files) or, beside the class predictions, to ``captions.csv`` (``model.task: both``), and
+puts BLEU-1..4 (CIDEr-D and METEOR where they can run) under ``caption`` in ``report.json``.
 """
 
 from __future__ import annotations
@@ -25,16 +30,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from videoseq.checkpoint import load_checkpoint, model_from_checkpoint
 from videoseq.config import Config
 from videoseq.datasets import ClipDataset, make_loader, read_classes, read_manifest, write_csv
-from videoseq.engine import BadVideos, evaluate, select_device
+from videoseq.engine import BadVideos, evaluate, evaluate_captions, select_device
 from videoseq.metrics import (
     AGGREGATIONS, aggregate_views, mcnemar_exact, plot_confusion, plot_per_class, rank_classes, ranked_metrics,
 )
 from videoseq.prepare import resolve_manifest
 from videoseq.report import write_html_report
+from videoseq.text import Vocabulary
 from videoseq.transforms import EVAL_CROPS, ClipEvalPreset
 
 TOPK = 5
@@ -161,17 +168,25 @@ def available_workers() -> int:
         return os.cpu_count() or 1
 
 
-def evaluate_views(model, config: Config, videos: list[tuple[str, int]], *, temporal: int, crops: int,
-                   device, batch_size: int, num_workers: int, bad: BadVideos, split: str) -> tuple[dict, ClipDataset]:
-    """Run the model on ``temporal`` x ``crops`` test views of every video (``engine.evaluate``)."""
+def view_loader(config: Config, videos: list[tuple[str, int]], *, temporal: int, crops: int, batch_size: int,
+                num_workers: int) -> torch.utils.data.DataLoader:
+    """A loader of ``temporal`` x ``crops`` test views of every video."""
     d = config.data
     dataset = ClipDataset(
         videos, clip_len=d.frames, transform=ClipEvalPreset(size=d.size, crops=crops), train=False,
         sampling=d.sampling, stride=d.stride, short=d.short_video, views=temporal, crops=crops, on_error="skip",
     )
-    loader = make_loader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, timeout=d.timeout)
+    return make_loader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, timeout=d.timeout)
+
+
+def evaluate_views(model, config: Config, videos: list[tuple[str, int]], *, temporal: int, crops: int,
+                   device, batch_size: int, num_workers: int, bad: BadVideos, split: str) -> tuple[dict, ClipDataset]:
+    """Run the model on ``temporal`` x ``crops`` test views of every video (``engine.evaluate``)."""
+    loader = view_loader(config, videos, temporal=temporal, crops=crops, batch_size=batch_size,
+                         num_workers=num_workers)
     desc = f"eval {temporal}x{crops} views"
-    return evaluate(model, loader, device=device, amp=config.train.amp, bad=bad, split=split, desc=desc), dataset
+    result = evaluate(model, loader, device=device, amp=config.train.amp, bad=bad, split=split, desc=desc)
+    return result, loader.dataset
 
 
 def view_predictions(result: dict, dataset: ClipDataset, classes: list[str], aggregate: str,
@@ -205,11 +220,14 @@ def run_eval(
     num_workers: int | None = None,
     device: str = "auto",
     seed: int = 0,
+    beam: int | None = None,
 ) -> dict:
     """Evaluate ``checkpoint`` on ``split`` of ``manifest`` (default: the one it was trained on).
 
     ``views`` is ``"CLIPSxCROPS"`` (default: the config's ``test_views`` x 1). With more
     than one view the single-view (1x1) result is measured too and reported beside it.
+    Caption models caption the first view of each video; ``beam`` is their beam size
+    (default: the config's ``caption.beam``).
     """
     if aggregate not in AGGREGATIONS:
         raise ValueError(f"--aggregate {aggregate!r} is not one of {list(AGGREGATIONS)}")
@@ -230,24 +248,55 @@ def run_eval(
     bad = BadVideos(max_fraction=1.0)
     common = dict(device=dev, batch_size=batch_size, num_workers=available_workers() if num_workers is None
                   else num_workers, bad=bad, split=split)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
+    report: dict = {"checkpoint": str(checkpoint), "split": split}
+    if config.model.captions:
+        c = config.caption
+        beam = beam or c.beam
+        loader = view_loader(config, videos, temporal=temporal, crops=crops, batch_size=batch_size,
+                             num_workers=common["num_workers"])
+        found = evaluate_captions(model, loader, references=data.captions(split), vocab=Vocabulary(payload["vocab"]),
+                                  device=dev, beam=beam, max_words=c.max_words, alpha=c.length_penalty,
+                                  amp=config.train.amp, bad=bad, split=split)
+        name = "predictions.csv" if config.model.task == "caption" else "captions.csv"
+        report["caption"] = write_captions(out / name, found, loader.dataset, classes, beam=beam)
+        if config.model.task == "caption":
+            report |= {"failed_videos": len(bad.failures.get(split, {})), "config": config.to_dict()}
+            if report["failed_videos"]:
+                bad.write(out / "bad_videos.csv")
+            (out / "report.json").write_text(json.dumps(report, indent=2))
+            print(f"-> {out}")
+            return report
     result, dataset = evaluate_views(model, config, videos, temporal=temporal, crops=crops, **common)
     preds, clips = view_predictions(result, dataset, classes, aggregate, per_view)
-    report = {"checkpoint": str(checkpoint), "split": split, "views": f"{temporal}x{crops}", "aggregate": aggregate,
-              "failed_videos": len(bad.failures.get(split, {})), **predictions_report(preds, seed)}
+    report |= {"views": f"{temporal}x{crops}", "aggregate": aggregate,
+               "failed_videos": len(bad.failures.get(split, {})), **predictions_report(preds, seed)}
     report.setdefault("clip", clips.metrics(seed))
     if (temporal, crops) != (1, 1):
         single, single_set = evaluate_views(model, config, videos, temporal=1, crops=1, **common)
         report["single_view"] = summary(view_predictions(single, single_set, classes, aggregate, False)[0].metrics(seed))
     report["config"] = config.to_dict()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "predictions.csv", *prediction_table(preds))
-    (out / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
     if report["failed_videos"]:
         bad.write(out / "bad_videos.csv")
     write_report(out, report)
     print(format_summary(report) + f"\n-> {out}")
     return report
+
+
+def write_captions(path: Path, found: dict, dataset: ClipDataset, classes: list[str], *, beam: int) -> dict:
+    """The captions CSV (path, label, caption, references joined by " | "); returns the caption metrics."""
+    rows = [[dataset.videos[v][0], classes[dataset.videos[v][1]], caption, " | ".join(refs)]
+            for v, caption, refs in zip(found["video_ids"], found["captions"], found["references"])]
+    write_csv(path, ["path", "label", "caption", "references"], rows)
+    m = found["metrics"]
+    print(f"BLEU-1={m['bleu1']:.4f} BLEU-4={m['bleu4']:.4f}" + "".join(
+        f" {k}={m[k]:.4f}" for k in ("cider_d", "meteor") if k in m) + f" (beam {beam}, {len(rows)} videos)")
+    for metric, why in m.get("missing", {}).items():
+        print(f"  {metric} not computed: {why}")
+    return {**m, "beam": beam, "videos": len(rows)}
 
 
 def summary(metrics: dict) -> dict:

@@ -291,8 +291,9 @@ def plot_curves(history: list[dict], path: str | Path) -> Path:
     left.set_xlabel("epoch")
     left.set_ylabel("loss")
     left.legend()
-    right.plot(epochs, [h["train_acc"] for h in history], marker="o", label="train clip acc")
-    for key, label in (("val_clip_acc", "val clip acc"), ("val_video_acc", "val video acc")):
+    right.plot(epochs, [h["train_acc"] for h in history], marker="o", label="train acc")
+    for key, label in (("val_clip_acc", "val clip acc"), ("val_video_acc", "val video acc"),
+                       ("val_bleu4", "val BLEU-4")):
         if any(key in h for h in history):
             right.plot(epochs, [h.get(key, np.nan) for h in history], marker="o", label=label)
     right.set_xlabel("epoch")
@@ -303,3 +304,65 @@ def plot_curves(history: list[dict], path: str | Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def bleu_scores(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
+    """Corpus BLEU-1..4 (sacrebleu, in [0, 1]) of one hypothesis per clip against its references.
+
+    Text is compared as given, split on spaces (``tokenize="none"``): pass captions
+    through ``text.normalize_caption`` first so both sides are tokenised alike. Clips
+    may have different numbers of references.
+    """
+    from sacrebleu.metrics import BLEU
+
+    if len(hypotheses) != len(references) or not hypotheses:
+        raise ValueError(f"need one reference list per hypothesis, got {len(hypotheses)} and {len(references)}")
+    if any(not refs for refs in references):
+        raise ValueError("every clip needs at least one reference caption")
+    most = max(len(refs) for refs in references)
+    streams = [[refs[k] if k < len(refs) else None for refs in references] for k in range(most)]
+    return {
+        f"bleu{n}": round(BLEU(tokenize="none", max_ngram_order=n, effective_order=False).corpus_score(
+            list(hypotheses), streams).score / 100.0, 6)
+        for n in range(1, 5)
+    }
+
+
+# CIDEr-D and METEOR come from the COCO caption evaluation code (pycocoevalcap) when it is
+# installed: CIDEr-D is pure Python, METEOR runs its bundled jar and needs `java` on PATH.
+OPTIONAL_CAPTION_METRICS = ("cider_d", "meteor")
+
+
+def coco_caption_scores(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> tuple[dict, dict]:
+    """CIDEr-D and METEOR where their implementations can run here, else why not.
+
+    Returns ``(scores, missing)``: ``missing`` maps each metric not computed to the reason.
+    """
+    import shutil
+
+    scores: dict[str, float] = {}
+    missing: dict[str, str] = {}
+    res = {i: [h] for i, h in enumerate(hypotheses)}
+    gts = {i: list(r) for i, r in enumerate(references)}
+    try:
+        from pycocoevalcap.cider.cider import Cider
+    except ImportError:
+        return {}, {m: "pycocoevalcap is not installed (pip install pycocoevalcap)" for m in OPTIONAL_CAPTION_METRICS}
+    scores["cider_d"] = float(Cider().compute_score(gts, res)[0])
+    if shutil.which("java") is None:
+        missing["meteor"] = "METEOR runs a Java jar: install a Java runtime"
+    else:
+        from pycocoevalcap.meteor.meteor import Meteor
+
+        try:
+            scores["meteor"] = float(Meteor().compute_score(gts, res)[0])
+        except Exception as err:  # the jar failed (missing paraphrase data, JVM error): report, go on
+            missing["meteor"] = f"METEOR failed: {err}"
+    return scores, missing
+
+
+def caption_metrics(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> dict:
+    """BLEU-1..4 always; CIDEr-D / METEOR when available (``missing`` says why not)."""
+    scores = bleu_scores(hypotheses, references)
+    extra, missing = coco_caption_scores(hypotheses, references)
+    return {**scores, **extra, "missing": missing} if missing else {**scores, **extra}

@@ -1,4 +1,6 @@
-"""Predictions from a checkpoint alone: clips, files, folders, globs, sliding windows, CSV.
+"""Predictions from a checkpoint alone: clips, files, images, folders, globs, sliding windows, CSV.
+
+Caption checkpoints add a ``caption`` column (beam search, ``--beam K``).
 
 A file that cannot be read gets a CSV row with its error and a message on stderr;
 the other files are still processed.
@@ -24,6 +26,7 @@ from videoseq.engine import select_device
 from videoseq.models import VideoClassifier
 from videoseq.sampling import multi_view_indices, window_starts
 from videoseq.stream import FeatureRing, FrameClock, stream_interval
+from videoseq.text import Vocabulary
 from videoseq.transforms import ClipEvalPreset, clip_to_tensor, normalize_clip
 from videoseq.video import VideoDecodeError, VideoReader, find_videos, is_frame_folder
 
@@ -36,15 +39,19 @@ class Predictor:
     >>> p.reset_stream(source_fps=30)                           # doctest: +SKIP
     >>> for i, frame in enumerate(camera):                      # doctest: +SKIP
     ...     probs = p.step(frame, time_s=i / 30)    # (C,), or None while the buffer fills
+    >>> p.caption_clip(frames, beam=3)   # a caption model: "a red square moves left"
 
     ``model`` is a :class:`VideoClassifier` or an ONNX export
     (``export.OnnxModel``); both answer ``model(clip)``, ``model.forward_frames``
     and ``model.forward_head``.
+
+    ``classifies`` / ``captions`` say which the model can do (``model.task``).
     """
 
-    def __init__(self, model: VideoClassifier, config: Config, classes: list[str], device: torch.device) -> None:
+    def __init__(self, model: VideoClassifier, config: Config, classes: list[str], device: torch.device,
+                 vocab: Vocabulary | None = None) -> None:
         self.model = model.to(device).eval()
-        self.config, self.classes, self.device = config, classes, device
+        self.config, self.classes, self.device, self.vocab = config, classes, device, vocab
         self.preset = ClipEvalPreset(size=config.data.size)
         stats = getattr(model, "backbone", model)  # an ONNX export carries mean/std itself
         self.mean, self.std = tuple(stats.mean), tuple(stats.std)
@@ -60,7 +67,16 @@ class Predictor:
             return cls(model, config, classes, torch.device("cpu"))
         payload = load_checkpoint(path)
         model, config = model_from_checkpoint(payload, path)
-        return cls(model, config, list(payload["classes"]), select_device(device))
+        vocab = Vocabulary(payload["vocab"]) if payload.get("vocab") else None
+        return cls(model, config, list(payload["classes"]), select_device(device), vocab)
+
+    @property
+    def classifies(self) -> bool:
+        return self.config.model.task != "caption"
+
+    @property
+    def captions(self) -> bool:
+        return self.vocab is not None
 
     @property
     def clip_len(self) -> int:
@@ -86,6 +102,16 @@ class Predictor:
     def predict_clips(self, clips: np.ndarray) -> np.ndarray:
         """uint8 RGB ``(V, T, H, W, 3)`` views -> probabilities ``(V, C)``."""
         return self.clip_logits(clips).softmax(1).cpu().numpy()
+
+    @torch.no_grad()
+    def caption_clip(self, frames: np.ndarray, beam: int | None = None) -> str:
+        """One clip, uint8 RGB ``(T, H, W, 3)`` -> a caption (beam search; default: the config's beam)."""
+        if self.vocab is None:
+            raise ValueError("this checkpoint has no caption decoder (model.task=classify)")
+        c = self.config.caption
+        ids = self.model.generate(self.prepare(frames[None]), beam=beam or c.beam, max_len=c.max_words + 1,
+                                  alpha=c.length_penalty)
+        return self.vocab.decode(ids[0])
 
     def predict_clip(self, frames: np.ndarray) -> np.ndarray:
         """One clip, uint8 RGB ``(T, H, W, 3)`` -> class probabilities ``(C,)``."""
@@ -127,15 +153,19 @@ class Predictor:
         return multi_view_indices(num_frames, d.frames, views or d.test_views, method=d.sampling,
                                   stride=d.stride, short=d.short_video)
 
-    def predict_video(self, path: str | Path, views: int | None = None) -> np.ndarray:
-        """Mean probabilities over the test views of a whole video, ``(C,)``."""
+    def read_views(self, path: str | Path, views: int | None = None) -> np.ndarray:
+        """The test views of a whole video, uint8 RGB ``(V, T, H, W, 3)``."""
         with VideoReader(path) as reader:
             indices = self.view_indices(reader.info.num_frames, views)  # (V, T)
             frames = reader.read(indices.reshape(-1))
-        return self.predict_clips(frames.reshape(*indices.shape, *frames.shape[1:])).mean(0)
+        return frames.reshape(*indices.shape, *frames.shape[1:])
 
-    def predict_windows(self, path: str | Path, window: float, stride: float) -> Iterator[tuple[float, float, np.ndarray]]:
-        """``(start_s, end_s, probabilities)`` for windows of ``window`` seconds every ``stride`` seconds."""
+    def predict_video(self, path: str | Path, views: int | None = None) -> np.ndarray:
+        """Mean probabilities over the test views of a whole video, ``(C,)``."""
+        return self.predict_clips(self.read_views(path, views)).mean(0)
+
+    def window_clips(self, path: str | Path, window: float, stride: float) -> Iterator[tuple[float, float, np.ndarray]]:
+        """``(start_s, end_s, clip (T, H, W, 3))`` for windows of ``window`` seconds every ``stride`` seconds."""
         with VideoReader(path) as reader:
             info = reader.info
             size, step = max(1, round(window * info.fps)), max(1, round(stride * info.fps))
@@ -143,7 +173,12 @@ class Predictor:
                 length = min(size, info.num_frames - start)
                 indices = start + self.view_indices(length, 1)[0]
                 end = start + length
-                yield start / info.fps, end / info.fps, self.predict_clip(reader.read(indices))
+                yield start / info.fps, end / info.fps, reader.read(indices)
+
+    def predict_windows(self, path: str | Path, window: float, stride: float) -> Iterator[tuple[float, float, np.ndarray]]:
+        """``(start_s, end_s, probabilities)`` for windows of ``window`` seconds every ``stride`` seconds."""
+        for start, end, clip in self.window_clips(path, window, stride):
+            yield start, end, self.predict_clip(clip)
 
 
 def topk(scores: np.ndarray, classes: list[str], k: int) -> list[tuple[str, float]]:
@@ -176,39 +211,56 @@ class PredictionRows:
 
 
 def prediction_rows(
-    predictor: Predictor, sources: list[str], *, k: int = 5, window: float | None = None, stride: float | None = None
+    predictor: Predictor, sources: list[str], *, k: int = 5, window: float | None = None, stride: float | None = None,
+    beam: int | None = None,
 ) -> PredictionRows:
-    """One row per video (or per window): path, [start_s, end_s,] top-k labels and scores, error."""
-    k = min(k, len(predictor.classes))
+    """One row per video (or per window): path, [start_s, end_s,] top-k labels and scores, [caption,] error.
+
+    Class columns come from classifying models, the caption column (beam search,
+    ``beam`` wide; default the config's) from captioning ones; a video's caption is
+    that of its first test view.
+    """
+    k = min(k, len(predictor.classes)) if predictor.classifies else 0
     header = ["path"] + (["start_s", "end_s"] if window else [])
-    header += [c for i in range(1, k + 1) for c in (f"label_{i}", f"score_{i}")] + ["error"]
+    header += [c for i in range(1, k + 1) for c in (f"label_{i}", f"score_{i}")]
+    header += (["caption"] if predictor.captions else []) + ["error"]
     result = PredictionRows(header, [])
     for path in tqdm(expand_sources(sources), desc="predict", dynamic_ncols=True):
         try:
             if window:
-                spans = list(predictor.predict_windows(path, window, stride or window))
+                spans = [(s, e, clip[None]) for s, e, clip in predictor.window_clips(path, window, stride or window)]
             else:
-                spans = [(None, None, predictor.predict_video(path))]
+                spans = [(None, None, predictor.read_views(path))]
+            cells = [_prediction_cells(predictor, clips, k, beam) for _, _, clips in spans]
         except VideoDecodeError as err:
             print(f"error: {err}", file=sys.stderr)
-            blank = ["", ""] if window else []
-            result.rows.append([path] + blank + ["", ""] * k + [str(err)])
+            result.rows.append([path] + [""] * (len(header) - 2) + [str(err)])
             result.failures += 1
             continue
-        for start, end, scores in spans:
+        for (start, end, _), row in zip(spans, cells):
             times = [round(start, 3), round(end, 3)] if window else []
-            cells = [v for label, score in topk(scores, predictor.classes, k) for v in (label, round(score, 6))]
-            result.rows.append([path] + times + cells + [""])
+            result.rows.append([path] + times + row + [""])
     return result
+
+
+def _prediction_cells(predictor: Predictor, clips: np.ndarray, k: int, beam: int | None) -> list:
+    """Top-k label/score cells (mean over the views ``(V, T, H, W, 3)``) and the caption of the first view."""
+    cells: list = []
+    if k:
+        scores = predictor.predict_clips(clips).mean(0)
+        cells += [v for label, score in topk(scores, predictor.classes, k) for v in (label, round(score, 6))]
+    if predictor.captions:
+        cells.append(predictor.caption_clip(clips[0], beam))
+    return cells
 
 
 def predict_to_csv(
     checkpoint: str | Path, sources: list[str], csv_path: str | Path | None, *, k: int = 5,
-    window: float | None = None, stride: float | None = None, device: str = "auto",
+    window: float | None = None, stride: float | None = None, device: str = "auto", beam: int | None = None,
 ) -> int:
     """Predict every source and write (or print) the CSV; returns the number of failed inputs."""
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
-    table = prediction_rows(predictor, sources, k=k, window=window, stride=stride)
+    table = prediction_rows(predictor, sources, k=k, window=window, stride=stride, beam=beam)
     if csv_path:
         write_csv(csv_path, table.header, table.rows)
         print(f"wrote {len(table.rows)} rows to {csv_path}")

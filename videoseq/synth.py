@@ -472,6 +472,8 @@ def write_gesture_dataset(
         out_dir/splits/trainlist01.txt   "<Class>/v_<Class>_gNN_cNN.avi <label_id>"
         out_dir/splits/testlist01.txt    "<Class>/v_<Class>_gNN_cNN.avi"
         out_dir/captions.csv             path,caption (2-5 rows per clip; only with captions=True)
+        out_dir/manifest.csv, classes.txt the same clips and splits as a manifest with a caption
+                                         column, one row per reference (only with captions=True)
 
     Clip ``k`` (0-based) of a class goes to group ``k % groups + 1``; the groups in
     ``test_groups`` (default: the last third) form the test split, so train and test
@@ -501,5 +503,20 @@ def write_gesture_dataset(
             writer = csv.writer(handle)
             writer.writerow(["path", "caption"])
             writer.writerows(caption_rows)
+        _write_caption_manifest(root, caption_rows, chosen)
     return root
+
+
+def _write_caption_manifest(root: Path, caption_rows: list[tuple[str, str]],
+                            test_groups: tuple[int, ...]) -> Path:
+    """``manifest.csv`` + ``classes.txt``: one row per (clip, reference caption), the splits of the tree."""
+    from videoseq.datasets import Manifest, ManifestRow, write_manifest
+
+    rows = []
+    for relative, text in caption_rows:
+        label = relative.split("/", 1)[0]
+        group = int(relative.rsplit("_g", 1)[1][:2])
+        split = "test" if group in test_groups else "train"
+        rows.append(ManifestRow(f"videos/{relative}", label, split, f"{label}_{group:02d}", text))
+    return write_manifest(Manifest(rows, list(GESTURE_CLASSES), root.resolve()), root)
 

@@ -1,7 +1,8 @@
 """The decoder: video files, frame folders, cameras and streams to uint8 RGB frames.
 
 Files are decoded with decord (CPU, one thread by default); JPEG/PNG frame folders
-(Jester style ``<id>/00001.jpg ...``) read like videos; cameras and network streams
+(Jester style ``<id>/00001.jpg ...``) read like videos, and a single image is a one-frame
+video (so image captioning takes the same path); cameras and network streams
 go through OpenCV (``open_capture``). Every failure is a ``VideoDecodeError`` that
 names the file and says what to do: a broken file never escapes as a raw decord
 traceback, and a read never returns fewer or duplicated frames in silence.
@@ -172,7 +173,7 @@ class VideoReader:
         source = Path(path)
         if not source.exists():
             raise VideoDecodeError(self.path, "no such file or folder", "check the path and the data root")
-        if source.is_dir():
+        if source.is_dir() or source.suffix.lower() in FRAME_EXTENSIONS:  # an image is a one-frame clip
             self._source: _FrameFolder | _DecordFile = _FrameFolder(source, frame_folder_fps)
         else:
             self._source = _DecordFile(source, num_threads, known)
@@ -493,13 +494,14 @@ def opencv_read_sorted(path: Path, indices: np.ndarray) -> np.ndarray:
 
 
 class _FrameFolder:
-    """A folder of JPEG/PNG frames, sorted by name with numbers compared as numbers."""
+    """A folder of JPEG/PNG frames, sorted by name with numbers compared as numbers,
+    or a single image file: a one-frame clip (so images go through the video path)."""
 
     def __init__(self, path: Path, fps: float) -> None:
         if fps <= 0:
             raise ValueError(f"frame_folder_fps must be positive, got {fps}")
         self.path = path
-        self.files = sorted(
+        self.files = [path] if path.is_file() else sorted(
             (p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FRAME_EXTENSIONS),
             key=_natural_key,
         )

@@ -13,6 +13,10 @@ Recurrent heads can also run one frame at a time for live video::
 which gives the same logits as ``head(features)`` on the whole sequence.
 Heads that look at the whole clip at once (``mean``, bidirectional RNNs) have
 ``supports_step = False``.
+
+Every head is also a temporal encoder: ``sequence(features)`` gives one vector per
+frame ``(B, T, sequence_dim)`` (what a caption decoder attends over), and
+``forward`` is ``classify_sequence(sequence(features))``.
 """
 
 from __future__ import annotations
@@ -41,13 +45,22 @@ class MeanHead(nn.Module):
     def __init__(self, feature_dim: int, num_classes: int, *, dropout: float = 0.5) -> None:
         super().__init__()
         self.num_classes = num_classes
+        self.sequence_dim = feature_dim
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(feature_dim, num_classes)
 
+    def sequence(self, features: torch.Tensor) -> torch.Tensor:
+        """The frame features themselves, ``(B, T, D)``."""
+        check_pooled(features, "mean")
+        return features
+
+    def classify_sequence(self, sequence: torch.Tensor) -> torch.Tensor:
+        """``(B, T, D)`` -> ``(B, num_classes)`` from the time average."""
+        return self.fc(self.dropout(sequence.mean(dim=1)))  # (B, num_classes)
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """``(B, T, D)`` -> ``(B, num_classes)``."""
-        check_pooled(features, "mean")
-        return self.fc(self.dropout(features.mean(dim=1)))  # (B, num_classes)
+        return self.classify_sequence(self.sequence(features))
 
 
 class RecurrentHead(nn.Module):
@@ -87,18 +100,27 @@ class RecurrentHead(nn.Module):
             bidirectional=bidirectional,
             dropout=dropout if layers > 1 else 0.0,
         )
+        self.sequence_dim = hidden * (2 if bidirectional else 1)
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(hidden * (2 if bidirectional else 1), num_classes)
+        self.fc = nn.Linear(self.sequence_dim, num_classes)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """``(B, T, D)`` -> ``(B, num_classes)``."""
+    def sequence(self, features: torch.Tensor) -> torch.Tensor:
+        """``(B, T, D)`` -> the RNN output at every frame, ``(B, T, hidden * directions)``."""
         check_pooled(features, self.kind)
         out, _ = self.rnn(features)  # (B, T, hidden * directions)
+        return out
+
+    def classify_sequence(self, out: torch.Tensor) -> torch.Tensor:
+        """``(B, T, hidden * directions)`` -> ``(B, num_classes)`` from the output that has seen the clip."""
         if self.bidirectional:
             last = torch.cat([out[:, -1, : self.hidden], out[:, 0, self.hidden :]], dim=1)  # (B, 2*hidden)
         else:
             last = out[:, -1]  # (B, hidden)
         return self.fc(self.dropout(last))  # (B, num_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``(B, T, D)`` -> ``(B, num_classes)``."""
+        return self.classify_sequence(self.sequence(features))
 
     def _check_step(self) -> None:
         if not self.supports_step:
@@ -191,6 +213,7 @@ class ConvLSTMHead(nn.Module):
             self.proj = nn.Sequential(nn.Conv2d(feature_dim, proj_channels, 1), nn.ReLU(inplace=True))
             cell_in = proj_channels
         self.cell = ConvLSTMCell(cell_in, hidden, kernel_size)
+        self.sequence_dim = hidden
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(hidden, num_classes)
 
@@ -218,16 +241,26 @@ class ConvLSTMHead(nn.Module):
         """``(B, hidden, h, w)`` -> ``(B, num_classes)`` by global average pooling."""
         return self.fc(self.dropout(h.mean(dim=(2, 3))))  # (B, num_classes)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """``(B, T, D, h, w)`` -> ``(B, num_classes)``."""
+    def sequence(self, features: torch.Tensor) -> torch.Tensor:
+        """``(B, T, D, h, w)`` -> the hidden map of every frame, average pooled, ``(B, T, hidden)``."""
         if features.dim() != 5:
             raise ValueError(
                 f"head 'convlstm' expects spatial features (B, T, D, h, w), got {tuple(features.shape)}"
             )
         state: ConvLSTMState = None
+        pooled = []
         for t in range(features.shape[1]):
             state = self._advance(features[:, t], state)  # each (B, hidden, h, w)
-        return self._classify(state[0])
+            pooled.append(state[0].mean(dim=(2, 3)))  # (B, hidden)
+        return torch.stack(pooled, dim=1)  # (B, T, hidden)
+
+    def classify_sequence(self, sequence: torch.Tensor) -> torch.Tensor:
+        """``(B, T, hidden)`` -> ``(B, num_classes)`` from the last frame's pooled state."""
+        return self.fc(self.dropout(sequence[:, -1]))  # (B, num_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``(B, T, D, h, w)`` -> ``(B, num_classes)``."""
+        return self.classify_sequence(self.sequence(features))
 
     def step(self, features_t: torch.Tensor, state: ConvLSTMState) -> tuple[torch.Tensor, ConvLSTMState]:
         """One frame: ``(B, D, h, w)`` and the previous state -> ``(B, num_classes)`` and the new state."""

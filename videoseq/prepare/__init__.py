@@ -16,11 +16,13 @@ from videoseq.prepare.folder import manifest_from_folders
 from videoseq.prepare.hmdb51 import manifest_from_hmdb51
 from videoseq.prepare.jester import manifest_from_jester
 from videoseq.prepare.kinetics import manifest_from_kinetics
+from videoseq.prepare.msrvtt import manifest_from_msrvtt
+from videoseq.prepare.msvd import manifest_from_msvd
 from videoseq.prepare.ucf101 import find_splits_dir, manifest_from_ucf101
 
 __all__ = [
     "FORMATS", "find_splits_dir", "manifest_from_folders", "manifest_from_hmdb51", "manifest_from_jester",
-    "manifest_from_kinetics", "manifest_from_ucf101", "prepare_dataset", "resolve_manifest", "summarize",
+    "manifest_from_kinetics", "manifest_from_msrvtt", "manifest_from_msvd", "manifest_from_ucf101", "prepare_dataset", "resolve_manifest", "summarize",
 ]
 
 
@@ -36,6 +38,8 @@ FORMATS: dict[str, Callable[[DataConfig], Manifest]] = {
     "kinetics": lambda data: manifest_from_kinetics(data.root, data.splits_dir),
     "jester": lambda data: manifest_from_jester(data.root, data.splits_dir),
     "folder": _folder,
+    "msrvtt": lambda data: manifest_from_msrvtt(data.root, data.splits_dir),
+    "msvd": lambda data: manifest_from_msvd(data.root, data.splits_dir),
 }
 
 

@@ -1,0 +1,205 @@
+"""A clip captioner: per-frame backbone -> temporal encoder -> attentive recurrent decoder.
+
+The encoder is the classifier's own backbone and temporal head: per frame, the
+head's ``sequence`` output ``(B, T, E)`` (what happened up to that frame: motion)
+next to the frame's pooled backbone features ``(B, T, D)`` (what the frame shows:
+colour, shape). The decoder attends over these ``(B, T, E + D)`` frame vectors
+(additive, Bahdanau-style attention) while it writes a sentence word by word. With ``task="both"`` the head's classifier also gives class logits from the
+same encoder, so one model classifies and captions.
+
+Token ids are plain ints here (``pad``, ``bos``, ``eos``); the vocabulary itself
+lives with the data code (``videoseq.text``) and travels in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+from torch import nn
+
+from videoseq.config import TASKS
+from videoseq.models.classifier import VideoClassifier
+from videoseq.models.decoding import Hypothesis, State, beam_search, greedy_decode, select_rows
+
+DECODER_CELLS = {"gru": nn.GRUCell, "lstm": nn.LSTMCell}
+
+
+class AdditiveAttention(nn.Module):
+    """``score(h, m_t) = v^T tanh(W_h h + W_m m_t)``, softmax over the frames."""
+
+    def __init__(self, query_dim: int, memory_dim: int, attention_dim: int) -> None:
+        super().__init__()
+        self.query = nn.Linear(query_dim, attention_dim, bias=False)
+        self.memory = nn.Linear(memory_dim, attention_dim)
+        self.score = nn.Linear(attention_dim, 1, bias=False)
+
+    def forward(self, query: torch.Tensor, memory: torch.Tensor, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``query (N, Hq)``, ``memory (N, T, E)``, precomputed ``keys = self.memory(memory)`` ``(N, T, A)``
+        -> context ``(N, E)`` and weights ``(N, T)``."""
+        energy = self.score(torch.tanh(keys + self.query(query)[:, None])).squeeze(2)  # (N, T)
+        weights = energy.softmax(dim=1)  # (N, T)
+        return torch.bmm(weights[:, None], memory).squeeze(1), weights  # (N, E), (N, T)
+
+
+class CaptionDecoder(nn.Module):
+    """A GRU or LSTM cell that reads the previous word and an attention context.
+
+    Step t: ``context = attend(h_{t-1}, memory)``; ``h_t = cell([embed(y_{t-1}); context], h_{t-1})``;
+    ``logits = fc(dropout([h_t; context]))``. The first state comes from the mean of the memory.
+    """
+
+    def __init__(
+        self,
+        memory_dim: int,
+        vocab_size: int,
+        *,
+        cell: str = "gru",
+        embed: int = 128,
+        hidden: int = 256,
+        attention: int = 128,
+        dropout: float = 0.3,
+        pad_id: int = 0,
+    ) -> None:
+        super().__init__()
+        if cell not in DECODER_CELLS:
+            raise ValueError(f"unknown decoder cell {cell!r}; valid cells: {sorted(DECODER_CELLS)}")
+        self.cell_kind = cell
+        self.vocab_size = vocab_size
+        self.embed = nn.Embedding(vocab_size, embed, padding_idx=pad_id)
+        self.attention = AdditiveAttention(hidden, memory_dim, attention)
+        self.cell = DECODER_CELLS[cell](embed + memory_dim, hidden)
+        self.init_h = nn.Linear(memory_dim, hidden)
+        self.init_c = nn.Linear(memory_dim, hidden) if cell == "lstm" else None
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(hidden + memory_dim, vocab_size)
+
+    def init_state(self, memory: torch.Tensor) -> State:
+        """``memory (N, T, E)`` -> the state tuple ``(memory, keys, h[, c])``, every part ``(N, ...)``."""
+        mean = memory.mean(dim=1)  # (N, E)
+        h = torch.tanh(self.init_h(mean))  # (N, H)
+        keys = self.attention.memory(memory)  # (N, T, A)
+        if self.init_c is None:
+            return memory, keys, h
+        return memory, keys, h, torch.tanh(self.init_c(mean))
+
+    def step_logits(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """Previous tokens ``(N,)`` -> next-word logits ``(N, V)`` and the new state."""
+        memory, keys, h = state[:3]
+        context, _ = self.attention(h, memory, keys)  # (N, E)
+        inputs = torch.cat([self.embed(tokens), context], dim=1)  # (N, embed + E)
+        if self.init_c is None:
+            h = self.cell(inputs, h)  # (N, H)
+            new_state: State = (memory, keys, h)
+        else:
+            h, c = self.cell(inputs, (h, state[3]))  # (N, H) each
+            new_state = (memory, keys, h, c)
+        return self.fc(self.dropout(torch.cat([h, context], dim=1))), new_state  # (N, V)
+
+    def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """Like :meth:`step_logits` with log-probabilities: the step function of the searches."""
+        logits, state = self.step_logits(tokens, state)
+        return logits.float().log_softmax(dim=1), state
+
+    def forward(self, memory: torch.Tensor, inputs: torch.Tensor, *, sampling: float = 0.0) -> torch.Tensor:
+        """Teacher forcing: ``memory (B, T, E)``, input ids ``(B, L)`` (``<bos> w1 ... wn``) -> logits ``(B, L, V)``.
+
+        With ``sampling`` p > 0 (scheduled sampling, Bengio et al. 2015) each input
+        after the first is, with probability p, replaced by the model's own most
+        likely word of the previous step.
+        """
+        state = self.init_state(memory)
+        tokens = inputs[:, 0]  # (B,)
+        steps = []
+        for t in range(inputs.shape[1]):
+            logits, state = self.step_logits(tokens, state)  # (B, V)
+            steps.append(logits)
+            if t + 1 < inputs.shape[1]:
+                tokens = inputs[:, t + 1]
+                if sampling > 0:
+                    own = logits.detach().argmax(dim=1)  # (B,)
+                    swap = torch.rand(tokens.shape, device=tokens.device) < sampling
+                    tokens = torch.where(swap & (tokens != self.embed.padding_idx), own, tokens)
+        return torch.stack(steps, dim=1)  # (B, L, V)
+
+
+class VideoCaptioner(VideoClassifier):
+    """A :class:`VideoClassifier` whose temporal head also feeds a :class:`CaptionDecoder`.
+
+    ``forward(clips)`` gives class logits (tasks ``classify`` / ``both``);
+    ``caption_logits(clips, inputs)`` gives word logits under teacher forcing;
+    ``generate(clips, beam=...)`` writes token ids.
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, decoder: CaptionDecoder, *, task: str,
+                 bos_id: int, eos_id: int) -> None:
+        super().__init__(backbone, head)
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; valid tasks: {list(TASKS)}")
+        self.decoder = decoder
+        self.task = task
+        self.bos_id, self.eos_id = bos_id, eos_id
+
+    @property
+    def classifies(self) -> bool:
+        return self.task in ("classify", "both")
+
+    def encode_both(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, T, C, H, W)`` -> the head's sequence ``(B, T, E)`` and the decoder memory ``(B, T, E + D)``."""
+        features = self.backbone(clips)  # (B, T, D) or (B, T, D, h, w)
+        sequence = self.head.sequence(features)  # (B, T, E)
+        pooled = features.mean(dim=(3, 4)) if features.dim() == 5 else features  # (B, T, D)
+        return sequence, torch.cat([sequence, pooled], dim=2)
+
+    def encode(self, clips: torch.Tensor) -> torch.Tensor:
+        """``(B, T, C, H, W)`` -> the memory the decoder attends over, ``(B, T, E + D)``."""
+        return self.encode_both(clips)[1]
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        """``(B, T, C, H, W)`` -> class logits ``(B, num_classes)``."""
+        if not self.classifies:
+            raise ValueError("this model was trained to caption only (model.task=caption); it gives no class scores")
+        return self.head(self.backbone(clips))
+
+    def forward_both(self, clips: torch.Tensor, inputs: torch.Tensor, *, sampling: float = 0.0
+                     ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Class logits ``(B, C)`` (None for task caption) and word logits ``(B, L, V)`` from one encoding."""
+        sequence, memory = self.encode_both(clips)
+        logits = self.head.classify_sequence(sequence) if self.classifies else None
+        return logits, self.decoder(memory, inputs, sampling=sampling)
+
+    @torch.no_grad()
+    def generate(self, clips: torch.Tensor, *, beam: int = 1, max_len: int = 20, alpha: float = 0.0
+                 ) -> list[list[int]]:
+        """Token ids per clip (no ``<bos>`` / ``<eos>``): greedy for ``beam=1``, else beam search."""
+        return self.generate_from_memory(self.encode(clips), beam=beam, max_len=max_len, alpha=alpha)
+
+    def generate_from_memory(self, memory: torch.Tensor, *, beam: int = 1, max_len: int = 20, alpha: float = 0.0
+                             ) -> list[list[int]]:
+        """Like :meth:`generate`, from encoder outputs ``(B, T, E)``."""
+        state = self.decoder.init_state(memory)
+        ids = dict(bos=self.bos_id, eos=self.eos_id, max_len=max_len)
+        if beam == 1:
+            return greedy_decode(self.decoder.step, state, batch=memory.shape[0], **ids)
+        found: list[Hypothesis] = [
+            beam_search(self.decoder.step, select_rows(state, torch.tensor([row], device=memory.device)),
+                        beam=beam, alpha=alpha, **ids)
+            for row in range(memory.shape[0])
+        ]
+        return [h.tokens for h in found]
+
+
+def build_captioner(classifier: VideoClassifier, *, task: str, vocab_size: int, special_ids: dict[str, int],
+                    decoder_args: dict[str, Any] | None = None) -> VideoCaptioner:
+    """Add a caption decoder to a built classifier (its backbone and head become the encoder)."""
+    decoder_args = dict(decoder_args or {})
+    valid = [p.name for p in inspect.signature(CaptionDecoder.__init__).parameters.values()
+             if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "pad_id"]
+    for key in decoder_args:
+        if key not in valid:
+            raise ValueError(f"unknown model.decoder key {key!r}; valid keys: {valid}")
+    memory_dim = classifier.head.sequence_dim + classifier.backbone.feature_dim
+    decoder = CaptionDecoder(memory_dim, vocab_size, pad_id=special_ids["pad"], **decoder_args)
+    return VideoCaptioner(classifier.backbone, classifier.head, decoder, task=task,
+                          bos_id=special_ids["bos"], eos_id=special_ids["eos"])
