@@ -1,0 +1,22 @@
+import csv
+import json
+
+import pytest
+
+from videoseq.cli import main
+
+
+@pytest.mark.slow
+def test_demo_runs_every_step_on_a_tiny_budget(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--per-class", "6", "--set", "train.epochs=1",
+                 "--set", "data.num_workers=0"]) == 0
+    printed = capsys.readouterr().out
+    assert "test top-1 accuracy" in printed and str(out / "predictions.csv") in printed
+    for name in ("run/best.pt", "run/metrics.csv", "run/curves.png", "eval/report.json", "eval/confusion.png"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "eval" / "report.json").read_text())
+    assert 0 <= report["video"]["top1"] <= 1
+    with open(out / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and rows[0]["label_1"] and not rows[0]["error"]
