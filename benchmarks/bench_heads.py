@@ -36,7 +36,7 @@ def pair_accuracy(eval_dir: Path) -> float:
                 continue
             labels = [row[k] for k in row if k.startswith("label_")]
             # the higher-ranked of the two classes of the pair
-            pick = next(l for l in labels if l in (row["label"], partner[row["label"]]))
+            pick = next((l for l in labels if l in (row["label"], partner[row["label"]])), None)
             right += pick == row["label"]
             total += 1
     return right / max(total, 1)
@@ -56,7 +56,9 @@ def main() -> None:
     for name, extra in [("mean", ["model.head=mean", "model.stage=null", "model.head_args={}"]),
                         (temporal.model.head, [])]:
         config = load_config(DEFAULT_CONFIG, base + args.set + extra)
-        run = fit(config, out / name)
+        run = out / name
+        if not (run / "best.pt").is_file():  # a finished run is reused: rerun only what is missing
+            fit(config, run)
         metrics = run_eval(run / "best.pt", out_dir=out / name / "eval", split="test")
         results[name] = {"top1": metrics["video"]["top1"], "pairs": pair_accuracy(out / name / "eval")}
     print("\nhead      test top-1   within mirrored pairs (chance 0.5)")
