@@ -87,3 +87,20 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     assert "train.epoch" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "missing.pt"), "x.avi"]) == 2
     assert "missing.pt" in capsys.readouterr().err
+
+
+def test_python_api_matches_the_predict_csv(tiny_run, tmp_path, shared_video):
+    from videoseq.predict import Predictor
+
+    video = shared_video("ucf_like_320x240.avi")
+    out = tmp_path / "one.csv"
+    assert main(["predict", str(tiny_run / "best.pt"), str(video), "--csv", str(out), "--topk", "1"]) == 0
+    row = read_csv(out)[0]
+    predictor = Predictor.from_checkpoint(tiny_run / "best.pt")
+    probs = predictor.predict_video(video)
+    assert probs.shape == (len(predictor.classes),) and probs.sum() == pytest.approx(1, abs=1e-4)
+    assert predictor.classes[int(probs.argmax())] == row["label_1"]
+    assert float(row["score_1"]) == pytest.approx(float(probs.max()), abs=1e-5)
+    windows = list(predictor.predict_windows(video, 2.0, 1.5))
+    assert [round(start, 2) for start, _, _ in windows] == [0.0, 1.52, 3.04, 4.56]
+    assert all(p.shape == probs.shape for _, _, p in windows)
