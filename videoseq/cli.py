@@ -259,7 +259,9 @@ def add_export(sub) -> None:
 def add_bench(sub) -> None:
     from videoseq.bench import BENCH_KINDS
 
-    p = sub.add_parser("bench", help="benchmarks: " + ", ".join(BENCH_KINDS))
+    p = sub.add_parser("bench", help="benchmarks: " + ", ".join(BENCH_KINDS),
+                       description="examples: videoseq bench stream configs/gestures.yaml --source clip.avi; "
+                       "videoseq bench loader; videoseq bench train --epochs 3")
     kinds = p.add_subparsers(dest="kind", required=True)
     for name, kind in BENCH_KINDS.items():
         k = kinds.add_parser(name, help=kind.help)
@@ -283,7 +285,8 @@ def add_synth(sub) -> None:
 
 
 def add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="synthesise, train, evaluate and predict in one go (CPU, minutes)")
+    p = sub.add_parser("demo", help="synthesise, train, evaluate and predict in one go (CPU, minutes)",
+                       description="examples: videoseq demo --out demo_out; videoseq demo --task caption --out demo_captions")
     p.add_argument("--out", default="demo_out")
     p.add_argument("--config", help="config (default configs/demo.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
