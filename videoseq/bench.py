@@ -324,11 +324,13 @@ class Batches:
         return len(self.batches)
 
 
-def train_model(model: nn.Module, train: Batches, val: Batches, config, epochs: int) -> tuple[float, float]:
+def train_model(model: nn.Module, train: Batches, val: Batches, config, epochs: int,
+                device: torch.device = torch.device("cpu")) -> tuple[float, float]:
     """Train ``epochs`` on replayed batches; returns (training clips/s, validation video accuracy)."""
     from videoseq.engine import BadVideos, build_optimizer, build_scheduler, evaluate, train_one_epoch
 
     cfg = config.train
+    model.to(device)
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, len(train))
     criterion, bad = nn.CrossEntropyLoss(), BadVideos(1.0)
@@ -336,17 +338,19 @@ def train_model(model: nn.Module, train: Batches, val: Batches, config, epochs: 
     seen, seconds = 0, 0.0
     for epoch in range(epochs):
         start = time.perf_counter()
-        train_one_epoch(model, train, criterion, optimizer, scheduler, device=torch.device("cpu"), epoch=epoch,
+        train_one_epoch(model, train, criterion, optimizer, scheduler, device=device, epoch=epoch,
                         cfg=cfg, scaler=scaler, bad=bad)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         seconds += time.perf_counter() - start
         seen += sum(len(b["label"]) for b in train)
-    result = evaluate(model, val, device=torch.device("cpu"))
+    result = evaluate(model, val, device=device)
     return seen / seconds, result["video_metrics"]["top1"]
 
 
-def bench_train(epochs: int = 4, per_class: int = 6, size: int = 64, frames: int = 8) -> dict:
+def bench_train(epochs: int = 4, per_class: int = 6, size: int = 64, frames: int = 8, device: str = "cpu") -> dict:
     from videoseq.datasets import make_loader
-    from videoseq.engine import build_datasets, seed_everything
+    from videoseq.engine import build_datasets, seed_everything, select_device
     from videoseq.prepare import resolve_manifest
     from videoseq.synth import write_gesture_dataset
 
@@ -363,12 +367,13 @@ def bench_train(epochs: int = 4, per_class: int = 6, size: int = 64, frames: int
         val = Batches(make_loader(val_set, batch_size=8, shuffle=False, num_workers=0))
         classes = len(manifest.classes)
         print(f"synthetic gestures: {len(train_set)} train / {len(val_set)} val clips of {frames}x{size}x{size}, "
-              f"{classes} classes, {epochs} epochs each, batches decoded once (model time only)")
+              f"{classes} classes, {epochs} epochs each on {select_device(device)}, batches decoded once "
+              f"(model time only)")
         results = {}
         for name, build in (("default " + f"{config.model.backbone}+{config.model.head}",
                              lambda: build_model_from_config(config, classes)), ("r3d_18", lambda: R3D18(classes))):
             seed_everything(0)
-            rate, acc = train_model(build(), train, val, config, epochs)
+            rate, acc = train_model(build(), train, val, config, epochs, select_device(device))
             results[name] = {"clips_per_s": rate, "video_acc": acc}
             print(f"{name:22s} {rate:7.1f} training clips/s, val video accuracy {acc:.3f}")
         (ours, a), (_, b) = results.items()
@@ -450,10 +455,13 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.description = "example: videoseq bench train --epochs 4"
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--per-class", type=int, default=6, help="synthetic gesture clips per class")
+    p.add_argument("--size", type=int, default=64, help="clip side in pixels (the issue's peers: 112)")
+    p.add_argument("--frames", type=int, default=8, help="frames per clip")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto (model timings; AMP as train.amp on CUDA)")
 
 
 def _train_run(args: argparse.Namespace) -> int:
-    bench_train(epochs=args.epochs, per_class=args.per_class)
+    bench_train(epochs=args.epochs, per_class=args.per_class, size=args.size, frames=args.frames, device=args.device)
     return 0
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -97,7 +97,11 @@ _TRAVEL = {"slow": (0.42, 0.52), "fast": (0.52, 0.62)}  # distance moved over th
 _GROW_MAX = 1.35  # largest radius of Grow/Shrink, relative to _RADIUS
 _GROW_RATIO = {"slow": (1.6, 2.0), "fast": (2.2, 2.8)}  # largest / smallest radius
 _SPIN_SCALE = 1.6  # turning arrows are drawn larger, so the sweep of the tip reads at small input sizes
-_SPIN = {"slow": (100.0, 140.0), "fast": (160.0, 220.0)}  # degrees turned over the clip
+_SPIN = {"slow": (160.0, 220.0), "fast": (240.0, 320.0)}  # degrees turned over the clip
+# A turn sweeps symmetrically about pointing up, give or take this many degrees, as a hand
+# turns from upright (a uniform start angle over the circle left the direction of turning
+# unlearnable for the demo's small from-scratch model: ~50% within the pair).
+_UPRIGHT_JITTER = 20.0
 _NOISE_STD = (1.5, 4.0)  # per-frame Gaussian pixel noise, grey levels
 
 
@@ -315,7 +319,7 @@ def random_spec(label: str, rng: np.random.Generator) -> ClipSpec:
     if label not in GESTURE_CLASSES:
         raise ValueError(f"label={label!r} is unknown; use one of {list(GESTURE_CLASSES)}")
     shapes = ROTATION_SHAPES if label.startswith("Rotate") else SHAPES
-    return ClipSpec(
+    spec = ClipSpec(
         label=label,
         shape=str(rng.choice(shapes)),
         colour=str(rng.choice(list(PALETTE))),
@@ -327,6 +331,11 @@ def random_spec(label: str, rng: np.random.Generator) -> ClipSpec:
         amount=float(rng.uniform()),
         noise=float(rng.uniform(*_NOISE_STD)),
     )
+    if label.startswith("Rotate"):
+        spin = _lerp(_SPIN[spec.speed], spec.amount)
+        jitter = (spec.angle / 180.0 - 1.0) * _UPRIGHT_JITTER  # reuses the uniform draw
+        spec = replace(spec, angle=-90.0 - spin / 2.0 + jitter)
+    return spec
 
 
 _PREDICATES: dict[str, tuple[str, ...]] = {
