@@ -357,7 +357,7 @@ def test_a_decoder_crash_becomes_the_typed_error_and_the_next_file_decodes():
 
         timer = threading.Timer(0.5, crash)
         timer.start()
-        with pytest.raises(VideoDecodeError, match=r"short_32frames.mp4: the decoder process died \(SIGSEGV\)"):
+        with pytest.raises(VideoDecodeError, match=r"short_32frames.mp4: decoding failed: the worker process died \(SIGSEGV\)"):
             decoder.read(clip, [0, 1])
         timer.join()
         assert read_frames(clip, [5]).tobytes() == decoder.read(clip, [5]).tobytes()
@@ -370,7 +370,7 @@ def test_a_hanging_decoder_is_stopped_after_the_timeout():
         decoder.probe(clip)
         child = decoder.pid
         os.kill(child, signal.SIGSTOP)  # a decoder that never answers
-        with pytest.raises(VideoDecodeError, match=r"short_32frames.mp4: decoding took longer than 1 s"):
+        with pytest.raises(VideoDecodeError, match=r"short_32frames.mp4: decoding failed: took longer than 1 s and was stopped"):
             decoder.probe(clip)
         assert decoder.probe(clip).num_frames == 32 and decoder.pid != child
 

@@ -1,10 +1,11 @@
 import ctypes
+import multiprocessing
 import os
 import time
 
 import pytest
 
-from videoseq.workers import run_isolated
+from videoseq.workers import Outcome, Worker, run_isolated
 
 
 def test_isolated_workers_survive_a_hang_and_a_crash():
@@ -12,12 +13,23 @@ def test_isolated_workers_survive_a_hang_and_a_crash():
     outcomes = sorted(run_isolated(time.sleep, [0.0, 60.0, 0.0], workers=2, timeout=3, progress=False),
                       key=lambda o: o.index)
     assert [o.error for o in outcomes][::2] == ["", ""]
-    assert outcomes[1].error.startswith("timed out after 3 s")
+    assert outcomes[1].error == "took longer than 3 s and was stopped" and outcomes[1].exception is None
     crashed = sorted(run_isolated(ctypes.string_at, [0, 0], workers=1, timeout=30, progress=False),
                      key=lambda o: o.index)
-    assert [o.error for o in crashed] == ["the worker process died from SIGSEGV (a crash in the decoder?)"] * 2
+    assert [o.error for o in crashed] == ["the worker process died (SIGSEGV)"] * 2
     errors = list(run_isolated(os.fspath, [3], workers=1, timeout=30, progress=False))
-    assert errors[0].error.startswith("TypeError")
+    assert errors[0].error.startswith("TypeError") and isinstance(errors[0].exception, TypeError)
+
+
+def test_a_worker_call_returns_the_value_raises_nothing_and_reports_an_overrun():
+    worker = Worker(multiprocessing.get_context("spawn"), time.sleep)
+    try:
+        assert worker.call(0.0, timeout=30) == Outcome(0, None)
+        assert worker.call("x", timeout=30).exception.__class__ is TypeError
+        late = worker.call(60.0, timeout=1)
+        assert late.error == "took longer than 1 s and was stopped" and worker.closed
+    finally:
+        worker.stop(kill=True)
 
 
 def test_outcomes_cover_every_item_once_with_its_value():

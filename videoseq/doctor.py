@@ -29,7 +29,7 @@ from videoseq.config import DataConfig
 from videoseq.datasets import Manifest, ManifestError, read_classes, read_manifest_rows, write_manifest
 from videoseq.prepare import FORMATS, find_splits_dir
 from videoseq.prepare.common import UCF_GROUP_PATTERN, group_of
-from videoseq.probe import probe_video
+from videoseq.probe import inspect_video
 
 from videoseq.video import TRUNCATED, find_videos
 from videoseq.workers import run_isolated
@@ -196,7 +196,7 @@ def check_files(manifest: Manifest, *, min_frames: int, workers: int, timeout: f
                 for file, rows in rows_of.items() if not os.path.exists(file)]
     present = [file for file in rows_of if os.path.exists(file)]
     sound = []
-    for outcome in run_isolated(probe_video, present, workers=workers, timeout=timeout, desc="doctor",
+    for outcome in run_isolated(inspect_video, present, workers=workers, timeout=timeout, desc="doctor",
                                 progress=progress):
         file = present[outcome.index]
         if outcome.error:

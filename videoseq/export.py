@@ -235,6 +235,8 @@ def onnx_session(path: Path) -> Any:
     if key not in _SESSIONS or _SESSIONS[key][0] != Path(path).stat().st_mtime_ns:
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # as many threads as torch uses (set_num_threads / OMP_NUM_THREADS), so one knob sets both
+        options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
         _SESSIONS[key] = (Path(path).stat().st_mtime_ns,
                           ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
     return _SESSIONS[key][1]

@@ -1,6 +1,6 @@
 """Probe one video file or frame folder: does it open, decode, and hold what it says?
 
-``probe_video`` runs in a worker process (see ``workers.run_isolated``), so it
+``inspect_video`` runs in a worker process (see ``workers.run_isolated``), so it
 imports no torch. It opens the video with ``VideoReader`` (decord), decodes the
 first, middle and last frames and a few random ones, and counts the frames that
 really decode (one OpenCV pass), to compare with decord's count and with the
@@ -58,7 +58,7 @@ def decode_every_frame(path: str, chunk: int = 64) -> str:
     return ""
 
 
-def probe_video(path: str) -> dict:
+def inspect_video(path: str) -> dict:
     """What one video holds, or why it cannot be used: a dict with ``error`` empty when it is sound.
 
     Keys: ``error``, ``frames`` (decord's count), ``decoded`` (frames that decode),

@@ -38,10 +38,8 @@ import os
 # clips fail at random with 1-4 decoder threads, 1024 never did.
 os.environ.setdefault("DECORD_EOF_RETRY_MAX", "1024")
 
-import faulthandler  # noqa: E402
 import multiprocessing  # noqa: E402
 import re  # noqa: E402
-import signal  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import TracebackType  # noqa: E402
@@ -52,6 +50,8 @@ from typing import Iterator, Sequence  # noqa: E402
 import decord  # noqa: E402, I001
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+
+from videoseq.workers import Worker  # noqa: E402
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (
     ".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv"
@@ -561,13 +561,19 @@ def probe_video(path: str | os.PathLike, frames: int = 3) -> VideoInfo:
 _ISOLATED_OPERATIONS = {"probe": probe_video, "read": read_frames}
 
 
+def _isolated_operation(request: tuple[str, str, object]) -> object:
+    operation, path, argument = request
+    return _ISOLATED_OPERATIONS[operation](path, argument)
+
+
 class IsolatedDecoder:
     """Decoding in a child process: a decoder crash or hang becomes a ``VideoDecodeError``.
 
-    One long-lived child, forked like a DataLoader worker (``spawn`` would re-run the
-    caller's main script), serves the requests; if it dies (a segfault in FFmpeg or decord) or takes longer than
-    ``timeout`` seconds, this process raises ``VideoDecodeError`` for the file it
-    was reading, and the next request starts a fresh child.
+    One long-lived ``workers.Worker``, forked like a DataLoader worker (``spawn`` would
+    re-run the caller's main script), serves the requests; if it dies (a segfault in
+    FFmpeg or decord) or takes longer than ``timeout`` seconds, this process raises
+    ``VideoDecodeError`` for the file it was reading, and the next request starts a
+    fresh child.
 
     >>> with IsolatedDecoder(timeout=30) as decoder:         # doctest: +SKIP
     ...     info = decoder.probe("suspect.mp4")              # VideoInfo, or VideoDecodeError
@@ -578,13 +584,12 @@ class IsolatedDecoder:
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
         self.timeout = timeout
-        self._process: multiprocessing.process.BaseProcess | None = None
-        self._conn = None
+        self._worker: Worker | None = None
 
     @property
     def pid(self) -> int | None:
         """The child's process id (None before the first request)."""
-        return self._process.pid if self._process is not None else None
+        return self._worker.process.pid if self._worker is not None else None
 
     def probe(self, path: str | os.PathLike, frames: int = 3) -> VideoInfo:
         """``probe_video`` in the child."""
@@ -595,47 +600,21 @@ class IsolatedDecoder:
         return self._call("read", path, [int(i) for i in indices])
 
     def _call(self, operation: str, path: str | os.PathLike, argument: object):
-        if self._process is None or not self._process.is_alive():
-            self._start()
-        try:
-            self._conn.send((operation, str(path), argument))
-            ready = self._conn.poll(self.timeout)
-            if not ready:
-                self.close()
-                raise VideoDecodeError(path, f"decoding took longer than {self.timeout:g} s and was stopped",
-                                       "the file may make the decoder loop; re-encode it or drop it")
-            status, value = self._conn.recv()
-        except (EOFError, OSError):
-            raise VideoDecodeError(path, f"the decoder process died ({self._death()}) while reading it",
-                                   "the file crashes the decoder; re-encode it or drop it from the manifest") from None
-        if status == "error":
-            raise value
-        return value
-
-    def _start(self) -> None:
-        context = multiprocessing.get_context("fork")
-        self._conn, child_end = context.Pipe()
-        self._process = context.Process(target=_serve_decoding, args=(child_end,), daemon=True)
-        self._process.start()
-        child_end.close()
-
-    def _death(self) -> str:
-        """How the child ended (e.g. ``SIGSEGV``); the child is reaped and forgotten."""
-        process, self._process = self._process, None
-        process.join(5)
-        code = process.exitcode
-        self._conn.close()
-        if code is not None and code < 0:
-            return signal.Signals(-code).name
-        return f"exit status {code}"
+        if self._worker is None or self._worker.closed:
+            self._worker = Worker(multiprocessing.get_context("fork"), _isolated_operation)
+        outcome = self._worker.call((operation, str(path), argument), self.timeout)
+        if outcome.exception is not None:
+            raise outcome.exception
+        if outcome.error:  # the child overran or died
+            raise VideoDecodeError(path, f"decoding failed: {outcome.error}",
+                                   "the file crashes or hangs the decoder; re-encode it or drop it from the manifest")
+        return outcome.value
 
     def close(self) -> None:
         """Stop the child (if any); a later request starts a new one."""
-        if self._process is not None:
-            self._process.kill()
-            self._process.join(5)
-            self._conn.close()
-            self._process = None
+        if self._worker is not None and not self._worker.closed:
+            self._worker.stop(kill=True)
+        self._worker = None
 
     def __enter__(self) -> IsolatedDecoder:
         return self
@@ -644,25 +623,6 @@ class IsolatedDecoder:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-def _serve_decoding(conn) -> None:
-    """The child of ``IsolatedDecoder``: answer ``(operation, path, argument)`` until the pipe closes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops this child
-    faulthandler.disable()  # a crash is reported by the parent, naming the file
-    while True:
-        try:
-            operation, path, argument = conn.recv()
-        except EOFError:
-            return
-        try:
-            reply = ("ok", _ISOLATED_OPERATIONS[operation](path, argument))
-        except Exception as err:  # sent back and raised in the parent, whatever its type
-            reply = ("error", err)
-        try:
-            conn.send(reply)
-        except Exception as err:  # an exception that does not pickle
-            conn.send(("error", RuntimeError(f"{type(reply[1]).__name__}: {reply[1]} ({err})")))
 
 
 def open_capture(source: str | int, *, api_preference: int = cv2.CAP_ANY) -> cv2.VideoCapture:

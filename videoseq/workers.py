@@ -9,10 +9,14 @@ only its item with it, and the main process goes on with the rest.
 Workers are started with ``spawn`` (a clean interpreter, no inherited decoder
 threads), so ``func`` must be a module-level function of a light module: keep
 torch out of its imports, or each worker pays seconds to start.
+
+``Worker.call`` is the same watch for one caller and one item at a time
+(``video.IsolatedDecoder`` is built on it).
 """
 
 from __future__ import annotations
 
+import faulthandler
 import multiprocessing
 import signal
 import time
@@ -27,15 +31,23 @@ from tqdm import tqdm
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of item ``index``: its ``value``, or ``error`` (empty when it succeeded)."""
+    """What became of item ``index``: its ``value``, or ``error`` (empty when it succeeded).
+
+    ``exception`` is the exception ``func`` raised (None when the worker overran or died,
+    which ``error`` then says: "took longer than N s and was stopped", "the worker process
+    died (SIGSEGV)").
+    """
 
     index: int
     value: Any = None
     error: str = ""
+    exception: BaseException | None = None
 
 
 def _serve(conn: Connection, func: Callable[[Any], Any]) -> None:
     """Worker loop: say ready, then answer ``(index, item)`` requests until ``None``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the caller, which stops its workers
+    faulthandler.disable()  # a crash is reported by the caller, naming the item
     conn.send("ready")
     while True:
         request = conn.recv()
@@ -43,14 +55,21 @@ def _serve(conn: Connection, func: Callable[[Any], Any]) -> None:
             return
         index, item = request
         try:
-            reply = (index, func(item), "")
+            reply = (index, func(item), None)
         except Exception as err:  # reported as this item's failure; the worker carries on
-            reply = (index, None, f"{type(err).__name__}: {err}")
-        conn.send(reply)
+            reply = (index, None, err)
+        try:
+            conn.send(reply)
+        except Exception as err:  # an exception (or value) that does not pickle
+            conn.send((index, None, RuntimeError(f"{type(reply[2]).__name__}: {reply[2]} ({err})")))
 
 
-class _Worker:
-    """One process, its pipe, and the item it works on (``None`` while idle or starting)."""
+class Worker:
+    """One process, its pipe, and the item it works on (``None`` while idle or starting).
+
+    ``context`` is a multiprocessing context: ``spawn`` for pools of unknown files
+    (``run_isolated``), ``fork`` where ``func`` is not importable by a fresh interpreter.
+    """
 
     def __init__(self, context: Any, func: Callable[[Any], Any]) -> None:
         self.conn, child = context.Pipe()
@@ -64,6 +83,19 @@ class _Worker:
     def give(self, index: int, item: Any) -> None:
         self.conn.send((index, item))
         self.index, self.started = index, time.monotonic()
+
+    def call(self, item: Any, timeout: float) -> Outcome:
+        """Run ``func(item)`` in this worker; after an overrun or a death the worker is closed."""
+        while not self.ready and not self.closed:  # start-up does not count against the timeout
+            wait([self.conn, self.process.sentinel])
+            if _check(self, timeout) is None and self.closed:
+                return Outcome(0, error=f"died while starting (exit code {self.process.exitcode})")
+        self.give(0, item)
+        outcome = None
+        while outcome is None:
+            wait([self.conn, self.process.sentinel], max(0.0, self.started + timeout - time.monotonic()))
+            outcome = _check(self, timeout)
+        return outcome
 
     def stop(self, kill: bool = False) -> None:
         if kill:
@@ -95,7 +127,7 @@ def run_isolated(
         raise ValueError(f"need workers >= 1 and timeout > 0, got workers={workers}, timeout={timeout}")
     context = multiprocessing.get_context("spawn")
     pending = deque(enumerate(items))
-    pool = [_Worker(context, func) for _ in range(min(workers, len(items)))]
+    pool = [Worker(context, func) for _ in range(min(workers, len(items)))]
     bar = tqdm(total=len(items), desc=desc, unit="file", disable=not progress)
     try:
         while pending or any(w.index is not None for w in pool):
@@ -113,7 +145,7 @@ def run_isolated(
                             f"a worker process exited while starting (exit code {worker.process.exitcode}); "
                             "its error is printed above"
                         )
-                    pool[slot] = _Worker(context, func)
+                    pool[slot] = Worker(context, func)
                 if outcome is not None:
                     bar.update(1)
                     yield outcome
@@ -123,7 +155,7 @@ def run_isolated(
             worker.stop(kill=worker.index is not None)
 
 
-def _check(worker: _Worker, timeout: float) -> Outcome | None:
+def _check(worker: Worker, timeout: float) -> Outcome | None:
     """The finished item of ``worker``, if any; kills it when it overran or reports its death."""
     if worker.conn.poll():
         try:
@@ -134,17 +166,17 @@ def _check(worker: _Worker, timeout: float) -> Outcome | None:
             worker.ready = True
             return None
         if message is not None:
-            index, value, error = message
+            index, value, err = message
             worker.index = None
-            return Outcome(index, value, error)
+            return Outcome(index, value, f"{type(err).__name__}: {err}" if err else "", err)
     if worker.process.is_alive():
         if worker.index is not None and time.monotonic() - worker.started > timeout:
             index, worker.index = worker.index, None
             worker.stop(kill=True)
-            return Outcome(index, error=f"timed out after {timeout:g} s (worker killed)")
+            return Outcome(index, error=f"took longer than {timeout:g} s and was stopped")
         return None
     index, worker.index = worker.index, None
     code = worker.process.exitcode
     worker.stop(kill=True)
-    how = f"from {signal.Signals(-code).name}" if code is not None and code < 0 else f"with exit code {code}"
-    return None if index is None else Outcome(index, error=f"the worker process died {how} (a crash in the decoder?)")
+    how = signal.Signals(-code).name if code is not None and code < 0 else f"exit status {code}"
+    return None if index is None else Outcome(index, error=f"the worker process died ({how})")
