@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from videoseq.bench import (
-    BENCH_KINDS, R3D18, bench_stream, decode_ceiling, opencv_decode_all, pyav_decode_all, race, write_test_video,
+    BENCH_KINDS, R3D18, bench_stream, decode_ceiling, load_predictor, opencv_decode_all, pyav_decode_all, race,
+    step_flops, write_test_video,
 )
 from videoseq.cli import build_parser, main
 
@@ -21,6 +22,24 @@ def test_bench_stream_times_both_modes_on_the_same_steps(tmp_path, capsys):
     assert (stream.frames, stream.steps) == (window.frames, window.steps) == (30, 12)
     printed = capsys.readouterr().out
     assert "stream" in printed and "window" in printed and "cheaper per frame" in printed
+
+
+def test_step_flops_count_one_backbone_pass_per_stream_step_and_clip_len_per_window(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text("data: {frames: 16, size: 32}\nmodel: {backbone: resnet18, head: gru, head_args: {hidden: 8}}\n")
+    predictor = load_predictor(config)
+    stream, window = step_flops(predictor)
+    head = stream - step_flops_of_one_frame(predictor)
+    assert window == 16 * (stream - head) + head  # the window re-runs the backbone on all 16 frames
+    assert window / stream > 12
+
+
+def step_flops_of_one_frame(predictor) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        predictor.model.forward_frames(torch.zeros(1, 3, 32, 32))
+    return counter.get_total_flops()
 
 
 def test_bench_is_a_group_of_kinds_on_the_command_line(tmp_path):

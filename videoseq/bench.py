@@ -134,6 +134,27 @@ def time_window(predictor: Predictor, source: Path) -> ModeTiming:
     return ModeTiming("window", frames, steps, time.perf_counter() - start, inside)
 
 
+@torch.no_grad()
+def step_flops(predictor: Predictor) -> tuple[int, int] | None:
+    """Model FLOPs of one streaming step (backbone on one frame, head over the buffer) and of
+    one window re-run (the whole model on ``clip_len`` frames); None for an ONNX model."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = predictor.model
+    if not isinstance(model, nn.Module):
+        return None
+    size = predictor.config.data.size
+    clip = torch.zeros(1, predictor.clip_len, 3, size, size)
+    features = model.forward_features(clip)
+    counts = []
+    for run in (lambda: model.forward_frames(clip[0, :1]), lambda: model.forward_head(features), lambda: model(clip)):
+        with FlopCounterMode(display=False) as counter:
+            run()
+        counts.append(counter.get_total_flops())
+    frame, head, window = counts
+    return frame + head, window
+
+
 def bench_stream(model: str | Path, source: str | Path | None = None, *, frames: int = 300,
                  threads: int | None = None, overrides: list[str] | None = None,
                  repeats: int = 3) -> dict[str, ModeTiming]:
@@ -165,6 +186,10 @@ def bench_stream(model: str | Path, source: str | Path | None = None, *, frames:
         print(f"{t.mode:8s} {t.fps:9.1f} {t.ms_per_frame:9.2f} {1000 * t.step_seconds / max(t.steps, 1):8.2f}")
     print(f"streaming is {w.seconds / s.seconds:.1f}x cheaper per frame than re-running the window "
           f"({w.step_seconds / s.step_seconds:.1f}x on model time alone)")
+    flops = step_flops(predictor)
+    if flops:
+        print(f"model FLOPs per step: stream {flops[0] / 1e9:.3f} G, window {flops[1] / 1e9:.3f} G: "
+              f"{flops[1] / flops[0]:.1f}x fewer when streaming")
     return results
 
 
