@@ -725,7 +725,7 @@ class Trainer:
             row |= validate(self.eval_model, val_loader, self.config, device=self.device, bad=self.bad,
                             references=self.references, vocab=self.vocab)
             score = row["val_bleu4"] if self.vocab is not None else row["val_video_acc"]
-        row["seconds"] = round(p.seconds + time.time() - start, 1)
+        row["seconds"] = round(p.seconds + time.time() - start, 3)
         p.history.append(row)
         p.finish_epoch()
         improved = score > p.best
