@@ -56,6 +56,24 @@ def gestures(tmp_path_factory) -> Path:
     return write_gesture_dataset(tmp_path_factory.mktemp("gestures"), per_class=4, seed=1, frames=12, size=64, groups=4, test_groups=(4,))
 
 
+TINY_CONFIG = ("data:\n  format: ucf101\n  frames: 4\n  size: 32\n  num_workers: 0\n"
+               "model: {backbone: resnet18, stage: layer3, head: gru, head_args: {hidden: 16}}\n"
+               "train: {epochs: 2, batch_size: 8, lr: 0.01}\n")
+
+
+@pytest.fixture
+def gestures_config(gestures, tmp_path):
+    """A tiny config file over the gestures, and the manifest it resolves to (written beside it)."""
+    from videoseq.config import load_config
+    from videoseq.prepare import resolve_manifest
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_CONFIG.replace("format: ucf101", f"format: ucf101\n  root: {gestures / 'videos'}\n"
+                                          f"  splits_dir: {gestures / 'splits'}"))
+    resolve_manifest(load_config(config).data, tmp_path / "data")
+    return config, tmp_path / "data" / "manifest.csv"
+
+
 @pytest.fixture(scope="session")
 def tiny_run(gestures, tmp_path_factory) -> Path:
     """A tiny model trained through the CLI on the synthetic gestures (seconds on CPU)."""

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from videoseq.bench import (
-    BENCH_KINDS, R3D18, bench_stream, decode_ceiling, load_predictor, opencv_decode_all, pyav_decode_all, race,
-    step_flops, write_test_video,
+    BENCH_KINDS, R3D18, bench_frame_cache, bench_stream, decode_ceiling, load_predictor, loader_rows,
+    opencv_decode_all, pyav_decode_all, race, step_flops, write_test_video,
 )
 from videoseq.cli import build_parser, main
 
@@ -62,6 +62,17 @@ def test_peer_loaders_read_the_frames_of_the_ceiling(shared_video):
     assert np.array_equal(opencv_decode_all(path, indices), ceiling)
     # PyAV converts to RGB with its own swscale settings: the same frames, a few levels apart
     assert np.abs(pyav_decode_all(path, indices).astype(int) - ceiling).mean() < 3
+
+
+def test_loader_rows_race_the_frame_cache_beside_decoding(shared_video, tmp_path, capsys):
+    path = shared_video("short_32frames.mp4")
+    cache = bench_frame_cache([path], tmp_path / "c", short_side=64)
+    assert "frame cache of 1 videos, every frame, short side 64 px" in capsys.readouterr().out
+    rows = loader_rows([path], clips=1, cache=cache, size=48)
+    assert [r["T"] for r in rows] == [8, 16]
+    for row in rows:
+        assert all(row[k] > 0 for k in ("ours", "cache", "ceiling", "pyav_all", "opencv_all"))
+        assert row["cache_vs_ours"] == pytest.approx(row["cache"] / row["ours"])
 
 
 def test_race_times_every_reader_and_r3d_takes_our_clip_layout():

@@ -10,21 +10,6 @@ from videoseq.checkpoint import load_checkpoint, model_from_checkpoint
 from videoseq.config import load_config
 from videoseq.engine import fit
 from videoseq.features import FeatureCache, FeatureCacheError, extract_features
-from videoseq.prepare import resolve_manifest
-
-TINY = ("data:\n  format: ucf101\n  frames: 4\n  size: 32\n  num_workers: 0\n"
-        "model: {backbone: resnet18, stage: layer3, head: gru, head_args: {hidden: 16}}\n"
-        "train: {epochs: 2, batch_size: 8, lr: 0.01}\n")
-
-
-@pytest.fixture
-def setup(gestures, tmp_path):
-    """A config file and the gestures manifest written beside it."""
-    config = tmp_path / "tiny.yaml"
-    config.write_text(TINY.replace("format: ucf101", f"format: ucf101\n  root: {gestures / 'videos'}\n"
-                                   f"  splits_dir: {gestures / 'splits'}"))
-    resolve_manifest(load_config(config).data, tmp_path / "data")
-    return config, tmp_path / "data" / "manifest.csv"
 
 
 def cached(folder):
@@ -32,8 +17,8 @@ def cached(folder):
     return {path: np.array(cache.frames(path)) for path in cache.index["videos"]}
 
 
-def test_interrupted_extraction_rerun_gives_identical_features(setup, tmp_path):
-    config, manifest = setup
+def test_interrupted_extraction_rerun_gives_identical_features(gestures_config, tmp_path):
+    config, manifest = gestures_config
     whole = extract_features(config, manifest, tmp_path / "whole", fps=6, shard_videos=5)
     assert len(whole["videos"]) == 36 and whole["feature_shape"] == [256]
     # first run stops after 7 videos (one whole shard of 5 and one of 2), and a shard
@@ -50,15 +35,15 @@ def test_interrupted_extraction_rerun_gives_identical_features(setup, tmp_path):
     assert first["frames"] == 6 and first["source_frames"] == 12  # 12 frames at 12 fps -> 6 at 6 fps
 
 
-def test_a_cache_made_with_other_settings_is_not_resumed(setup, tmp_path):
-    config, manifest = setup
+def test_a_cache_made_with_other_settings_is_not_resumed(gestures_config, tmp_path):
+    config, manifest = gestures_config
     extract_features(config, manifest, tmp_path / "c", fps=6, max_videos=1)
     with pytest.raises(FeatureCacheError, match="fps: cache 6 vs now 4"):
         extract_features(config, manifest, tmp_path / "c", fps=4)
 
 
-def test_spatial_maps_average_to_the_pooled_features(setup, tmp_path):
-    config, manifest = setup
+def test_spatial_maps_average_to_the_pooled_features(gestures_config, tmp_path):
+    config, manifest = gestures_config
     index = extract_features(config, manifest, tmp_path / "s", fps=3, spatial=True, max_videos=2)
     assert index["map_shape"] == [256, 2, 2]  # layer3 of a 32 px frame: stride 16
     cache = FeatureCache(tmp_path / "s")
@@ -68,8 +53,8 @@ def test_spatial_maps_average_to_the_pooled_features(setup, tmp_path):
     assert np.allclose(maps.astype(np.float32).mean(axis=(2, 3)), pooled, atol=2e-2)
 
 
-def test_train_on_the_cache_trains_the_head_only_and_the_checkpoint_runs_on_videos(setup, tmp_path):
-    config, manifest = setup
+def test_train_on_the_cache_trains_the_head_only_and_the_checkpoint_runs_on_videos(gestures_config, tmp_path):
+    config, manifest = gestures_config
     extract_features(config, manifest, tmp_path / "f", fps=12)
     cfg = load_config(config, [f"data.features={tmp_path / 'f'}"])
     run = fit(cfg, tmp_path / "run")
@@ -84,8 +69,8 @@ def test_train_on_the_cache_trains_the_head_only_and_the_checkpoint_runs_on_vide
     assert model(clips).shape == (2, 9)
 
 
-def test_a_cache_of_another_backbone_or_without_maps_is_refused(setup, tmp_path):
-    config, manifest = setup
+def test_a_cache_of_another_backbone_or_without_maps_is_refused(gestures_config, tmp_path):
+    config, manifest = gestures_config
     extract_features(config, manifest, tmp_path / "f", fps=3, max_videos=1)
     with pytest.raises(FeatureCacheError, match="layer3 features but the config asks for .*stage=layer4"):
         fit(load_config(config, [f"data.features={tmp_path / 'f'}", "model.stage=layer4"]), tmp_path / "r1")

@@ -11,8 +11,9 @@ timings include decoding and preprocessing; the ratio is measured in one run.
 decode-only ceiling (decord ``get_batch`` on the same indices, no transform), a PyAV
 decode-all loader (the torchvision / PyTorchVideo way: decode every frame, then
 index) and an OpenCV decode-all loader, on the real clips of ``../shared/videos`` and
-on synthetic UCF-geometry videos (320x240, 25 fps, MPEG-4 part 2 AVI); then resident
-memory growth over 1,000 loaded clips.
+on synthetic UCF-geometry videos (320x240, 25 fps, MPEG-4 part 2 AVI); beside them the
+same clips and transform read from a frame cache of those videos (every frame, short
+side 128 px) instead of decoded; then resident memory growth over 1,000 loaded clips.
 
 ``train``: training clips/s and accuracy of the default model (per-frame ResNet-18 +
 GRU) against torchvision's ``r3d_18`` (random init, same clips), and head-only
@@ -46,10 +47,11 @@ from torch import nn
 from videoseq.checkpoint import build_model_from_config
 from videoseq.config import load_config
 from videoseq.datasets import ClipDataset
+from videoseq.framecache import FrameCache, cache_frames
 from videoseq.predict import Predictor
 from videoseq.sampling import segment_indices
 from videoseq.stream import FrameClock, FrameSource
-from videoseq.transforms import ClipTrainPreset
+from videoseq.transforms import ClipTrainPreset, eval_resize
 from videoseq.video import VIDEO_EXTENSIONS, capture_frames
 
 
@@ -262,24 +264,45 @@ def bench_videos(tmp: Path) -> list[Path]:
     return real + write_ucf_like(tmp)
 
 
-def loader_rows(videos: list[Path], clips: int, size: int = 112) -> list[dict]:
-    """Clips/s of our dataset, the decode ceiling and the two decode-all peers, per video and clip length."""
+def loader_rows(videos: list[Path], clips: int, cache: FrameCache, size: int = 112) -> list[dict]:
+    """Clips/s of our dataset (decoding, or reading ``cache``), the decode ceiling and the two decode-all
+    peers, per video and clip length. ``ours`` and ``cache`` load the same clips through the same transform."""
     preset = ClipTrainPreset(size=size)
     rows = []
     for path in videos:
         num_frames = len(decord.VideoReader(str(path), num_threads=1))
         for clip_len in (8, 16):
             ours = ClipDataset([(str(path), 0)], clip_len=clip_len, transform=preset, train=True)
+            cached = ClipDataset([(str(path), 0)], clip_len=clip_len, transform=preset, train=True, cache=cache)
             rng = np.random.default_rng(0)
             plan = lambda: segment_indices(num_frames, clip_len, train=True, rng=rng)  # noqa: E731
-            counter = iter(range(10**9))
-            readers = {"ours": lambda: ours[(next(counter), 0)],
+            items, cached_items = iter(range(10**9)), iter(range(10**9))  # item k of both: the same clip
+            readers = {"ours": lambda: ours[(next(items), 0)],
+                       "cache": lambda: cached[(next(cached_items), 0)],
                        "ceiling": lambda: decode_ceiling(str(path), plan()),
                        "pyav_all": lambda: preset(pyav_decode_all(str(path), plan()), 0, 0),
                        "opencv_all": lambda: preset(opencv_decode_all(str(path), plan()), 0, 0)}
             row = {"video": path.name, "frames": num_frames, "T": clip_len, **race(readers, clips)}
+            peer = max(row["pyav_all"], row["opencv_all"])
+            row |= {"vs_ceiling": row["ours"] / row["ceiling"], "vs_peer": row["ours"] / peer,
+                    "cache_vs_ours": row["cache"] / row["ours"]}
             rows.append(row)
     return rows
+
+
+def print_loader_rows(rows: list[dict]) -> dict[str, float]:
+    """The loader table and its geometric means."""
+    print(f"{'video':30s} {'frames':>6s} {'T':>3s} {'ours':>7s} {'ceiling':>8s} {'pyav_all':>8s} {'cv_all':>7s} "
+          f"{'cache':>7s} {'ours/ceil':>9s} {'ours/best peer':>14s} {'cache/ours':>10s}   (clips/s)")
+    for r in rows:
+        print(f"{r['video']:30s} {r['frames']:6d} {r['T']:3d} {r['ours']:7.1f} {r['ceiling']:8.1f} "
+              f"{r['pyav_all']:8.1f} {r['opencv_all']:7.1f} {r['cache']:7.1f} {r['vs_ceiling']:9.2f} "
+              f"{r['vs_peer']:14.2f} {r['cache_vs_ours']:10.2f}")
+    geo = {k: float(np.exp(np.mean([np.log(r[k]) for r in rows]))) for k in ("vs_ceiling", "vs_peer", "cache_vs_ours")}
+    print(f"geometric mean: ours / ceiling {geo['vs_ceiling']:.2f} (goal >= 0.90), "
+          f"ours / best peer {geo['vs_peer']:.2f} (goal >= 1.5), frame cache / ours {geo['cache_vs_ours']:.2f} "
+          f"(same clips, same transform)")
+    return geo
 
 
 def rss_mb() -> float:
@@ -302,20 +325,23 @@ def rss_growth(videos: list[Path], clips: int = 1000) -> tuple[float, float]:
 def bench_loader(clips: int = 20, rss_clips: int = 1000) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         videos = bench_videos(Path(tmp))
-        rows = loader_rows(videos, clips)
-        print(f"{'video':30s} {'frames':>6s} {'T':>3s} {'ours':>7s} {'ceiling':>8s} {'pyav_all':>8s} "
-              f"{'cv_all':>7s} {'ours/ceil':>9s} {'ours/best peer':>14s}   (clips/s)")
-        for r in rows:
-            peer = max(r["pyav_all"], r["opencv_all"])
-            r["vs_ceiling"], r["vs_peer"] = r["ours"] / r["ceiling"], r["ours"] / peer
-            print(f"{r['video']:30s} {r['frames']:6d} {r['T']:3d} {r['ours']:7.1f} {r['ceiling']:8.1f} "
-                  f"{r['pyav_all']:8.1f} {r['opencv_all']:7.1f} {r['vs_ceiling']:9.2f} {r['vs_peer']:14.2f}")
-        geo = {k: float(np.exp(np.mean([np.log(r[k]) for r in rows]))) for k in ("vs_ceiling", "vs_peer")}
-        print(f"geometric mean: ours / ceiling {geo['vs_ceiling']:.2f} (goal >= 0.90), "
-              f"ours / best peer {geo['vs_peer']:.2f} (goal >= 1.5)")
+        rows = loader_rows(videos, clips, bench_frame_cache(videos, Path(tmp) / "frames"))
+        geo = print_loader_rows(rows)
         start, growth = rss_growth(videos, rss_clips)
         print(f"resident memory: {start:.0f} MB after 100 clips, {growth:+.1f} MB over the next {rss_clips} clips")
     return {"rows": rows, **geo, "rss_start_mb": start, "rss_growth_mb": growth}
+
+
+def bench_frame_cache(videos: list[Path], folder: Path, short_side: int = eval_resize(112)) -> FrameCache:
+    """A frame cache of ``videos`` (every frame); prints how long it took and its size on disk."""
+    start = time.perf_counter()
+    index = cache_frames([str(p) for p in videos], folder, short_side=short_side, fps=None)
+    frames = sum(v["frames"] for v in index["videos"].values())
+    size = sum(p.stat().st_size for p in folder.glob("frames_*.npy"))
+    print(f"frame cache of {len(videos)} videos, every frame, short side {short_side} px: built in "
+          f"{time.perf_counter() - start:.1f} s, {size / 1e6:.1f} MB for {frames} frames "
+          f"({size / frames:,.0f} bytes per frame)")
+    return FrameCache(folder)
 
 
 # ---------------------------------------------------------------- bench train: training peers
@@ -512,7 +538,7 @@ def _train_run(args: argparse.Namespace) -> int:
 
 BENCH_KINDS: dict[str, BenchKind] = {
     "stream": BenchKind("streaming vs window re-run per frame, decoding included", _stream_arguments, _stream_run),
-    "loader": BenchKind("clips/s: our loader vs decord ceiling, PyAV and OpenCV decode-all; RSS",
+    "loader": BenchKind("clips/s: our loader vs decord ceiling, PyAV and OpenCV decode-all, frame cache; RSS",
                         _loader_arguments, _loader_run),
     "train": BenchKind("default model vs r3d_18; feature-cache vs frozen end-to-end epochs",
                        _train_arguments, _train_run),

@@ -109,26 +109,50 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
+    if args.frames:
+        return cmd_frame_cache(args)
     from videoseq.features import extract_features
 
+    if args.short_side:
+        raise ValueError("--short-side sizes the frames of a frame cache: add --frames")
     extract_features(args.source, args.manifest, args.out, fps=args.fps, spatial=args.spatial, device=args.device,
-                     shard_videos=args.shard_videos, batch_frames=args.batch_frames, max_videos=args.max_videos)
+                     shard_videos=args.shard_videos or 64, batch_frames=args.batch_frames, max_videos=args.max_videos)
+    return 0
+
+
+def cmd_frame_cache(args: argparse.Namespace) -> int:
+    from videoseq.framecache import extract_frames
+
+    if args.spatial:
+        raise ValueError("--spatial stores feature maps; a frame cache (--frames) stores frames: drop one of them")
+    extract_frames(args.source, args.manifest, args.out, fps=args.fps, short_side=args.short_side,
+                   shard_videos=args.shard_videos or 16, max_videos=args.max_videos)
     return 0
 
 
 def add_features(sub) -> None:
-    p = sub.add_parser("features", help="run a frozen backbone once over every video: a feature cache for train",
-                       description="example: videoseq features configs/ucf101_resnet18_gru.yaml --manifest "
-                                   "data/ucf101_f1/manifest.csv --fps 8 --out data/ucf101_f1_feats; then train with "
-                                   "--set data.features=data/ucf101_f1_feats")
+    p = sub.add_parser("features", help="a feature cache (a frozen backbone run once over every video) or, with "
+                                        "--frames, a frame cache (resized uint8 frames) for train",
+                       description="examples: videoseq features configs/ucf101_resnet18_gru.yaml --manifest "
+                                   "data/ucf101_f1/manifest.csv --fps 8 --out data/ucf101_f1_feats, then train with "
+                                   "--set data.features=data/ucf101_f1_feats; videoseq features "
+                                   "configs/ucf101_resnet18_gru.yaml --manifest data/ucf101_f1/manifest.csv --frames "
+                                   "--out data/ucf101_f1_frames, then train with "
+                                   "--set data.frame_cache=data/ucf101_f1_frames")
     p.add_argument("source", metavar="CONFIG_OR_CHECKPOINT", help="YAML config (its model.pretrained) or a .pt checkpoint")
     p.add_argument("--manifest", required=True, help="manifest CSV: every video in it is extracted")
     p.add_argument("--out", required=True, help="cache folder; rerunning resumes where it stopped")
-    p.add_argument("--fps", type=float, help="frame rate of the cache (default: every frame)")
+    p.add_argument("--fps", type=float, help="frame rate of the cache (default: every frame; with --frames: "
+                                             "the config's data.fps, else every frame)")
     p.add_argument("--spatial", action="store_true", help="also store feature maps (ConvLSTM); size printed first")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--shard-videos", type=int, default=64, help="videos per shard (the unit of resuming)")
-    p.add_argument("--batch-frames", type=int, default=64, help="frames per backbone batch")
+    p.add_argument("--frames", action="store_true", help="store resized uint8 frames instead of features "
+                                                         "(a frame cache: decoding once, augmentation still applies)")
+    p.add_argument("--short-side", type=int, help="--frames: short side of the stored frames (default: "
+                                                  "data.size / 0.875, the eval preset's resize)")
+    p.add_argument("--device", default="cpu", help="device of the backbone (features only)")
+    p.add_argument("--shard-videos", type=int, help="videos per shard, the unit of resuming, held in memory "
+                                                    "until written (default: 64 for features, 16 with --frames)")
+    p.add_argument("--batch-frames", type=int, default=64, help="frames per backbone batch (features only)")
     p.add_argument("--max-videos", type=int, help="stop after this many new videos (run it again to go on)")
     p.set_defaults(func=cmd_features)
 

@@ -67,6 +67,8 @@ class DataConfig:
     on_error: str = "skip"  # skip | raise: videos that fail to decode
     max_bad_fraction: float = 0.1  # skip at most this fraction of a split, then stop
     features: str | None = None  # a feature cache (`videoseq features`): train the head only on cached features
+    frame_cache: str | None = None  # a frame cache (`videoseq features --frames`): clips read from stored
+    # resized uint8 frames instead of decoded; same samplers and transforms
     persistent_workers: bool = False  # keep DataLoader workers alive across epochs
     prefetch_factor: int | None = None  # batches each worker loads ahead (PyTorch's default: 2)
 
@@ -90,6 +92,12 @@ class DataConfig:
             raise ConfigError("data.flip_swap: must be a mapping of label -> label under a horizontal flip")
         if self.features is not None and not isinstance(self.features, str):
             raise ConfigError(f"data.features: must be the path of a feature cache folder, got {self.features!r}")
+        if self.frame_cache is not None and not isinstance(self.frame_cache, str):
+            raise ConfigError(f"data.frame_cache: must be the path of a frame cache folder (`videoseq features "
+                              f"--frames`), got {self.frame_cache!r}")
+        if self.features and self.frame_cache:
+            raise ConfigError("data.features and data.frame_cache: set one; a feature cache already skips decoding "
+                              "and the backbone, a frame cache skips decoding only")
         if self.prefetch_factor is not None:
             _check_positive("data.prefetch_factor", self.prefetch_factor)
 

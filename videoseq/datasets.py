@@ -20,6 +20,7 @@ import signal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -181,6 +182,13 @@ def write_manifest(manifest: Manifest, out_dir: str | Path, csv_name: str = "man
 Transform = Callable[[np.ndarray, int, int], tuple[np.ndarray, int]]
 
 
+class CachedFrames(Protocol):
+    """Frames stored once per video (``framecache.FrameCache``, ``features.FeatureCache``)."""
+
+    def frames(self, path: str) -> np.ndarray:
+        """Every stored frame of a video, ``(N, ...)``; a ``VideoDecodeError`` when the video is not stored."""
+
+
 class ClipDataset(Dataset):
     """Clips from videos: ``views`` x ``crops`` test clips per video, or one random clip in training.
 
@@ -189,7 +197,8 @@ class ClipDataset(Dataset):
     is then called with ``crop=``, as ``ClipEvalPreset(crops=3)`` accepts). A sample is
     a dict with ``video`` (uint8 ``(T, 3, H, W)``), ``label``, ``index`` (the video),
     ``view``, ``item`` and ``error`` (empty, or the decode error when ``on_error="skip"``; ``video``
-    is then None).
+    is then None). With a ``cache`` (``framecache.FrameCache``) the frames are read from it
+    instead of decoded; the same indices and transforms apply.
     """
 
     def __init__(
@@ -206,6 +215,7 @@ class ClipDataset(Dataset):
         crops: int = 1,
         seed: int = 0,
         on_error: str = "skip",
+        cache: CachedFrames | None = None,
     ) -> None:
         self.videos = videos
         self.clip_len, self.sampling, self.stride, self.short = clip_len, sampling, stride, short
@@ -213,6 +223,7 @@ class ClipDataset(Dataset):
         if crops > 1 and (train or getattr(transform, "crops", 1) != crops):
             raise ValueError(f"crops={crops} needs an eval dataset with ClipEvalPreset(crops={crops})")
         self.seed, self.on_error, self.epoch = seed, on_error, 0
+        self.cache = cache
         self._known: dict[str, object] = {}  # path -> VideoReader.known, per process
 
     def set_epoch(self, epoch: int) -> None:
@@ -231,6 +242,23 @@ class ClipDataset(Dataset):
         )
         return views[view]
 
+    def read_clip(self, path: str, view: int, rng: np.random.Generator) -> np.ndarray:
+        """The frames of temporal clip ``view`` of a video: from ``cache`` when there is one, else decoded."""
+        if self.cache is not None:
+            frames = self.cache.frames(path)  # (N, ...) memory-mapped
+            return np.ascontiguousarray(frames[self.clip_indices(len(frames), view, rng)])
+        with VideoReader(path, known=self._known.get(path)) as reader:
+            self._known[path] = reader.known  # later views and epochs skip the probing
+            return reader.read(self.clip_indices(reader.info.num_frames, view, rng))
+
+    def to_tensor(self, clip: np.ndarray, label: int, seed: int, crop: int) -> tuple[torch.Tensor, int]:
+        """The transformed clip as uint8 ``(T, 3, H, W)`` and its label (a flip may swap it)."""
+        if self.crops > 1:
+            clip, label = self.transform(clip, label, seed, crop=crop)
+        else:
+            clip, label = self.transform(clip, label, seed)
+        return clip_to_tensor(clip), label
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         """Item ``key``, or ``(epoch, item)`` as ``ClipSampler`` yields it (the epoch rides along)."""
         epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
@@ -239,19 +267,13 @@ class ClipDataset(Dataset):
         path, label = self.videos[video]
         rng = np.random.default_rng([self.seed, epoch, i])
         try:
-            with VideoReader(path, known=self._known.get(path)) as reader:
-                self._known[path] = reader.known  # later views and epochs skip the probing
-                clip = reader.read(self.clip_indices(reader.info.num_frames, temporal, rng))
+            clip = self.read_clip(path, temporal, rng)
         except VideoDecodeError as err:
             if self.on_error == "raise":
                 raise
             return {"video": None, "label": label, "index": video, "view": view, "item": i, "error": str(err)}
-        seed = int(rng.integers(2**31 - 1))
-        if self.crops > 1:
-            clip, label = self.transform(clip, label, seed, crop=crop)
-        else:
-            clip, label = self.transform(clip, label, seed)
-        return {"video": clip_to_tensor(clip), "label": label, "index": video, "view": view, "item": i, "error": ""}
+        tensor, label = self.to_tensor(clip, label, int(rng.integers(2**31 - 1)), crop)
+        return {"video": tensor, "label": label, "index": video, "view": view, "item": i, "error": ""}
 
 
 def collate_clips(samples: list[dict]) -> dict:

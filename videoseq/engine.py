@@ -38,6 +38,7 @@ from videoseq.checkpoint import (
 from videoseq.config import Config, TrainConfig, save_config
 from videoseq.datasets import ClipDataset, Manifest, make_loader, write_csv
 from videoseq.features import HeadOnly, feature_datasets
+from videoseq.framecache import open_frame_cache
 from videoseq.metrics import aggregate_by_video, caption_metrics, classification_metrics, plot_curves
 from videoseq.models import VideoClassifier
 from videoseq.prepare import resolve_manifest
@@ -513,7 +514,10 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_pe
 
 
 def build_datasets(config: Config, manifest: Manifest) -> tuple[ClipDataset, ClipDataset]:
-    """Train and validation datasets of a manifest, with the presets of the config (or of its feature cache)."""
+    """Train and validation datasets of a manifest, with the presets of the config (or of its feature cache).
+
+    With ``data.frame_cache`` the clips' frames are read from that cache instead of decoded.
+    """
     if config.data.features:
         return feature_datasets(config, manifest)
     d = config.data
@@ -522,15 +526,17 @@ def build_datasets(config: Config, manifest: Manifest) -> tuple[ClipDataset, Cli
     if unknown:
         raise ValueError(f"data.flip_swap names labels not in the class list: {unknown}")
     swap = {index[a]: index[b] for a, b in d.flip_swap.items()}
+    train_videos, val_videos = manifest.videos(d.train_split), manifest.videos(d.val_split)
+    cache = open_frame_cache(d, train_videos + val_videos) if d.frame_cache else None
     common = dict(clip_len=d.frames, sampling=d.sampling, stride=d.stride, short=d.short_video,
-                  seed=config.train.seed, on_error=d.on_error)
+                  seed=config.train.seed, on_error=d.on_error, cache=cache)
     train_set = ClipDataset(
-        manifest.videos(d.train_split), train=True, **common,
+        train_videos, train=True, **common,
         transform=ClipTrainPreset(size=d.size, crop_scale=d.crop_scale, color_jitter=d.color_jitter,
                                   flip=d.flip, flip_swap=swap),
     )
     val_set = ClipDataset(
-        manifest.videos(d.val_split), train=False, views=d.test_views, **common,
+        val_videos, train=False, views=d.test_views, **common,
         transform=ClipEvalPreset(size=d.size),
     )
     if not train_set.videos:

@@ -20,6 +20,11 @@ def eval_resize(size: int) -> int:
     return int(round(size / 0.875))
 
 
+def short_side_resize(short_side: int) -> A.SmallestMaxSize:
+    """The eval preset's resize: short side to ``short_side``, bilinear (the frame cache stores frames with it)."""
+    return A.SmallestMaxSize(max_size=short_side)
+
+
 class ClipTrainPreset:
     """Random resized crop, horizontal flip (with an optional label swap) and colour jitter.
 
@@ -87,7 +92,7 @@ class ClipEvalPreset:
         if crops not in EVAL_CROPS:
             raise ValueError(f"spatial crops must be one of {list(EVAL_CROPS)}, got {crops}")
         self.size, self.crops = size, crops
-        self.resize = A.SmallestMaxSize(max_size=eval_resize(size) if crops == 1 else size)
+        self.resize = short_side_resize(eval_resize(size) if crops == 1 else size)
 
     def __call__(self, clip: np.ndarray, label: int, seed: int = 0, crop: int = 0) -> tuple[np.ndarray, int]:
         """Crop ``clip`` (T, H, W, 3) uint8; ``seed`` is unused (the preset is deterministic)."""

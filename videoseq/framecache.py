@@ -1,0 +1,140 @@
+"""The frame cache: every video decoded once, resized, and kept as uint8 frames for training.
+
+For when decoding cannot feed the GPU. ``videoseq features CONFIG_OR_CHECKPOINT
+--manifest CSV --out DIR --frames`` decodes every video of the manifest at the
+config's ``data.fps`` (or ``--fps``; neither: every frame), resizes each frame so
+its short side is ``--short-side`` (default: the eval preset's resize,
+``data.size / 0.875``, 128 px for 112 px crops; a smaller video keeps its size)
+and stores the frames in memory-mapped shards (``videoseq.cache``)::
+
+    DIR/index.json          format, short_side, fps, and per video: shard, start, frames, height, width
+    DIR/frames_00000.npy    uint8, 1-D: the RGB frames of the shard's videos, one video after the other;
+                            a video is ``shard[start:start + frames*height*width*3]``, (frames, height, width, 3)
+    DIR/failed.csv          videos that could not be decoded
+
+``train`` with ``data.frame_cache: DIR`` reads each clip's frames from the cache
+instead of decoding them: the same samplers (frame indices count cached frames,
+at the cache's rate, which must be ``data.fps``) and the same train and eval
+presets, augmentation included. The resize is the eval preset's own, so an
+evaluation clip from the cache equals the one decoded from the video (resizing a
+cached frame again to the same short side changes nothing).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from videoseq.cache import CacheError, ShardCache, fill_cache, manifest_paths, open_index
+from videoseq.checkpoint import load_checkpoint
+from videoseq.config import Config, DataConfig, config_from_dict, load_config
+from videoseq.transcode import CHUNK, scaled_size
+from videoseq.transforms import eval_resize, short_side_resize
+from videoseq.video import VideoReader
+
+CACHE_FORMAT = "videoseq-frames-1"
+
+
+class FrameResizer:
+    """The frames of a video resized to ``short_side`` (never enlarged), as uint8 bytes for a shard."""
+
+    what = "frame cache"
+
+    def __init__(self, short_side: int) -> None:
+        self.short_side = short_side
+        self.resize = short_side_resize(short_side)
+        self.unit = f"uint8 (short side {short_side} px, 3 bytes per pixel)"
+
+    def __call__(self, reader: VideoReader, indices: np.ndarray) -> tuple[dict[str, np.ndarray], dict]:
+        """``frames``: the frames at ``indices``, resized and flattened; the index gets their height and width."""
+        chunks = []
+        for start in range(0, len(indices), CHUNK):
+            frames = reader.read(indices[start:start + CHUNK])  # (n, H, W, 3)
+            if min(frames.shape[1:3]) > self.short_side:
+                frames = np.asarray(self.resize(images=frames)["images"])  # (n, h, w, 3)
+            chunks.append(frames)
+        frames = np.concatenate(chunks)
+        return {"frames": frames.reshape(-1)}, {"height": frames.shape[1], "width": frames.shape[2]}
+
+    def frame_bytes(self, reader: VideoReader) -> int:
+        width, height = scaled_size(reader.info.width, reader.info.height,
+                                    min(self.short_side, reader.info.width, reader.info.height), even=False)
+        return width * height * 3
+
+
+def source_config(source: str | Path) -> Config:
+    """The config of a checkpoint (``.pt``) or of a YAML file."""
+    if str(source).endswith(".pt"):
+        return config_from_dict(load_checkpoint(source)["config"])
+    return load_config(source)
+
+
+def extract_frames(source: str | Path, manifest: str | Path, out_dir: str | Path, *, fps: float | None = None,
+                   short_side: int | None = None, shard_videos: int = 16, max_videos: int | None = None) -> dict:
+    """Build (or resume building) the frame cache of every video in ``manifest``; returns the index.
+
+    ``fps`` defaults to the config's ``data.fps`` (None: every frame), ``short_side`` to
+    ``eval_resize(data.size)``; ``max_videos`` stops after that many new videos.
+    """
+    data = source_config(source).data
+    return cache_frames(manifest_paths(manifest), out_dir, short_side=short_side or eval_resize(data.size),
+                        fps=fps or data.fps, shard_videos=shard_videos, max_videos=max_videos)
+
+
+def cache_frames(paths: list[str], out_dir: str | Path, *, short_side: int, fps: float | None,
+                 shard_videos: int = 16, max_videos: int | None = None) -> dict:
+    """The frame cache of the videos ``paths`` (absolute) in ``out_dir``; returns the index."""
+    if short_side <= 0 or (fps is not None and fps <= 0):
+        raise ValueError(f"--short-side and --fps must be positive, got {short_side} and {fps}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    index = open_index(out, CACHE_FORMAT, {"short_side": short_side, "fps": fps})
+    return fill_cache(FrameResizer(short_side), paths, out, index, fps=fps, shard_videos=shard_videos,
+                      max_videos=max_videos)
+
+
+class FrameCache(ShardCache):
+    """A frame cache opened for reading (``ClipDataset(cache=...)`` reads clips from it)."""
+
+    format = CACHE_FORMAT
+    key = "data.frame_cache"
+    what = "frame cache"
+    command = "videoseq features CONFIG --manifest CSV --frames --out {folder}"
+
+    def frames(self, path: str) -> np.ndarray:
+        """Every cached frame of one video, uint8 RGB ``(N, h, w, 3)`` (memory-mapped)."""
+        entry = self.entry(path)
+        shape = (entry["frames"], entry["height"], entry["width"], 3)
+        start = entry["start"]
+        return self.shard("frames", entry)[start:start + math.prod(shape)].reshape(shape)
+
+    def check_fits(self, data: DataConfig) -> None:
+        """The cache's rate is ``data.fps`` and its frames are large enough for the eval preset of ``data.size``."""
+        fps, short = self.index["fps"], self.index["short_side"]
+        if not (fps == data.fps or (fps and data.fps and math.isclose(fps, data.fps))):
+            raise CacheError(f"data.frame_cache: {self.folder} holds frames at {fps or 'the source'} fps but data.fps "
+                             f"is {data.fps}, and frame indices (data.stride) count cached frames; set data.fps="
+                             f"{fps if fps else 'null'}, or build a cache with --fps {data.fps}")
+        if short < eval_resize(data.size):
+            raise CacheError(f"data.frame_cache: {self.folder} holds frames with a {short} px short side, smaller "
+                             f"than the {eval_resize(data.size)} px the eval preset of data.size={data.size} resizes "
+                             f"to; build a cache with --short-side {eval_resize(data.size)} or more")
+
+    def check_covers(self, videos: list[tuple[str, int]]) -> None:
+        """Every video is in the cache, or failed when it was built (those are skipped like decode failures)."""
+        known = self.index["videos"].keys() | self.index.get("failed", {}).keys()
+        missing = [path for path, _ in videos if path not in known]
+        if missing:
+            raise CacheError(f"data.frame_cache: {len(missing)} video(s) of the manifest are not in {self.folder}, "
+                             f"e.g. {missing[0]}; add them with `{self.command.format(folder=self.folder)}` "
+                             "(it resumes), or point data.frame_cache at the cache of this manifest")
+
+
+def open_frame_cache(data: DataConfig, videos: list[tuple[str, int]]) -> FrameCache:
+    """The cache ``data.frame_cache``, checked to fit ``data`` and to hold ``videos``."""
+    cache = FrameCache(data.frame_cache)
+    cache.check_fits(data)
+    cache.check_covers(videos)
+    return cache
