@@ -25,6 +25,7 @@ import numpy as np
 from videoseq.datasets import safe_cell
 from videoseq.events import EventDetector, EventOptions, GestureEvent
 from videoseq.predict import Predictor, topk
+from videoseq.resume import StopSignals
 from videoseq.stream import Capture, Frame, FrameSource
 from videoseq.video import open_capture
 
@@ -210,29 +211,39 @@ def run_stream(
     src = FrameSource(source, opener=opener, **vars(options.source))
     summary, meter, top = StreamSummary(), RateMeter(), []
     start = time.perf_counter()
-    try:
-        for frame in src:
-            if summary.frames == 0:
-                predictor.reset_stream(source_fps=frame.source_fps)
-            top = _step(predictor, frame, k, log, detector, summary) or top
-            summary.frames += 1
-            fps = meter.tick()
-            if viewer.active and not viewer.frame(annotate(frame.image, top, fps), frame.source_fps):
-                break
-            if options.max_frames and summary.frames >= options.max_frames:
-                break
-    except KeyboardInterrupt:
-        summary.interrupted = True
-    finally:
-        src.close()
-        for event in detector.flush() if detector else []:
-            log.event(event)
-            summary.events += 1
-        log.close()
-        viewer.close()
-        summary.seconds = time.perf_counter() - start
-        summary.dropped, summary.error = src.dropped, src.error
+    # Ctrl-C sets a flag checked after every frame: a KeyboardInterrupt raised inside a
+    # finaliser (a decoder or tensor being freed) would be swallowed and the stream run on.
+    with StopSignals(then="closing the outputs after this frame") as stop:
+        try:
+            for frame in src:
+                if summary.frames == 0:
+                    predictor.reset_stream(source_fps=frame.source_fps)
+                top = _step(predictor, frame, k, log, detector, summary) or top
+                summary.frames += 1
+                fps = meter.tick()
+                if viewer.active and not viewer.frame(annotate(frame.image, top, fps), frame.source_fps):
+                    break
+                if stop.requested or (options.max_frames and summary.frames >= options.max_frames):
+                    break
+        except KeyboardInterrupt:  # a second Ctrl-C
+            pass
+        finally:
+            summary.interrupted = stop.requested
+            _close_stream(src, detector, log, viewer, summary, start)
     return summary
+
+
+def _close_stream(src: FrameSource, detector: EventDetector | None, log: StepLog, viewer: Viewer,
+                  summary: StreamSummary, start: float) -> None:
+    """Flush the open event and close every output (also after Ctrl-C or a failed source)."""
+    src.close()
+    for event in detector.flush() if detector else []:
+        log.event(event)
+        summary.events += 1
+    log.close()
+    viewer.close()
+    summary.seconds = time.perf_counter() - start
+    summary.dropped, summary.error = src.dropped, src.error
 
 
 def _step(predictor: Predictor, frame: Frame, k: int, log: StepLog, detector: EventDetector | None,

@@ -70,8 +70,9 @@ class StopSignals:
     ...             save_and_quit(stop.signum)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, then: str = "saving a resumable checkpoint after this step") -> None:
         self.signum: int | None = None
+        self.then = then  # what happens next, for the message
         self._previous: dict[int, Any] = {}
 
     @property
@@ -82,8 +83,7 @@ class StopSignals:
         if self.signum is not None:
             raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: quitting without saving")
         self.signum = signum
-        tqdm.write(f"{signal.Signals(signum).name}: saving a resumable checkpoint after this step "
-                   "(press Ctrl-C again to quit at once)")
+        tqdm.write(f"{signal.Signals(signum).name}: {self.then} (press Ctrl-C again to quit at once)")
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
