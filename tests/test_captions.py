@@ -24,14 +24,14 @@ def captioned(tmp_path_factory):
                                  groups=4, test_groups=(4,), captions=True, progress=False)
 
 
-def train(captioned, tmp_path_factory, task):
+def train(captioned, tmp_path_factory, task, decoder="", caption=""):
     config = tmp_path_factory.mktemp("cfg") / "caption.yaml"
     config.write_text(
         "data: {frames: 4, size: 32, num_workers: 0, flip: false, color_jitter: 0}\n"
         "model: {backbone: resnet18, stage: layer1, head: gru, head_args: {hidden: 16},\n"
-        f"        task: {task}, decoder: {{embed: 8, hidden: 16, attention: 8}}}}\n"
+        f"        task: {task}, decoder: {{embed: 8, hidden: 16, attention: 8{decoder}}}}}\n"
         "train: {epochs: 1, batch_size: 9}\n"
-        "caption: {beam: 2, max_words: 8, scheduled_sampling: 0.2}\n"
+        f"caption: {{beam: 2, max_words: 8, scheduled_sampling: 0.2{caption}}}\n"
     )
     run = tmp_path_factory.mktemp("run")
     assert main(["train", str(config), "--out", str(run), "--set", f"data.manifest={captioned / 'manifest.csv'}"]) == 0
@@ -104,6 +104,23 @@ def test_task_both_classifies_and_captions(captioned, tmp_path_factory, tmp_path
     assert (tmp_path / "eval" / "captions.csv").is_file()
 
 
+def test_decoder_on_the_class_posterior_trains_and_predicts_from_the_checkpoint_alone(captioned, tmp_path_factory,
+                                                                                       tmp_path):
+    run = train(captioned, tmp_path_factory, "both", decoder=", class_posterior: true",
+                caption=", all_references: true, length_penalty: 1.0")
+    payload = load_checkpoint(run / "best.pt")
+    assert payload["config"]["model"]["decoder"]["class_posterior"] is True
+    assert payload["model"]["decoder.init_h.weight"].shape[1] == 16 + 64 + len(payload["classes"])
+    alone = tmp_path / "alone.pt"
+    alone.write_bytes((run / "best.pt").read_bytes())  # no config.yaml beside it
+    clip = sorted((captioned / "videos" / "Shrink").glob("*.avi"))[0]
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(alone), str(clip), "--csv", str(out), "--beam", "2"]) == 0
+    row = rows_of(out)[0]
+    assert row["error"] == "" and row["label_1"] in payload["classes"]
+    assert set(row["caption"].split()) <= set(payload["vocab"])
+
+
 def test_caption_task_without_captions_is_a_clear_error(gestures, tmp_path):
     config = load_config(None, [f"data.root={gestures / 'videos'}", "data.format=ucf101",
                                 f"data.splits_dir={gestures / 'splits'}", "model.task=caption"])
@@ -118,6 +135,8 @@ def test_config_validates_task_and_caption_keys():
         load_config(None, ["model.task=describe"])
     with pytest.raises(ConfigError, match="caption.beam"):
         load_config(None, ["caption.beam=0"])
+    with pytest.raises(ConfigError, match="class_posterior"):
+        load_config(None, ["model.task=caption", "model.decoder={class_posterior: true}"])
     with pytest.raises(ConfigError, match="unknown config key caption.bean"):
         load_config(None, ["caption.bean=2"])
     assert load_config(None, []).model.task == "classify"

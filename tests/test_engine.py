@@ -9,7 +9,7 @@ from videoseq.checkpoint import CheckpointError, load_checkpoint, model_from_che
 from videoseq.config import load_config
 from videoseq.datasets import make_loader
 from videoseq.engine import (
-    BadVideos, TooManyBadVideos, build_datasets, build_optimizer, build_scheduler, evaluate, fit, lr_factor,
+    BadVideos, CaptionObjective, TooManyBadVideos, build_datasets, build_optimizer, build_scheduler, evaluate, fit, lr_factor,
     train_one_epoch,
 )
 from videoseq.prepare import resolve_manifest
@@ -139,3 +139,16 @@ def test_channels_last_training_module_gives_the_same_logits(gestures):
     module = training_module(model, config, torch.device("cpu"))
     assert module.backbone.trunk.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(module(clips), expected, atol=1e-5)
+
+
+def test_caption_objective_teaches_one_drawn_or_every_reference():
+    refs = [[[1, 5, 2], [1, 6, 7, 2]], [[1, 8, 2]], [[1, 9, 2], [1, 4, 2], [1, 10, 2]]]
+    videos, items = torch.tensor([2, 0]), torch.tensor([0, 1])
+    one = CaptionObjective(refs, label_smoothing=0.0, scheduled_sampling=0.0)
+    ids, rows = one.targets(videos, items)
+    assert rows is None and ids.shape[0] == 2
+    assert ids[0, :3].tolist() in refs[2] and ids[1][ids[1] != 0].tolist() in refs[0]
+    every = CaptionObjective(refs, label_smoothing=0.0, scheduled_sampling=0.0, all_references=True)
+    ids, rows = every.targets(videos, items)
+    assert rows.tolist() == [0, 0, 0, 1, 1]
+    assert [r[r != 0].tolist() for r in ids] == refs[2] + refs[0]

@@ -115,7 +115,8 @@ class ModelConfig:
     freeze_bn: bool = False
     task: str = "classify"  # classify | caption | both (class head and caption decoder on one encoder)
     decoder: dict[str, Any] = field(default_factory=dict)  # caption decoder: cell (gru|lstm), embed, hidden,
-    # attention, dropout
+    # attention, dropout, class_posterior (task both: the decoder reads the class head's posterior), spatial
+    # (attend over every position of every frame's feature map, not over whole frames)
 
     def __post_init__(self) -> None:
         if not isinstance(self.head_args, dict):
@@ -123,6 +124,9 @@ class ModelConfig:
         _check_choice("model.task", self.task, TASKS)
         if not isinstance(self.decoder, dict):
             raise ConfigError("model.decoder: must be a mapping, e.g. {cell: gru, hidden: 256}")
+        if self.decoder.get("class_posterior") and self.task != "both":
+            raise ConfigError(f"model.decoder.class_posterior: needs model.task=both (the class head whose posterior "
+                              f"the decoder reads), got model.task={self.task}")
 
     @property
     def captions(self) -> bool:
@@ -179,6 +183,7 @@ class CaptionConfig:
     label_smoothing: float = 0.1
     scheduled_sampling: float = 0.0  # final probability of feeding the model its own word (ramped over epochs)
     loss_weight: float = 1.0  # task both: loss = class loss + loss_weight * caption loss
+    all_references: bool = False  # teach every reference of a clip each epoch (false: one drawn at random)
     beam: int = 3  # beam size at eval / predict (1: greedy); validation during training is greedy
     length_penalty: float = 0.0  # GNMT alpha: 0 ranks by summed log-probability, > 0 favours longer captions
 

@@ -243,12 +243,18 @@ class FrameBackbone(nn.Module):
         """Features of independent frames: ``(N, C, H, W)`` -> ``(N, D)`` or ``(N, D, h, w)``."""
         return self.pool(self.trunk(x))  # (N, D) or (N, D, h, w)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Clip features: ``(B, T, C, H, W)`` -> ``(B, T, D)`` or ``(B, T, D, h, w)``."""
+    def forward(self, x: torch.Tensor, *, maps: bool = False) -> torch.Tensor:
+        """Clip features: ``(B, T, C, H, W)`` -> ``(B, T, D)`` or ``(B, T, D, h, w)``.
+
+        ``maps=True`` gives the maps ``(B, T, D, h, w)`` even when the backbone pools
+        (a caption decoder that attends over positions reads them; their mean over
+        ``h, w`` is the pooled feature).
+        """
         if x.dim() != 5:
             raise ValueError(f"expected frames of shape (B, T, C, H, W), got {tuple(x.shape)}")
         b, t = x.shape[:2]
-        features = self.forward_frames(x.flatten(0, 1))  # (B*T, D) or (B*T, D, h, w)
+        frames = x.flatten(0, 1)  # (B*T, C, H, W)
+        features = self.trunk(frames) if maps else self.forward_frames(frames)  # (B*T, D[, h, w])
         return features.unflatten(0, (b, t))  # (B, T, D) or (B, T, D, h, w)
 
     def extra_repr(self) -> str:
