@@ -27,9 +27,13 @@ from videoseq.text import tokenize
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "captions.yaml"
 
 
+# Other forms of a motion word that the synthetic references use ("floats upward", "sinks downward").
+MOTION_FORMS = {"upward": "up", "downward": "down"}
+
+
 def motion_words(caption: str) -> set[str]:
-    """The motion words (``synth.MOTION_WORDS`` values) a caption uses."""
-    tokens = set(tokenize(caption))
+    """The motion words (``synth.MOTION_WORDS`` values) a caption uses, "upward" counting as "up"."""
+    tokens = {MOTION_FORMS.get(token, token) for token in tokenize(caption)}
     return {word for word in MOTION_WORDS.values() if word in tokens}
 
 

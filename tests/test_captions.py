@@ -1,7 +1,9 @@
 """Captions end to end: synthetic captions -> manifest -> train -> eval -> predict; metrics; MSR-VTT / MSVD."""
 
 import csv
+import importlib.util
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,6 +18,8 @@ from videoseq.datasets import read_manifest
 from videoseq.metrics import bleu_scores, caption_metrics
 from videoseq.prepare import manifest_from_msrvtt, manifest_from_msvd
 from videoseq.synth import MOTION_WORDS, write_gesture_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +61,19 @@ def test_synth_writes_a_caption_manifest_with_several_rows_per_video(captioned):
     for (path, label), texts in zip(videos, refs):
         assert all(MOTION_WORDS[manifest.classes[label]] in t for t in texts), (path, texts)
     assert len(manifest.videos("test")) == 9
+
+
+def test_every_reference_names_its_motion_for_the_caption_benchmark(captioned):
+    spec = importlib.util.spec_from_file_location("bench_captions", ROOT / "benchmarks" / "bench_captions.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    manifest = read_manifest(captioned / "manifest.csv")
+    for split in ("train", "test"):
+        for (_, label), texts in zip(manifest.videos(split), manifest.captions(split)):
+            motion = MOTION_WORDS[manifest.classes[label]]
+            assert all(bench.motion_words(t) == {motion} for t in texts), texts
+    assert bench.motion_words("a red square sinks downward") == {"down"}
+    assert bench.motion_words("an arrow turns counter-clockwise") == {"counter-clockwise"}
 
 
 def test_caption_checkpoint_is_self_describing(caption_run):
