@@ -20,8 +20,12 @@ def test_bench_stream_times_both_modes_on_the_same_steps(tmp_path, capsys):
     stream, window = results["stream"], results["window"]
     # 30 frames at stride 2 (the file's rate): 15 kept, the 4-frame buffer is full from the 4th
     assert (stream.frames, stream.steps) == (window.frames, window.steps) == (30, 12)
+    # the first prediction comes at file frame 6 (the 4th kept); the steady state is the 23 frames after it
+    assert stream.steady_frames == window.steady_frames == 23
+    assert 0 < stream.steady_seconds < stream.seconds and 0 < window.steady_seconds < window.seconds
     printed = capsys.readouterr().out
     assert "stream" in printed and "window" in printed and "cheaper per frame" in printed
+    assert "once the buffer is full (the last 23 frames)" in printed
 
 
 def test_step_flops_count_one_backbone_pass_per_stream_step_and_clip_len_per_window(tmp_path):

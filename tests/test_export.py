@@ -56,6 +56,22 @@ def test_torchscript_export_matches_pytorch(tmp_path):
     assert scripted(torch.randn(3, 4, 3, 64, 64)).shape == (3, 3)
 
 
+def test_onnx_sessions_follow_torch_threads_and_do_not_spin(tmp_path):
+    from videoseq.export import onnx_session
+
+    ckpt = write_checkpoint(tmp_path / "m.pt", "gru", {"hidden": 8})
+    export_checkpoint(ckpt, fmt="onnx")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        options = onnx_session(tmp_path / "m.onnx").get_session_options()
+    finally:
+        torch.set_num_threads(before)
+    # idle worker threads spin by default and starve the decoding thread on a small CPU
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.intra_op_num_threads == 1
+
+
 def test_part_paths_sit_beside_the_clip_file(tmp_path):
     paths = part_paths(tmp_path / "model.onnx", "onnx")
     assert [p.name for p in paths.values()] == ["model.onnx", "model.frames.onnx", "model.head.onnx"]

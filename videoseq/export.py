@@ -237,6 +237,7 @@ def onnx_session(path: Path) -> Any:
         options.log_severity_level = 3
         # as many threads as torch uses (set_num_threads / OMP_NUM_THREADS), so one knob sets both
         options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         _SESSIONS[key] = (Path(path).stat().st_mtime_ns,
                           ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
     return _SESSIONS[key][1]
