@@ -72,6 +72,20 @@ def test_fit_writes_a_self_describing_run(gestures, tmp_path):
     assert result["video_metrics"]["top1"] == pytest.approx(float(rows[-1]["val_video_acc"]))
 
 
+def test_best_checkpoint_is_chosen_among_validated_epochs_only(gestures, tmp_path, monkeypatch):
+    # epochs 1 and 2 are not validated; their training accuracy must not compete with the
+    # validation score of epoch 3, the one validated epoch, even when that score is the lowest possible
+    import videoseq.engine as engine
+
+    real = engine.validate
+    monkeypatch.setattr(engine, "validate", lambda *a, **k: {**real(*a, **k), "val_video_acc": 0.0})
+    run = fit(tiny_config(gestures, "train.epochs=3", "train.eval_every=3"), tmp_path / "run")
+    with open(run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [bool(r["val_video_acc"]) for r in rows] == [False, False, True]
+    assert load_checkpoint(run / "best.pt")["epoch"] == 3
+
+
 def test_checkpoint_save_is_atomic_and_loading_refuses_pickled_code(tmp_path):
     path = save_checkpoint(tmp_path / "c.pt", {"format": "videoseq-checkpoint-1", "x": torch.ones(2)})
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]

@@ -737,7 +737,9 @@ class Trainer:
         """Validate, record the epoch's row, write last.pt (and best.pt), metrics.csv and curves.png."""
         p, cfg, d = self.progress, self.config.train, self.config.data
         row = {"epoch": p.epoch + 1, "lr": p.epoch_lr, **distributed.mean_over_ranks(p.epoch_metrics())}
-        score = row["train_acc"]
+        # best.pt: the best validation score, or the best training accuracy in a run without a
+        # validation split; an epoch not validated (train.eval_every) does not compete.
+        score = None if val_loader.dataset.videos else row["train_acc"]
         start = time.time()
         if val_loader.dataset.videos and ((p.epoch + 1) % cfg.eval_every == 0 or p.epoch + 1 == cfg.epochs):
             row |= validate(self.eval_model, val_loader, self.config, device=self.device, bad=self.bad,
@@ -746,8 +748,8 @@ class Trainer:
         row["seconds"] = round(p.seconds + time.time() - start, 3)
         p.history.append(row)
         p.finish_epoch()
-        improved = score > p.best
-        p.best = max(p.best, score)
+        improved = score is not None and score > p.best
+        p.best = p.best if score is None else max(p.best, score)
         if not distributed.is_main():
             return
         print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
