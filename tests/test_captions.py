@@ -63,10 +63,15 @@ def test_synth_writes_a_caption_manifest_with_several_rows_per_video(captioned):
     assert len(manifest.videos("test")) == 9
 
 
-def test_every_reference_names_its_motion_for_the_caption_benchmark(captioned):
+def caption_bench():
     spec = importlib.util.spec_from_file_location("bench_captions", ROOT / "benchmarks" / "bench_captions.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_every_reference_names_its_motion_for_the_caption_benchmark(captioned):
+    bench = caption_bench()
     manifest = read_manifest(captioned / "manifest.csv")
     for split in ("train", "test"):
         for (_, label), texts in zip(manifest.videos(split), manifest.captions(split)):
@@ -74,6 +79,20 @@ def test_every_reference_names_its_motion_for_the_caption_benchmark(captioned):
             assert all(bench.motion_words(t) == {motion} for t in texts), texts
     assert bench.motion_words("a red square sinks downward") == {"down"}
     assert bench.motion_words("an arrow turns counter-clockwise") == {"counter-clockwise"}
+
+
+def test_caption_benchmark_counts_captions_naming_exactly_the_right_motion_shape_and_colour(tmp_path):
+    path = tmp_path / "captions.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label", "caption", "references"])
+        writer.writerow(["a.avi", "MoveUp", "a red star floats upward", "the red star moves up | a red star rises up"])
+        writer.writerow(["b.avi", "Grow", "the blue cross grows", "a green square grows | the green square grows"])
+        writer.writerow(["c.avi", "Static", "a red star or square sits still", "a red star stays still | a red star"])
+    accuracy, clips = caption_bench().word_accuracies(path)
+    # a.avi is right on all three; b.avi names the motion only; c.avi names two shapes
+    assert clips == 3
+    assert accuracy == {"motion": 1.0, "shape": 1 / 3, "colour": 2 / 3}
 
 
 def test_caption_checkpoint_is_self_describing(caption_run):

@@ -20,3 +20,19 @@ def test_demo_runs_every_step_on_a_tiny_budget(tmp_path, capsys):
     with open(out / "predictions.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 1 and rows[0]["label_1"] and not rows[0]["error"]
+
+
+@pytest.mark.slow
+def test_caption_demo_runs_every_step_on_a_tiny_budget(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--task", "caption", "--out", str(out), "--per-class", "6", "--set", "train.epochs=1",
+                 "--set", "data.num_workers=0", "--set", "caption.beam=2"]) == 0
+    printed = capsys.readouterr().out
+    assert "test BLEU-4" in printed and "test top-1 accuracy" in printed
+    with open(out / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and "caption" in rows[0] and not rows[0]["error"]
+    vocab = (out / "run" / "vocab.txt").read_text().split("\n")
+    assert set(rows[0]["caption"].split()) <= set(vocab)  # one epoch on 54 clips: maybe no word yet
+    report = json.loads((out / "eval" / "report.json").read_text())
+    assert 0 <= report["caption"]["bleu4"] <= report["caption"]["bleu1"] <= 1

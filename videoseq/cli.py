@@ -314,7 +314,7 @@ def add_demo(sub) -> None:
     p.add_argument("--out", default="demo_out")
     p.add_argument("--config", help="config (default configs/demo.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--per-class", type=int, default=60)
+    p.add_argument("--per-class", type=int, help="synthetic clips per class (default: 60; 480 with --task caption)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--task", choices=("classify", "caption"), default="classify",
                    help="caption: synthesise captions and train configs/captions.yaml")

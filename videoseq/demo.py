@@ -13,15 +13,21 @@ from videoseq.synth import write_gesture_dataset
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_CONFIG = CONFIGS / "demo.yaml"
 CAPTION_CONFIG = CONFIGS / "captions.yaml"
+# Clips per class when none is given: the caption model learns shapes from the words
+# alone and needs more clips to tell them apart on held-out clips (docs/captions.md).
+DEMO_PER_CLASS = {"classify": 60, "caption": 480}
 
 
 def run_demo(out_dir: str | Path, *, config: str | Path | None = None, overrides: list[str] | None = None,
-             per_class: int = 60, seed: int = 0, task: str = "classify") -> dict:
+             per_class: int | None = None, seed: int = 0, task: str = "classify") -> dict:
     """Every step under ``out_dir``: ``data/``, ``run/``, ``eval/`` and ``predictions.csv``.
 
     ``task="caption"`` synthesises reference captions too and trains ``configs/captions.yaml``
     (small 64-pixel clips; the prediction gets a caption column).
     """
+    if task not in DEMO_PER_CLASS:
+        raise ValueError(f"demo task {task!r} is not one of {list(DEMO_PER_CLASS)}")
+    per_class = per_class or DEMO_PER_CLASS[task]
     out = Path(out_dir)
     config_path = Path(config) if config else (CAPTION_CONFIG if task == "caption" else DEFAULT_CONFIG)
     if not config_path.is_file():
