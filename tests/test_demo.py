@@ -4,6 +4,7 @@ import json
 import pytest
 
 from videoseq.cli import main
+from videoseq.demo import run_demo
 
 
 @pytest.mark.slow
@@ -36,3 +37,10 @@ def test_caption_demo_runs_every_step_on_a_tiny_budget(tmp_path, capsys):
     assert set(rows[0]["caption"].split()) <= set(vocab)  # one epoch on 54 clips: maybe no word yet
     report = json.loads((out / "eval" / "report.json").read_text())
     assert 0 <= report["caption"]["bleu4"] <= report["caption"]["bleu1"] <= 1
+
+
+def test_unknown_demo_task_and_clip_count_are_named(tmp_path):
+    with pytest.raises(ValueError, match="demo task 'describe'"):
+        run_demo(tmp_path / "demo", task="describe")
+    with pytest.raises(ValueError, match="per_class=0"):
+        run_demo(tmp_path / "demo", per_class=0)

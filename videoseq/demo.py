@@ -27,7 +27,7 @@ def run_demo(out_dir: str | Path, *, config: str | Path | None = None, overrides
     """
     if task not in DEMO_PER_CLASS:
         raise ValueError(f"demo task {task!r} is not one of {list(DEMO_PER_CLASS)}")
-    per_class = per_class or DEMO_PER_CLASS[task]
+    per_class = DEMO_PER_CLASS[task] if per_class is None else per_class
     out = Path(out_dir)
     config_path = Path(config) if config else (CAPTION_CONFIG if task == "caption" else DEFAULT_CONFIG)
     if not config_path.is_file():
