@@ -289,8 +289,9 @@ def test_pretrained_file_errors_name_the_file(tmp_path: Path) -> None:
         FrameBackbone("mobilenet_v3_small", pretrained=path)
 
 
+@pytest.mark.parametrize("name", ["resnet18", "regnet_x_400mf"])  # hand-listed and FX-cut
 def test_offline_imagenet_download_explains_what_to_do(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str
 ) -> None:
     """No network: the download fails inside torchvision and the error says what to set."""
 
@@ -299,8 +300,8 @@ def test_offline_imagenet_download_explains_what_to_do(
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
-    with pytest.raises(RuntimeError, match="model.pretrained.*local .pth"):
-        FrameBackbone("resnet18", pretrained=True)
+    with pytest.raises(RuntimeError, match=f"_Weights.*{name}.*model.pretrained.*local .pth"):
+        FrameBackbone(name, pretrained=True)
 
 
 def test_classifier_joins_backbone_and_head() -> None:
