@@ -25,7 +25,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_heads.py
+	$(VENV)/bin/videoseq bench heads
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

@@ -23,12 +23,16 @@ import torch
 
 from conftest import SHARED_VIDEOS, brightness_frames, write_video
 from videoseq.config import load_config
-from videoseq.datasets import ClipDataset, ManifestError, make_loader, read_manifest
-from videoseq.engine import TooManyBadVideos, fit
+from videoseq.datasets import ClipDataset, make_loader
+from videoseq.manifest import ManifestError, read_manifest
+from videoseq.engine.loops import TooManyBadVideos
+from videoseq.engine.trainer import fit
 from videoseq.predict import expand_sources
 from videoseq.prepare import manifest_from_folders
 from videoseq.transforms import ClipEvalPreset
-from videoseq.video import IsolatedDecoder, VideoDecodeError, VideoReader, container_truncation, read_frames
+from videoseq.video.containers import container_truncation
+from videoseq.video.decoder import read_frames, VideoDecodeError, VideoReader
+from videoseq.video.isolated import IsolatedDecoder
 
 av = pytest.importorskip("av")
 

@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from videoseq.bench import (
-    BENCH_KINDS, R3D18, bench_frame_cache, bench_stream, decode_ceiling, load_predictor, loader_rows,
-    opencv_decode_all, pyav_decode_all, race, step_flops, write_test_video,
+from videoseq.bench import BENCH_KINDS
+from videoseq.bench.loader import (
+    bench_frame_cache, decode_ceiling, loader_rows, opencv_decode_all, pyav_decode_all, race,
 )
+from videoseq.bench.stream import bench_stream, load_predictor, step_flops, write_test_video
+from videoseq.bench.train import R3D18
 from videoseq.cli import build_parser, main
 
 
@@ -88,7 +90,7 @@ def test_race_times_every_reader_and_r3d_takes_our_clip_layout():
 
 
 def test_every_bench_kind_is_a_subcommand_of_bench():
-    assert set(BENCH_KINDS) == {"stream", "loader", "train"}
+    assert set(BENCH_KINDS) == {"stream", "loader", "train", "heads", "captions", "decord"}
     args = build_parser().parse_args(["bench", "loader", "--clips", "3", "--rss-clips", "10"])
     assert args.func is BENCH_KINDS["loader"].run and (args.clips, args.rss_clips) == (3, 10)
     args = build_parser().parse_args(["bench", "train", "--epochs", "2", "--per-class", "3"])

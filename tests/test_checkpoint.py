@@ -18,7 +18,8 @@ from videoseq.checkpoint import (
     non_finite_keys, remove_partial_checkpoints, save_checkpoint,
 )
 from videoseq.config import load_config
-from videoseq.engine import NonFiniteLoss, fit
+from videoseq.engine.loops import NonFiniteLoss
+from videoseq.engine.trainer import fit
 
 SAVE_FOREVER = """
 import sys, torch
@@ -119,7 +120,7 @@ def test_skipped_non_finite_batches_leave_finite_checkpoints(gestures, tmp_path,
 
 def test_checkpoint_of_other_classes_names_the_mismatched_keys(gestures, tmp_path):
     config = exploding_config(gestures, "train.lr=0.001")
-    from videoseq.checkpoint import build_model_from_config
+    from videoseq.models.build import build_model_from_config
 
     payload = checkpoint_payload(build_model_from_config(config, 4), config, ["a", "b", "c", "d"])
     payload["classes"] = ["a", "b", "c"]  # a class list that does not fit the stored head

@@ -9,7 +9,7 @@ CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_every_shipped_config_loads_validates_and_builds_its_model(path):
-    from videoseq.checkpoint import build_model_from_config
+    from videoseq.models.build import build_model_from_config
 
     config = load_config(path)
     assert config.to_dict()["data"]["frames"] == config.data.frames

@@ -5,10 +5,9 @@ import pytest
 import torch
 
 from conftest import brightness_frames, write_video
-from videoseq.datasets import (
-    ClipDataset, Manifest, ManifestError, ManifestRow, collate_clips, make_loader, read_manifest, safe_cell,
-    write_csv, write_manifest,
-)
+from videoseq.datasets import ClipDataset, collate_clips, make_loader
+from videoseq.manifest import Manifest, ManifestError, ManifestRow, read_manifest, write_manifest
+from videoseq.tables import safe_cell, write_csv
 from videoseq.transforms import ClipEvalPreset, ClipTrainPreset
 
 
@@ -133,7 +132,7 @@ def test_bad_video_is_reported_not_raised_when_skipping(tmp_path, two_videos):
     assert batch["video"].shape[0] == 2 and batch["label"].tolist() == [0, 1]
     assert batch["errors"][0][0] == 2
     strict = ClipDataset(videos, clip_len=4, transform=ClipEvalPreset(size=16), train=False, on_error="raise")
-    from videoseq.video import VideoDecodeError
+    from videoseq.video.decoder import VideoDecodeError
     with pytest.raises(VideoDecodeError, match="broken.avi"):
         strict[2]
 

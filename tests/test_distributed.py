@@ -14,7 +14,8 @@ import torch
 from videoseq import distributed
 from videoseq.checkpoint import load_checkpoint, model_from_checkpoint
 from videoseq.datasets import make_loader
-from videoseq.engine import build_datasets, evaluate, gather_clips
+from videoseq.engine.loops import evaluate, gather_clips
+from videoseq.engine.trainer import build_datasets
 from videoseq.prepare import resolve_manifest
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import brightness_frames, write_video
 from videoseq.cli import main
-from videoseq.datasets import read_manifest
+from videoseq.manifest import read_manifest
 from videoseq.doctor import diagnose, load_target
 
 GOOD = [f"{c}/v_{c}_g{g:02d}_c01.avi" for c in ("Run", "Jump") for g in (1, 2, 3)]

@@ -8,10 +8,9 @@ import torch
 from videoseq.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from videoseq.config import load_config
 from videoseq.datasets import make_loader
-from videoseq.engine import (
-    BadVideos, CaptionObjective, TooManyBadVideos, build_datasets, build_optimizer, build_scheduler, evaluate, fit, lr_factor,
-    train_one_epoch,
-)
+from videoseq.engine.loops import BadVideos, evaluate, TooManyBadVideos, train_one_epoch
+from videoseq.engine.objectives import CaptionObjective
+from videoseq.engine.trainer import build_datasets, build_optimizer, build_scheduler, fit, lr_factor
 from videoseq.prepare import resolve_manifest
 
 
@@ -32,7 +31,7 @@ def test_lr_schedule_warms_up_then_follows_a_cosine():
 
 def test_a_few_steps_lower_the_loss_on_a_fixed_batch(gestures):
     config = tiny_config(gestures, "data.color_jitter=0", "train.warmup_epochs=0", "train.schedule=constant")
-    from videoseq.checkpoint import build_model_from_config
+    from videoseq.models.build import build_model_from_config
 
     manifest = resolve_manifest(config.data)
     train_set, _ = build_datasets(config, manifest)
@@ -75,7 +74,7 @@ def test_fit_writes_a_self_describing_run(gestures, tmp_path):
 def test_best_checkpoint_is_chosen_among_validated_epochs_only(gestures, tmp_path, monkeypatch):
     # epochs 1 and 2 are not validated; their training accuracy must not compete with the
     # validation score of epoch 3, the one validated epoch, even when that score is the lowest possible
-    import videoseq.engine as engine
+    import videoseq.engine.trainer as engine
 
     real = engine.validate
     monkeypatch.setattr(engine, "validate", lambda *a, **k: {**real(*a, **k), "val_video_acc": 0.0})
@@ -105,7 +104,8 @@ def test_checkpoint_save_is_atomic_and_loading_refuses_pickled_code(tmp_path):
 
 
 def test_mismatched_checkpoint_names_keys_and_shapes(gestures, tmp_path):
-    from videoseq.checkpoint import build_model_from_config, checkpoint_payload, load_weights
+    from videoseq.checkpoint import checkpoint_payload, load_weights
+    from videoseq.models.build import build_model_from_config
 
     config = tiny_config(gestures)
     model = build_model_from_config(config, 9)
@@ -133,7 +133,7 @@ def test_unknown_flip_swap_label_is_named(gestures):
 
 def test_amp_setting_is_validated_and_is_a_no_op_on_cpu():
     from videoseq.config import ConfigError
-    from videoseq.engine import amp_dtype
+    from videoseq.runtime import amp_dtype
 
     assert load_config(None, ["train.amp=bf16"]).train.amp == "bf16"
     with pytest.raises(ConfigError, match="train.amp"):
@@ -142,8 +142,8 @@ def test_amp_setting_is_validated_and_is_a_no_op_on_cpu():
 
 
 def test_channels_last_training_module_gives_the_same_logits(gestures):
-    from videoseq.checkpoint import build_model_from_config
-    from videoseq.engine import training_module
+    from videoseq.models.build import build_model_from_config
+    from videoseq.engine.trainer import training_module
 
     config = tiny_config(gestures, "train.channels_last=true")
     torch.manual_seed(0)

@@ -39,7 +39,7 @@ def test_parse_views():
 def test_predictions_round_trip_through_the_csv(tmp_path):
     scores = np.array([[0.1, 0.6, 0.3], [0.5, 0.25, 0.25]])
     preds = from_scores(scores, np.array([1, 2]), ["a.avi", "b.avi"], ["video", "video"], ["x", "y", "z"])
-    from videoseq.datasets import write_csv
+    from videoseq.tables import write_csv
 
     write_csv(tmp_path / "p.csv", *prediction_table(preds))
     back = read_predictions(tmp_path / "p.csv")  # no classes.txt: names seen, sorted

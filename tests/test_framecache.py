@@ -11,12 +11,13 @@ from videoseq import datasets
 from videoseq.cache import CacheError
 from videoseq.cli import main
 from videoseq.config import ConfigError, load_config
-from videoseq.datasets import ClipDataset, make_loader, read_manifest
-from videoseq.engine import build_datasets, fit
+from videoseq.datasets import ClipDataset, make_loader
+from videoseq.manifest import read_manifest
+from videoseq.engine.trainer import build_datasets, fit
 from videoseq.framecache import FrameCache, cache_frames, extract_frames
 from videoseq.transcode import resampled_indices
 from videoseq.transforms import ClipEvalPreset
-from videoseq.video import VideoReader
+from videoseq.video.decoder import VideoReader
 
 
 def decoded_and_resized(path: str, fps: float | None, size: tuple[int, int]) -> np.ndarray:

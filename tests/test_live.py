@@ -14,7 +14,7 @@ from videoseq.config import config_from_dict
 from videoseq.events import EventOptions
 from videoseq.live import SourceOptions, StreamOptions, annotate, run_stream
 from videoseq.predict import Predictor
-from videoseq.video import VideoDecodeError
+from videoseq.video.decoder import VideoDecodeError
 
 CLASSES = ["Nothing", "Swipe", "Grow"]
 

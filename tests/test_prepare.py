@@ -8,13 +8,14 @@ import pytest
 from conftest import brightness_frames, write_video
 from videoseq.cli import main
 from videoseq.config import DataConfig
-from videoseq.datasets import ClipDataset, ManifestError, make_loader, read_manifest
+from videoseq.datasets import ClipDataset, make_loader
+from videoseq.manifest import ManifestError, read_manifest
 from videoseq.prepare import (
     manifest_from_folders, manifest_from_hmdb51, manifest_from_jester, manifest_from_kinetics, manifest_from_ucf101,
     resolve_manifest,
 )
 from videoseq.transforms import ClipTrainPreset
-from videoseq.video import read_frames
+from videoseq.video.decoder import read_frames
 
 
 def ucf_tree(root: Path, class_order: list[str]) -> Path:

@@ -22,7 +22,7 @@ from conftest import REPO
 from videoseq.checkpoint import load_checkpoint
 from videoseq.config import ConfigError, load_config
 from videoseq.datasets import epoch_order
-from videoseq.engine import fit
+from videoseq.engine.trainer import fit
 from videoseq.resume import config_differences, rng_state, set_rng_state
 
 STEPS_PER_EPOCH = 9  # 9 training videos, batch size 1
@@ -168,7 +168,7 @@ def test_sigterm_mid_epoch_saves_a_checkpoint_that_resumes_exactly(tiny_data, st
 
 
 def test_first_signal_asks_to_stop_and_a_second_sigint_interrupts_at_once():
-    from videoseq.resume import StopSignals
+    from videoseq.runtime import StopSignals
 
     before = signal.getsignal(signal.SIGINT)
     with StopSignals() as stop:

@@ -9,8 +9,9 @@ import torch
 from conftest import informative_model
 from videoseq.config import config_from_dict
 from videoseq.predict import Predictor
-from videoseq.stream import FeatureRing, FrameClock, FrameSource, is_live, stream_interval
-from videoseq.video import VideoDecodeError
+from videoseq.stream import FeatureRing, FrameClock, stream_interval
+from videoseq.video.cameras import FrameSource, is_live
+from videoseq.video.decoder import VideoDecodeError
 
 HEADS = [
     ("mean", {}),

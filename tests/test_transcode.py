@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO, brightness_frames, write_video
 from videoseq.cli import main
 from videoseq.transcode import TranscodeJob, plan_tree, resampled_indices, scaled_size, transcode_tree
-from videoseq.video import VideoReader, read_frames, video_info
+from videoseq.video.decoder import read_frames, video_info, VideoReader
 
 
 def all_files(root: Path) -> list[str]:

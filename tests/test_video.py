@@ -14,17 +14,9 @@ import numpy as np
 import pytest
 from conftest import REPO, brightness_frames, write_video
 
-from videoseq.video import (
-    VIDEO_EXTENSIONS,
-    VideoDecodeError,
-    VideoInfo,
-    VideoReader,
-    capture_frames,
-    is_frame_folder,
-    open_capture,
-    read_frames,
-    rotate_frames,
-    video_info,
+from videoseq.video.cameras import capture_frames, open_capture
+from videoseq.video.decoder import (
+    VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo, VideoReader, is_frame_folder, read_frames, rotate_frames, video_info,
 )
 
 
@@ -384,7 +376,7 @@ def test_video_extensions():
     ([0, 1, 2], list(range(100)), "sequential"),  # 3 x 2.5 = 7.5 > 3
 ])
 def test_decode_plan_picks_the_cheaper_way(indices, keyframes, plan):
-    from videoseq.video import decode_plan
+    from videoseq.video.decoder import decode_plan
 
     assert decode_plan(np.array(indices), np.array(keyframes)) == plan
 
@@ -393,7 +385,7 @@ def test_decode_plan_picks_the_cheaper_way(indices, keyframes, plan):
 def test_sequential_and_seeking_reads_give_the_same_pixels(shared_video, name):
     import decord
 
-    from videoseq.video import opencv_read_sorted
+    from videoseq.video.decoder import opencv_read_sorted
 
     path = shared_video(name)
     seeking = decord.VideoReader(str(path), num_threads=1)

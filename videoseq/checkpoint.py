@@ -26,8 +26,8 @@ import torch
 
 from videoseq import __version__
 from videoseq.config import Config, config_from_dict
-from videoseq.models import VideoClassifier, build_captioner, build_model
-from videoseq.text import BOS_ID, EOS_ID, PAD_ID
+from videoseq.models import VideoClassifier
+from videoseq.models.build import build_model_from_config
 
 CHECKPOINT_FORMAT = "videoseq-checkpoint-1"
 _TMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")
@@ -154,31 +154,6 @@ def checkpoint_payload(
         **({"vocab": list(vocab)} if config.model.captions else {}),
         **state,
     }
-
-
-def build_model_from_config(config: Config, num_classes: int, *, pretrained: bool | str | None = None,
-                            vocab_size: int | None = None) -> VideoClassifier:
-    """The model a config describes; ``pretrained`` overrides ``model.pretrained``.
-
-    With ``model.task`` caption or both, a :class:`VideoCaptioner` over ``vocab_size`` words.
-    """
-    m = config.model
-    classifier = build_model(
-        backbone=m.backbone,
-        head=m.head,
-        num_classes=num_classes,
-        pretrained=m.pretrained if pretrained is None else pretrained,
-        stage=m.stage,
-        freeze_backbone=m.freeze_backbone,
-        freeze_bn=m.freeze_bn,
-        head_args=m.head_args,
-    )
-    if m.task == "classify":
-        return classifier
-    if not vocab_size:
-        raise ValueError(f"model.task={m.task} needs a vocabulary size (build the vocabulary from the captions)")
-    return build_captioner(classifier, task=m.task, vocab_size=vocab_size, decoder_args=m.decoder,
-                           special_ids={"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID})
 
 
 def model_from_checkpoint(payload: dict[str, Any], path: str | Path = "checkpoint") -> tuple[VideoClassifier, Config]:

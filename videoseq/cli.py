@@ -11,7 +11,7 @@ from videoseq import __version__
 
 def cmd_train(args: argparse.Namespace) -> int:
     from videoseq.config import load_config
-    from videoseq.engine import fit
+    from videoseq.engine.trainer import fit
     from videoseq.resume import TrainingInterrupted
 
     config = load_config(args.config, args.set)

@@ -1,9 +1,4 @@
-"""Manifests (CSV + class list) and the clip Dataset.
-
-A manifest is ``manifest.csv`` with columns ``path,label,split`` and optional
-``group`` and ``caption`` (several rows per video give several reference captions),
-plus ``classes.txt`` beside it: one class name per line, line order = class id.
-Relative paths are relative to the manifest's folder.
+"""The clip Dataset, its sampler and its DataLoader.
 
 Readers are opened inside ``__getitem__`` (so inside DataLoader workers), never
 before the fork. Each sample's randomness comes from ``(seed, epoch, index)`` alone,
@@ -13,13 +8,8 @@ clips as an uninterrupted one.
 
 from __future__ import annotations
 
-import csv
-import os
-import re
 import signal
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -28,156 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from videoseq.sampling import multi_view_indices, sample_indices
 from videoseq.transforms import clip_to_tensor
-from videoseq.video import VideoDecodeError, VideoReader
-
-REQUIRED_COLUMNS = ("path", "label", "split")
-OPTIONAL_COLUMNS = ("group", "caption")
-CSV_INJECTION_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-class ManifestError(ValueError):
-    """A manifest or class list is malformed; the message names the file and the fix."""
-
-
-@dataclass(frozen=True)
-class ManifestRow:
-    path: str
-    label: str
-    split: str
-    group: str = ""
-    caption: str = ""
-
-
-@dataclass
-class Manifest:
-    rows: list[ManifestRow]
-    classes: list[str]
-    root: Path  # relative paths in rows are relative to this folder
-    notes: list[str] = field(default_factory=list)  # what building it skipped or could not find
-
-    def resolve(self, path: str) -> str:
-        return path if os.path.isabs(path) else os.path.normpath(self.root / path)
-
-    def videos(self, split: str) -> list[tuple[str, int]]:
-        """Unique ``(absolute path, class id)`` pairs of one split, in manifest order."""
-        index = {name: i for i, name in enumerate(self.classes)}
-        seen: dict[str, int] = {}
-        for row in self.rows:
-            if row.split == split and row.path not in seen:
-                seen[row.path] = index[row.label]
-        return [(self.resolve(p), label) for p, label in seen.items()]
-
-    def captions(self, split: str) -> list[list[str]]:
-        """The reference captions of each video of ``videos(split)``, in the same order (may be empty)."""
-        found: dict[str, list[str]] = {}
-        for row in self.rows:
-            if row.split == split:
-                found.setdefault(row.path, [])
-                if row.caption:
-                    found[row.path].append(row.caption)
-        return list(found.values())
-
-    def splits(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for path, split in {(r.path, r.split) for r in self.rows}:
-            counts[split] = counts.get(split, 0) + 1
-        return counts
-
-
-def read_classes(path: str | Path) -> list[str]:
-    path = Path(path)
-    if not path.is_file():
-        raise ManifestError(f"class list {path} does not exist; write one class name per line")
-    classes = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if not classes:
-        raise ManifestError(f"class list {path} is empty")
-    dupes = sorted({c for c in classes if classes.count(c) > 1})
-    if dupes:
-        raise ManifestError(f"class list {path} names {dupes} more than once")
-    return classes
-
-
-def read_manifest(csv_path: str | Path, classes_path: str | Path | None = None) -> Manifest:
-    """Read and check a manifest; ``classes.txt`` beside it unless given."""
-    csv_path = Path(csv_path)
-    rows = read_manifest_rows(csv_path)
-    classes = read_classes(classes_path or csv_path.parent / "classes.txt")
-    unknown = sorted({r.label for r in rows} - set(classes))
-    if unknown:
-        raise ManifestError(
-            f"manifest {csv_path} has labels not in the class list: {unknown[:10]}; add them to classes.txt"
-        )
-    return Manifest(rows=rows, classes=classes, root=csv_path.parent.resolve())
-
-
-def read_manifest_rows(csv_path: str | Path) -> list[ManifestRow]:
-    """The rows of a manifest CSV, columns checked, labels not yet checked against a class list."""
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise ManifestError(f"manifest {csv_path} does not exist; create one with `videoseq prepare`")
-    with csv_path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ManifestError(f"manifest {csv_path} lacks column(s) {missing}; need {list(REQUIRED_COLUMNS)}")
-        return [_row(record, csv_path, n) for n, record in enumerate(reader, start=2)]
-
-
-def _row(record: dict, csv_path: Path, line: int) -> ManifestRow:
-    values = {k: read_cell((record.get(k) or "").strip()) for k in REQUIRED_COLUMNS + OPTIONAL_COLUMNS}
-    for key in REQUIRED_COLUMNS:
-        if not values[key]:
-            raise ManifestError(f"manifest {csv_path} line {line}: empty {key!r}")
-    return ManifestRow(**values)
-
-
-_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
-
-
-def safe_cell(value: object) -> object:
-    """Neutralise spreadsheet formulas: text starting with ``= + - @``, tab or CR gets a leading ``'``.
-
-    Numbers pass untouched, and so does text that is a plain negative number
-    (``"-1.5"``); ``"+1"``, ``"-x"`` or ``"=HYPERLINK(...)"`` become ``"'+1"`` etc.
-    ``read_cell`` undoes it when videoseq reads its own files back.
-    """
-    if isinstance(value, str) and value.startswith(CSV_INJECTION_PREFIXES) and not _NEGATIVE_NUMBER.match(value):
-        return "'" + value
-    return value
-
-
-def read_cell(value: str) -> str:
-    """A cell as it was before ``safe_cell`` (for manifests written by ``write_manifest``)."""
-    if value.startswith("'") and value[1:].startswith(CSV_INJECTION_PREFIXES):
-        return value[1:]
-    return value
-
-
-def write_csv(path: str | Path, header: Iterable[str], rows: Iterable[Iterable[object]]) -> Path:
-    """The one CSV writer: formula-safe cells, written to a temporary name then renamed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow([safe_cell(v) for v in header])  # headers may hold class names (confusion.csv)
-        writer.writerows([safe_cell(v) for v in row] for row in rows)
-    os.replace(tmp, path)
-    return path
-
-
-def write_manifest(manifest: Manifest, out_dir: str | Path, csv_name: str = "manifest.csv") -> Path:
-    """Write ``csv_name`` (paths relative to ``out_dir``) and ``classes.txt`` beside it."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    header = list(REQUIRED_COLUMNS) + list(OPTIONAL_COLUMNS)
-    rows = [
-        [os.path.relpath(manifest.resolve(r.path), out_dir.resolve()), r.label, r.split, r.group, r.caption]
-        for r in manifest.rows
-    ]
-    (out_dir / "classes.txt").write_text("".join(f"{c}\n" for c in manifest.classes))
-    return write_csv(out_dir / csv_name, header, rows)
-
+from videoseq.video.decoder import VideoDecodeError, VideoReader
 
 Transform = Callable[[np.ndarray, int, int], tuple[np.ndarray, int]]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from videoseq.config import load_config
-from videoseq.engine import fit
+from videoseq.engine.trainer import fit
 from videoseq.evaluation import run_eval
 from videoseq.predict import predict_to_csv
+from videoseq.resources import CONFIGS
 from videoseq.synth import write_gesture_dataset
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_CONFIG = CONFIGS / "demo.yaml"
 CAPTION_CONFIG = CONFIGS / "captions.yaml"
 # Clips per class when none is given: the caption model learns shapes from the words

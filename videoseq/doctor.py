@@ -26,13 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from videoseq.config import DataConfig
-from videoseq.datasets import Manifest, ManifestError, read_classes, read_manifest_rows, write_manifest
+from videoseq.manifest import Manifest, ManifestError, read_classes, read_manifest_rows, write_manifest
 from videoseq.prepare import FORMATS, find_splits_dir
 from videoseq.prepare.common import UCF_GROUP_PATTERN, group_of
-from videoseq.probe import inspect_video
+from videoseq.video.probe import inspect_video
 
-from videoseq.video import TRUNCATED, find_videos
-from videoseq.workers import run_isolated
+from videoseq.video.containers import TRUNCATED
+from videoseq.video.decoder import find_videos
+from videoseq.video.isolated import run_isolated
 
 TRAIN_SPLIT = "train"
 

@@ -34,8 +34,11 @@ import torch
 
 from videoseq.checkpoint import load_checkpoint, model_from_checkpoint
 from videoseq.config import Config
-from videoseq.datasets import ClipDataset, make_loader, read_classes, read_manifest, write_csv
-from videoseq.engine import BadVideos, evaluate, evaluate_captions, select_device
+from videoseq.datasets import ClipDataset, make_loader
+from videoseq.manifest import read_classes, read_manifest
+from videoseq.tables import write_csv
+from videoseq.engine.loops import BadVideos, evaluate, evaluate_captions
+from videoseq.runtime import select_device
 from videoseq.metrics import (
     AGGREGATIONS, aggregate_views, mcnemar_exact, plot_confusion, plot_per_class, rank_classes, ranked_metrics,
 )

@@ -34,14 +34,16 @@ import torch
 from torch import nn
 
 from videoseq.cache import CacheError, ShardCache, fill_cache, manifest_paths, open_index
-from videoseq.checkpoint import build_model_from_config, load_checkpoint, load_weights, model_from_checkpoint
+from videoseq.checkpoint import load_checkpoint, load_weights, model_from_checkpoint
+from videoseq.models.build import build_model_from_config
 from videoseq.config import Config, load_config
-from videoseq.datasets import ClipDataset, Manifest
+from videoseq.datasets import ClipDataset
+from videoseq.manifest import Manifest
 from videoseq.distributed import weights_digest
 from videoseq.models import VideoClassifier
 from videoseq.models.backbones import get_backbone_spec
 from videoseq.transforms import ClipEvalPreset, clip_to_tensor, normalize_clip
-from videoseq.video import VideoReader
+from videoseq.video.decoder import VideoReader
 
 CACHE_FORMAT = "videoseq-features-1"
 FeatureCacheError = CacheError  # the name importers of this module know
@@ -186,21 +188,3 @@ def feature_datasets(config: Config, manifest: Manifest) -> tuple[FeatureClipDat
     train_set = FeatureClipDataset(cache, manifest.videos(d.train_split), train=True, **common)
     val_set = FeatureClipDataset(cache, manifest.videos(d.val_split), train=False, views=d.test_views, **common)
     return train_set, val_set
-
-
-class HeadOnly(nn.Module):
-    """The head of ``model`` fed cached features; the backbone takes the cache's weights and is frozen.
-
-    The checkpoint stays that of the whole ``model``, so it classifies videos as usual.
-    """
-
-    def __init__(self, model: VideoClassifier, cache_dir: str | Path) -> None:
-        super().__init__()
-        state = torch.load(Path(cache_dir) / "backbone.pt", map_location="cpu", weights_only=True)
-        load_weights(model.backbone, state["backbone"], Path(cache_dir) / "backbone.pt")
-        model.backbone.requires_grad_(False)
-        self.model = model
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """``(B, T, D)`` or ``(B, T, D, h, w)`` -> ``(B, num_classes)``."""
-        return self.model.head(features)

@@ -32,7 +32,7 @@ from videoseq.checkpoint import load_checkpoint
 from videoseq.config import Config, DataConfig, config_from_dict, load_config
 from videoseq.transcode import CHUNK, scaled_size
 from videoseq.transforms import eval_resize, short_side_resize
-from videoseq.video import VideoReader
+from videoseq.video.decoder import VideoReader
 
 CACHE_FORMAT = "videoseq-frames-1"
 

@@ -22,12 +22,12 @@ from typing import IO
 import cv2
 import numpy as np
 
-from videoseq.datasets import safe_cell
+from videoseq.tables import safe_cell
 from videoseq.events import EventDetector, EventOptions, GestureEvent
 from videoseq.predict import Predictor, topk
-from videoseq.resume import StopSignals
-from videoseq.stream import Capture, Frame, FrameSource
-from videoseq.video import open_capture
+from videoseq.runtime import StopSignals
+from videoseq.video.cameras import Capture, Frame, FrameSource
+from videoseq.video.cameras import open_capture
 
 WINDOW_TITLE = "videoseq"
 SYSTEM_FONTS = "/usr/share/fonts/truetype/dejavu"

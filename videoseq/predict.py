@@ -21,14 +21,14 @@ from tqdm import tqdm
 
 from videoseq.checkpoint import load_checkpoint, model_from_checkpoint
 from videoseq.config import Config
-from videoseq.datasets import safe_cell, write_csv
-from videoseq.engine import select_device
+from videoseq.tables import safe_cell, write_csv
+from videoseq.runtime import select_device
 from videoseq.models import VideoClassifier
 from videoseq.sampling import multi_view_indices, window_starts
 from videoseq.stream import FeatureRing, FrameClock, stream_interval
 from videoseq.text import Vocabulary
 from videoseq.transforms import ClipEvalPreset, clip_to_tensor, normalize_clip
-from videoseq.video import VideoDecodeError, VideoReader, find_videos, is_frame_folder
+from videoseq.video.decoder import find_videos, is_frame_folder, VideoDecodeError, VideoReader
 
 
 class Predictor:

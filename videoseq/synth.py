@@ -519,7 +519,7 @@ def write_gesture_dataset(
 def _write_caption_manifest(root: Path, caption_rows: list[tuple[str, str]],
                             test_groups: tuple[int, ...]) -> Path:
     """``manifest.csv`` + ``classes.txt``: one row per (clip, reference caption), the splits of the tree."""
-    from videoseq.datasets import Manifest, ManifestRow, write_manifest
+    from videoseq.manifest import Manifest, ManifestRow, write_manifest
 
     rows = []
     for relative, text in caption_rows:

@@ -28,8 +28,8 @@ import av
 import cv2
 import numpy as np
 
-from videoseq.video import VideoReader, find_videos
-from videoseq.workers import run_isolated
+from videoseq.video.decoder import find_videos, VideoReader
+from videoseq.video.isolated import run_isolated
 
 # Encoder per container; ``quality`` is x264/VP9 CRF or the MPEG-4 quantiser scale.
 CODECS = {".mp4": "libx264", ".m4v": "libx264", ".mkv": "libx264", ".mov": "libx264", ".avi": "mpeg4",

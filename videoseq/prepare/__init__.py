@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from videoseq.config import DataConfig
-from videoseq.datasets import Manifest, read_manifest, write_manifest
+from videoseq.manifest import Manifest, read_manifest, write_manifest
 from videoseq.prepare.folder import manifest_from_folders
 from videoseq.prepare.hmdb51 import manifest_from_hmdb51
 from videoseq.prepare.jester import manifest_from_jester

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from videoseq.datasets import ManifestError
+from videoseq.manifest import ManifestError
 
 # A class name becomes a folder name, a line of classes.txt and a CSV cell: letters,
 # digits, spaces and a few marks (Kinetics has "massaging person's head"), no path

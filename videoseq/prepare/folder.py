@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from videoseq.datasets import Manifest, ManifestError, ManifestRow
+from videoseq.manifest import Manifest, ManifestError, ManifestRow
 from videoseq.prepare.common import UCF_GROUP_PATTERN, check_class_name, group_of
-from videoseq.video import VIDEO_EXTENSIONS, is_frame_folder
+from videoseq.video.decoder import VIDEO_EXTENSIONS, is_frame_folder
 
 def list_class_videos(root: Path) -> tuple[list[str], list[tuple[str, str]], list[str]]:
     """``(classes, [(relative path, class)], skipped)``; hidden and empty folders are skipped."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from videoseq.datasets import Manifest, ManifestError, ManifestRow
+from videoseq.manifest import Manifest, ManifestError, ManifestRow
 from videoseq.prepare.common import check_class_name, find_annotations
 
 SPLIT_MARKERS = {"1": "train", "2": "test", "0": None}

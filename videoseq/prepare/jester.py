@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from videoseq.datasets import Manifest, ManifestError, ManifestRow
+from videoseq.manifest import Manifest, ManifestError, ManifestRow
 from videoseq.prepare.common import check_class_name, find_annotations
-from videoseq.video import is_frame_folder
+from videoseq.video.decoder import is_frame_folder
 
 SPLIT_FILES = (("train", "train"), ("valid", "val"), ("test", "test"))  # name part -> split
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from videoseq.datasets import Manifest, ManifestError, ManifestRow
+from videoseq.manifest import Manifest, ManifestError, ManifestRow
 from videoseq.prepare.common import check_class_name, find_annotations
 
 GROUP_PATTERN = re.compile(r"_g(\d+)_")

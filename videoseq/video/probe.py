@@ -1,6 +1,6 @@
 """Probe one video file or frame folder: does it open, decode, and hold what it says?
 
-``inspect_video`` runs in a worker process (see ``workers.run_isolated``), so it
+``probe_video`` opens a video and decodes a few frames spread over it. ``inspect_video`` runs in a worker process (see ``video.isolated.run_isolated``), so it
 imports no torch. It opens the video with ``VideoReader`` (decord), decodes the
 first, middle and last frames and a few random ones, and counts the frames that
 really decode (one OpenCV pass), to compare with decord's count and with the
@@ -17,9 +17,23 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from videoseq.video import VideoDecodeError, VideoReader
+from videoseq.video.decoder import VideoDecodeError, VideoInfo, VideoReader
 
 RANDOM_FRAMES = 3
+
+
+def probe_video(path: str | os.PathLike, frames: int = 3) -> VideoInfo:
+    """Open a video and decode ``frames`` frames spread from its first to its last.
+
+    What a health check needs: a file that passes opens, reports its geometry and
+    decodes at both ends. Raises ``VideoDecodeError`` otherwise.
+    """
+    with VideoReader(path) as reader:
+        n = reader.info.num_frames
+        if n < 1:
+            raise VideoDecodeError(path, "the container reports no video frames")
+        reader.read(np.unique(np.linspace(0, n - 1, max(1, min(frames, n))).round().astype(np.int64)))
+        return reader.info
 
 
 def probe_frame_indices(num_frames: int, seed: int, extra: int = RANDOM_FRAMES) -> list[int]:
