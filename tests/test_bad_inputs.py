@@ -23,12 +23,13 @@ import torch
 
 from conftest import SHARED_VIDEOS, brightness_frames, write_video
 from videoseq.config import load_config
-from videoseq.datasets import ClipDataset, make_loader
+from videoseq.datasets import ClipDataset, LoaderOptions, make_loader
 from videoseq.manifest import ManifestError, read_manifest
 from videoseq.engine.loops import TooManyBadVideos
 from videoseq.engine.trainer import fit
 from videoseq.predict import expand_sources
 from videoseq.prepare import manifest_from_folders
+from videoseq.sampling import ClipSampling
 from videoseq.transforms import ClipEvalPreset
 from videoseq.video.containers import container_truncation
 from videoseq.video.decoder import read_frames, VideoDecodeError, VideoReader
@@ -117,7 +118,8 @@ def test_one_frame_video_decodes_and_loops_into_a_clip(tmp_path):
     frames = pattern_frames(1, 32, 32)
     path = write_lossless(tmp_path / "one.mkv", frames)
     np.testing.assert_array_equal(read_frames(path, [0, 0]), np.concatenate([frames, frames]))
-    dataset = ClipDataset([(str(path), 0)], clip_len=4, transform=ClipEvalPreset(size=32), train=False)
+    dataset = ClipDataset([(str(path), 0)], clips=ClipSampling(frames=4),
+                          transform=ClipEvalPreset(size=32), train=False)
     clip = dataset[0]["video"]  # (4, 3, 32, 32): the one frame four times
     assert clip.shape == (4, 3, 32, 32) and all(torch.equal(clip[0], c) for c in clip)
 
@@ -192,7 +194,8 @@ def make_broken(kind: str, tmp_path: Path) -> tuple[Path, str]:
 def test_broken_inputs_raise_the_typed_error_naming_the_file(tmp_path, kind):
     path, word = make_broken(kind, tmp_path)
     assert_typed_error(path, word)
-    dataset = ClipDataset([(str(path), 0)], clip_len=4, transform=ClipEvalPreset(size=16), train=False)
+    dataset = ClipDataset([(str(path), 0)], clips=ClipSampling(frames=4),
+                          transform=ClipEvalPreset(size=16), train=False)
     sample = dataset[0]  # data.on_error: skip -> an error sample, not an exception
     assert sample["video"] is None and str(path) in sample["error"]
 
@@ -336,9 +339,9 @@ def test_fuzzed_clips_in_dataloader_workers_become_error_samples(tmp_path):
         path = tmp_path / f"fuzz{case:02d}{clip.suffix}"
         path.write_bytes(mutate(clip.read_bytes(), rng))
         videos.append((str(path), 0))
-    dataset = ClipDataset(videos, clip_len=3, transform=ClipEvalPreset(size=16), train=False)
+    dataset = ClipDataset(videos, clips=ClipSampling(frames=3), transform=ClipEvalPreset(size=16), train=False)
     seen = 0
-    for batch in make_loader(dataset, batch_size=4, shuffle=False, num_workers=2, timeout=120):
+    for batch in make_loader(dataset, LoaderOptions(batch_size=4, num_workers=2, timeout=120), shuffle=False):
         for index, message in batch["errors"]:
             assert message.startswith(f"cannot decode {videos[index][0]}:"), message
         seen += len(batch["index"]) + len(batch["errors"])

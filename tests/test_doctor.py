@@ -17,7 +17,7 @@ BROKEN = {  # listed path -> (check, words of the reason)
     "Jump/v_Jump_g05_c01.avi": ("unreadable", "empty (0 bytes)"),
     "Run/v_Run_g05_c01.mp4": ("unreadable", "decord cannot open it"),  # a text file
     "Run/v_Run_g06_c01.avi": ("missing", "not on disk"),
-    "Run/v_Run_g01_c02.avi": ("group_leak", "group 'Run_g01' is in train and in ['test']"),
+    "Run/v_Run_g01_c02.avi": ("group_leak", "group 'Run_01' is in train and in ['test']"),
 }
 
 

@@ -7,7 +7,7 @@ import torch
 
 from videoseq.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from videoseq.config import load_config
-from videoseq.datasets import make_loader
+from videoseq.datasets import LoaderOptions, make_loader
 from videoseq.engine.loops import BadVideos, evaluate, TooManyBadVideos, train_one_epoch
 from videoseq.engine.objectives import CaptionObjective
 from videoseq.engine.trainer import build_datasets, build_optimizer, build_scheduler, fit, lr_factor
@@ -37,7 +37,7 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(gestures):
     train_set, _ = build_datasets(config, manifest)
     torch.manual_seed(0)
     model = build_model_from_config(config, len(manifest.classes))
-    batch = next(iter(make_loader(train_set, batch_size=12, shuffle=True, num_workers=0)))
+    batch = next(iter(make_loader(train_set, LoaderOptions(batch_size=12, num_workers=0), shuffle=True)))
     from videoseq.transforms import normalize_clip
 
     clips = normalize_clip(batch["video"], model.backbone.mean, model.backbone.std)
@@ -66,7 +66,7 @@ def test_fit_writes_a_self_describing_run(gestures, tmp_path):
     assert config.data.frames == 4
     # the rebuilt model reproduces the validation scores of the trained one
     _, val_set = build_datasets(config, resolve_manifest(config.data))
-    result = evaluate(model, make_loader(val_set, batch_size=4, shuffle=False, num_workers=0), device=torch.device("cpu"))
+    result = evaluate(model, make_loader(val_set, LoaderOptions(batch_size=4, num_workers=0), shuffle=False), device=torch.device("cpu"))
     assert result["scores"].shape == (len(val_set), 9)
     assert result["video_metrics"]["top1"] == pytest.approx(float(rows[-1]["val_video_acc"]))
 

@@ -12,7 +12,8 @@ import torch
 from conftest import informative_model, write_video
 from videoseq.config import config_from_dict
 from videoseq.events import EventOptions
-from videoseq.live import SourceOptions, StreamOptions, annotate, run_stream
+from videoseq.live import StreamOptions, annotate, run_stream
+from videoseq.video.cameras import SourceOptions
 from videoseq.predict import Predictor
 from videoseq.video.decoder import VideoDecodeError
 

@@ -8,12 +8,13 @@ import pytest
 from conftest import brightness_frames, write_video
 from videoseq.cli import main
 from videoseq.config import DataConfig
-from videoseq.datasets import ClipDataset, make_loader
+from videoseq.datasets import ClipDataset, LoaderOptions, make_loader
 from videoseq.manifest import ManifestError, read_manifest
 from videoseq.prepare import (
     manifest_from_folders, manifest_from_hmdb51, manifest_from_jester, manifest_from_kinetics, manifest_from_ucf101,
     resolve_manifest,
 )
+from videoseq.sampling import ClipSampling
 from videoseq.transforms import ClipTrainPreset
 from videoseq.video.decoder import read_frames
 
@@ -36,8 +37,8 @@ def test_ucf101_class_ids_follow_classind_not_sorted_names(tmp_path):
     manifest = manifest_from_ucf101(root / "videos", root / "splits")
     assert manifest.classes == ["Zebra", "Apple", "Mango"]
     lines = [(r.path, r.label, r.split, r.group) for r in manifest.rows]
-    assert lines[0] == ("Zebra/v_Zebra_g01_c01.avi", "Zebra", "train", "Zebra_g01")
-    assert lines[-1] == ("Mango/v_Mango_g03_c01.avi", "Mango", "test", "Mango_g03")
+    assert lines[0] == ("Zebra/v_Zebra_g01_c01.avi", "Zebra", "train", "Zebra_01")
+    assert lines[-1] == ("Mango/v_Mango_g03_c01.avi", "Mango", "test", "Mango_03")
     assert manifest.videos("test")[1][1] == 1  # Apple is id 1, as classInd says
 
 
@@ -109,8 +110,8 @@ def test_ucf101_fold_picks_its_own_split_files(tmp_path):
     (root / "splits" / "trainlist02.txt").write_text("Apple/v_Apple_g03_c01.avi 2\n")
     (root / "splits" / "testlist02.txt").write_text("Zebra/v_Zebra_g01_c01.avi\n")
     assert rows_of(manifest_from_ucf101(root / "videos", fold=2)) == [
-        ("Apple/v_Apple_g03_c01.avi", "Apple", "train", "Apple_g03"),
-        ("Zebra/v_Zebra_g01_c01.avi", "Zebra", "test", "Zebra_g01"),
+        ("Apple/v_Apple_g03_c01.avi", "Apple", "train", "Apple_03"),
+        ("Zebra/v_Zebra_g01_c01.avi", "Zebra", "test", "Zebra_01"),
     ]
 
 
@@ -121,8 +122,8 @@ def test_prepare_command_writes_manifest_classes_and_summary_in_classind_order(t
     assert (out / "classes.txt").read_text().split("\n") == ["Zebra", "Apple", "Mango", ""]
     lines = read_rows(out / "manifest.csv")
     assert lines[0] == ["path", "label", "split", "group", "caption"]
-    assert lines[1] == ["../videos/Zebra/v_Zebra_g01_c01.avi", "Zebra", "train", "Zebra_g01", ""]
-    assert lines[7] == ["../videos/Zebra/v_Zebra_g03_c01.avi", "Zebra", "test", "Zebra_g03", ""]
+    assert lines[1] == ["../videos/Zebra/v_Zebra_g01_c01.avi", "Zebra", "train", "Zebra_01", ""]
+    assert lines[7] == ["../videos/Zebra/v_Zebra_g03_c01.avi", "Zebra", "test", "Zebra_03", ""]
     assert len(lines) == 1 + 9
     printed = capsys.readouterr().out
     assert "classes: 3 (Zebra, Apple, Mango)" in printed and "test=3, train=6" in printed
@@ -254,8 +255,9 @@ def test_jester_clips_go_through_the_same_samplers_and_transforms(tmp_path):
     manifest = read_manifest(out / "manifest.csv")
     videos = manifest.videos("train")
     assert [label for _, label in videos] == [2, 0, 1]
-    dataset = ClipDataset(videos, clip_len=4, transform=ClipTrainPreset(size=64), train=True, on_error="raise")
-    batch = next(iter(make_loader(dataset, batch_size=3, shuffle=False, num_workers=0)))
+    dataset = ClipDataset(videos, clips=ClipSampling(frames=4),
+                          transform=ClipTrainPreset(size=64), train=True, on_error="raise")
+    batch = next(iter(make_loader(dataset, LoaderOptions(batch_size=3, num_workers=0), shuffle=False)))
     assert batch["video"].shape == (3, 4, 3, 64, 64) and batch["errors"] == []
     assert batch["label"].tolist() == [2, 0, 1]
     # a frame folder decodes as a 12 fps video whose frame t has brightness 10 + 8 t

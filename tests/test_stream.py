@@ -10,7 +10,7 @@ from conftest import informative_model
 from videoseq.config import config_from_dict
 from videoseq.predict import Predictor
 from videoseq.stream import FeatureRing, FrameClock, stream_interval
-from videoseq.video.cameras import FrameSource, is_live
+from videoseq.video.cameras import FrameSource, SourceOptions, is_live
 from videoseq.video.decoder import VideoDecodeError
 
 HEADS = [
@@ -161,7 +161,7 @@ def read_all(source: FrameSource) -> list:
 
 def test_live_source_that_cannot_be_opened_retries_then_ends_with_a_message():
     opener = opener_of([VideoDecodeError(0, "OpenCV cannot open it")])
-    source = FrameSource("0", opener=opener, live=True, retries=2, retry_delay=0.01)
+    source = FrameSource("0", SourceOptions(retries=2, retry_delay=0.01), opener=opener, live=True)
     assert read_all(source) == []
     assert len(opener.opened) == 3 and "after 3 attempt(s)" in source.error and "cannot open" in source.error
 
@@ -171,7 +171,7 @@ def test_live_source_failures_reopen_the_camera_and_keep_counting_frames(after, 
     frames = random_frames(3, 8, 8)
     captures = [FakeCapture(frames, after=after), FakeCapture(frames, after=after)]
     opener = opener_of(captures)
-    source = FrameSource("0", opener=opener, live=True, retries=1, retry_delay=0.01, max_frozen=5, queue_size=64)
+    source = FrameSource("0", SourceOptions(retries=1, retry_delay=0.01, max_frozen=5, queue_size=64), opener=opener, live=True)
     got = read_all(source)
     assert reason in source.error and "after 2 attempt(s)" in source.error
     assert all(c.released for c in captures) and len(opener.opened) == 2
@@ -182,7 +182,7 @@ def test_live_source_failures_reopen_the_camera_and_keep_counting_frames(after, 
 
 def test_a_file_source_ends_cleanly_and_times_frames_by_their_index():
     frames = random_frames(5, 8, 8)
-    source = FrameSource("clip.avi", opener=opener_of([FakeCapture(frames, fps=25.0)]), live=False, queue_size=1)
+    source = FrameSource("clip.avi", SourceOptions(queue_size=1), opener=opener_of([FakeCapture(frames, fps=25.0)]), live=False)
     got = read_all(source)
     assert source.error is None and source.dropped == 0
     assert [f.time_s for f in got] == pytest.approx([i / 25 for i in range(5)])
@@ -190,7 +190,7 @@ def test_a_file_source_ends_cleanly_and_times_frames_by_their_index():
 
 def test_a_live_source_drops_the_oldest_frames_when_the_consumer_falls_behind():
     frames = random_frames(40, 8, 8)
-    source = FrameSource("0", opener=opener_of([FakeCapture(frames, after="end")]), live=True, retries=0, queue_size=2)
+    source = FrameSource("0", SourceOptions(retries=0, queue_size=2), opener=opener_of([FakeCapture(frames, after="end")]), live=True)
     with source:
         time.sleep(0.5)  # the consumer is busy while the camera delivers all 40 frames
         got = list(source)
@@ -206,14 +206,13 @@ def test_a_stalled_source_ends_after_the_stall_timeout():
             release.wait(5)
             return False, None
 
-    source = FrameSource("0", opener=opener_of([Stuck(random_frames(1, 8, 8))]), live=True, retries=0,
-                         stall_timeout=0.2)
+    source = FrameSource("0", SourceOptions(retries=0, stall_timeout=0.2), opener=opener_of([Stuck(random_frames(1, 8, 8))]), live=True)
     assert read_all(source) == [] and "no frame for 0.2 s" in source.error
     release.set()
 
 
 def test_a_missing_file_ends_at_once_with_an_error_naming_it(tmp_path):
-    source = FrameSource(str(tmp_path / "missing.avi"), live=False, retries=3)
+    source = FrameSource(str(tmp_path / "missing.avi"), SourceOptions(retries=3), live=False)
     assert read_all(source) == []
     assert "missing.avi" in source.error and "attempt" not in source.error  # files are not retried
 

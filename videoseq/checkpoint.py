@@ -19,13 +19,14 @@ from __future__ import annotations
 import os
 import pickle
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from videoseq import __version__
-from videoseq.config import Config, config_from_dict
+from videoseq.config import Config, config_from_dict, load_config
 from videoseq.models import VideoClassifier
 from videoseq.models.build import build_model_from_config
 
@@ -184,3 +185,37 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: s
             f"unexpected keys {unexpected[:8]}, shape mismatches {shapes[:8]}"
         )
     model.load_state_dict(state)
+
+
+CONFIG_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class ModelSource:
+    """What a ``CONFIG_OR_CHECKPOINT`` argument names: a checkpoint (``payload``) or a YAML config (``payload`` None)."""
+
+    path: str
+    config: Config
+    payload: dict[str, Any] | None = None
+
+    def model(self, num_classes: int = 1, *, pretrained: bool | str | None = None) -> VideoClassifier:
+        """The checkpoint's trained model, or the model the config describes, in eval mode.
+
+        A config's backbone takes its ``model.pretrained`` weights (``pretrained``
+        overrides them); its random layers are seeded by ``train.seed``, the same on every run.
+        """
+        if self.payload is not None:
+            return model_from_checkpoint(self.payload, self.path)[0]
+        torch.manual_seed(self.config.train.seed)
+        return build_model_from_config(self.config, num_classes, pretrained=pretrained).eval()
+
+
+def open_source(source: str | Path, overrides: list[str] | None = None) -> ModelSource:
+    """A checkpoint (``.pt``) or a YAML config (``.yaml``, with ``--set`` overrides): its config, and its model on demand."""
+    path = str(source)
+    if Path(path).suffix.lower() in CONFIG_SUFFIXES:
+        return ModelSource(path, load_config(path, overrides))
+    if overrides:
+        raise ValueError("--set applies to a YAML config, not to a checkpoint")
+    payload = load_checkpoint(path)
+    return ModelSource(path, config_from_dict(payload["config"]), payload)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from videoseq.sampling import multi_view_indices, sample_indices
+from videoseq.sampling import ClipSampling
 from videoseq.transforms import clip_to_tensor
 from videoseq.video.decoder import VideoDecodeError, VideoReader
 
@@ -38,28 +39,25 @@ class ClipDataset(Dataset):
     is then called with ``crop=``, as ``ClipEvalPreset(crops=3)`` accepts). A sample is
     a dict with ``video`` (uint8 ``(T, 3, H, W)``), ``label``, ``index`` (the video),
     ``view``, ``item`` and ``error`` (empty, or the decode error when ``on_error="skip"``; ``video``
-    is then None). With a ``cache`` (``framecache.FrameCache``) the frames are read from it
-    instead of decoded; the same indices and transforms apply.
+    is then None). ``clips`` says which frames make a clip. With a ``cache``
+    (``framecache.FrameCache``) the frames are read from it instead of decoded; the same
+    indices and transforms apply.
     """
 
     def __init__(
         self,
         videos: list[tuple[str, int]],
         *,
-        clip_len: int,
+        clips: ClipSampling,
         transform: Transform,
         train: bool,
-        sampling: str = "segment",
-        stride: int = 1,
-        short: str = "loop",
         views: int = 1,
         crops: int = 1,
         seed: int = 0,
         on_error: str = "skip",
         cache: CachedFrames | None = None,
     ) -> None:
-        self.videos = videos
-        self.clip_len, self.sampling, self.stride, self.short = clip_len, sampling, stride, short
+        self.videos, self.clips = videos, clips
         self.transform, self.train, self.views, self.crops = transform, train, views, crops
         if crops > 1 and (train or getattr(transform, "crops", 1) != crops):
             raise ValueError(f"crops={crops} needs an eval dataset with ClipEvalPreset(crops={crops})")
@@ -74,14 +72,10 @@ class ClipDataset(Dataset):
         return len(self.videos) * self.views * self.crops
 
     def clip_indices(self, num_frames: int, view: int, rng: np.random.Generator) -> np.ndarray:
+        """The frames of temporal clip ``view`` (a random clip in training), ``(T,)``."""
         if self.train:
-            return sample_indices(
-                self.sampling, num_frames, self.clip_len, stride=self.stride, train=True, rng=rng, short=self.short
-            )
-        views = multi_view_indices(
-            num_frames, self.clip_len, self.views, method=self.sampling, stride=self.stride, short=self.short
-        )
-        return views[view]
+            return self.clips.train_clip(num_frames, rng)
+        return self.clips.views(num_frames, self.views)[view]
 
     def read_clip(self, path: str, view: int, rng: np.random.Generator) -> np.ndarray:
         """The frames of temporal clip ``view`` of a video: from ``cache`` when there is one, else decoded."""
@@ -200,52 +194,47 @@ class ClipSampler(Sampler):
         return max(share - self.skip, 0)
 
 
-def make_loader(
-    dataset: Dataset,
-    *,
-    batch_size: int,
-    shuffle: bool,
-    num_workers: int,
-    timeout: float = 0.0,
-    seed: int = 0,
-    epoch: int = 0,
-    sampler: torch.utils.data.Sampler | None = None,
-    start_batch: int = 0,
-    shard: tuple[int, int] = (0, 1),
-    pad: bool = True,
-    persistent_workers: bool = False,
-    prefetch_factor: int | None = None,
-    pin_memory: bool | None = None,
-) -> DataLoader:
-    """A DataLoader whose order and clips depend only on ``(seed, epoch)``, from batch ``start_batch`` on.
+@dataclass(frozen=True)
+class LoaderOptions:
+    """How a loader reads its dataset: the same for every loader of a run."""
 
-    ``start_batch`` skips the first batches of the epoch without decoding them (a
-    resumed run picks up where the interrupted one stopped). ``shard=(rank, world)``
-    reads one rank's share (see ``ClipSampler``, ``pad``). Reuse the loader for later
-    epochs with ``loader.sampler.set_epoch(epoch)``: with ``persistent_workers`` its
-    workers then stay alive. Worker processes are seeded from the same ``(seed, epoch)``;
-    samples draw their randomness from ``(seed, epoch, item)``, so which worker decodes
-    a sample never matters. ``pin_memory`` defaults to whether CUDA is available
-    (page-locked batches copy to the GPU asynchronously).
+    batch_size: int
+    num_workers: int = 0  # worker processes (0: load in this process)
+    timeout: float = 0.0  # seconds a worker may take for one batch (0: no limit)
+    seed: int = 0  # the epoch order and the workers' seeds come from (seed, epoch)
+    shard: tuple[int, int] = (0, 1)  # (rank, world): this rank's share under torchrun
+    persistent_workers: bool = False  # keep the workers alive across epochs
+    prefetch_factor: int | None = None  # batches each worker loads ahead (PyTorch's default: 2)
+
+
+def make_loader(dataset: Dataset, options: LoaderOptions, *, shuffle: bool, pad: bool = True,
+                epoch: int = 0) -> DataLoader:
+    """A DataLoader whose order and clips depend only on ``(options.seed, epoch)``.
+
+    ``options.shard = (rank, world)`` reads one rank's share (see ``ClipSampler``,
+    ``pad``). Reuse the loader for later epochs with ``loader.sampler.set_epoch(epoch)``
+    (a resumed run starting mid-epoch passes ``skip=`` there): with
+    ``persistent_workers`` its workers then stay alive. Worker processes are seeded
+    from the same ``(seed, epoch)``; samples draw their randomness from ``(seed, epoch,
+    item)``, so which worker decodes a sample never matters. Batches are page-locked
+    when CUDA is available, so they copy to the GPU asynchronously.
     """
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(epoch)
-    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    if sampler is None:
-        sampler = ClipSampler(len(dataset), shuffle=shuffle, seed=seed, epoch=epoch, rank=shard[0], world=shard[1],
-                              pad=pad, skip=start_batch * batch_size)
-    elif start_batch:
-        raise ValueError("start_batch needs the loader's own order; it cannot skip into a custom sampler")
-    workers = dict(timeout=timeout, persistent_workers=persistent_workers, prefetch_factor=prefetch_factor)
+    o = options
+    generator = torch.Generator().manual_seed(o.seed * 100_003 + epoch)
+    rank, world = o.shard
+    sampler = ClipSampler(len(dataset), shuffle=shuffle, seed=o.seed, epoch=epoch, rank=rank, world=world, pad=pad)
+    workers = dict(timeout=o.timeout, persistent_workers=o.persistent_workers, prefetch_factor=o.prefetch_factor)
     return DataLoader(
         dataset,
-        batch_size=batch_size,
+        batch_size=o.batch_size,
         sampler=sampler,
-        num_workers=num_workers,
+        num_workers=o.num_workers,
         collate_fn=collate_clips,
         generator=generator,
         worker_init_fn=ignore_stop_signals,
-        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        pin_memory=torch.cuda.is_available(),
         drop_last=False,
-        **(workers if num_workers > 0 else {}),
+        **(workers if o.num_workers > 0 else {}),
     )

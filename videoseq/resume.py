@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import torch
 
-
 # Config keys that may differ between an interrupted run and its resumption: they
 # change where or how fast the run goes, not the numbers it computes.
 RESUME_MAY_CHANGE = (

@@ -21,7 +21,6 @@ from collections import deque
 import torch
 
 
-
 class FrameClock:
     """Keeps one frame every ``interval`` seconds from timestamped frames (None: every frame).
 

@@ -4,7 +4,7 @@
 at the same relative path: ``resize`` writes a video with a shorter short side
 (and optionally fewer frames per second), ``frames`` writes a folder of
 ``00001.jpg ...`` named like the video without its extension (the Jester layout,
-read by ``video.VideoReader`` like a video).
+read by ``video.decoder.VideoReader`` like a video).
 
 Every output is written under a hidden temporary name beside its target
 (``.name.part.mp4``, ``.name.part/``) and renamed when complete, so an
@@ -28,7 +28,7 @@ import av
 import cv2
 import numpy as np
 
-from videoseq.video.decoder import find_videos, VideoReader
+from videoseq.video.decoder import VideoReader, find_videos
 from videoseq.video.isolated import run_isolated
 
 # Encoder per container; ``quality`` is x264/VP9 CRF or the MPEG-4 quantiser scale.

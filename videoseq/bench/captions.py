@@ -20,7 +20,7 @@ from pathlib import Path
 
 from videoseq.config import load_config
 from videoseq.engine.trainer import fit
-from videoseq.evaluation import run_eval
+from videoseq.evaluation import EvalOptions, run_eval
 from videoseq.resources import CONFIGS
 from videoseq.synth import MOTION_WORDS, PALETTE, SHAPES, write_gesture_dataset
 from videoseq.text import tokenize
@@ -73,7 +73,7 @@ def bench_captions(out: str | Path, *, per_class: int = 480, seed: int = 0, conf
     wall, cpu = time.time(), cpu_seconds()
     run = fit(config, out / "run")
     train_wall, train_cpu = time.time() - wall, cpu_seconds() - cpu
-    metrics = run_eval(run / "best.pt", out_dir=out / "eval", split="test", num_workers=config.data.num_workers)
+    metrics = run_eval(run / "best.pt", out_dir=out / "eval", options=EvalOptions(num_workers=config.data.num_workers))
     captions = out / "eval" / ("predictions.csv" if config.model.task == "caption" else "captions.csv")
     words, clips = word_accuracies(captions)
     motion = words["motion"]

@@ -19,7 +19,7 @@ from pathlib import Path
 from videoseq.config import load_config
 from videoseq.demo import DEFAULT_CONFIG
 from videoseq.engine.trainer import fit
-from videoseq.evaluation import run_eval
+from videoseq.evaluation import EvalOptions, run_eval
 from videoseq.synth import write_gesture_dataset
 
 PAIRS = [("MoveLeft", "MoveRight"), ("MoveUp", "MoveDown"), ("Grow", "Shrink"),
@@ -55,7 +55,7 @@ def bench_heads(out: str | Path, *, per_class: int = 40, overrides: list[str] | 
         run = out / name
         if not (run / "best.pt").is_file():  # a finished run is reused: rerun only what is missing
             fit(config, run)
-        metrics = run_eval(run / "best.pt", out_dir=out / name / "eval", split="test")
+        metrics = run_eval(run / "best.pt", out_dir=out / name / "eval", options=EvalOptions(split="test"))
         results[name] = {"top1": metrics["video"]["top1"], "pairs": pair_accuracy(out / name / "eval")}
     print("\nhead      test top-1   within mirrored pairs (chance 0.5)")
     for name, r in results.items():

@@ -24,11 +24,10 @@ import numpy as np
 from videoseq.datasets import ClipDataset
 from videoseq.framecache import FrameCache, cache_frames
 from videoseq.resources import shared_videos
-from videoseq.sampling import segment_indices
+from videoseq.sampling import ClipSampling, segment_indices
 from videoseq.transforms import ClipTrainPreset, eval_resize
 from videoseq.video.cameras import capture_frames
 from videoseq.video.decoder import VIDEO_EXTENSIONS
-
 
 # test inputs, not training loads: a broken file, a 4-frame one and 3-frame rotation clips
 SKIP = {"corrupted.mp4", "unordered.mov", "video_0.mov", "video_90.mov", "video_180.mov", "video_270.mov"}
@@ -103,8 +102,9 @@ def loader_rows(videos: list[Path], clips: int, cache: FrameCache, size: int = 1
     for path in videos:
         num_frames = len(decord.VideoReader(str(path), num_threads=1))
         for clip_len in (8, 16):
-            ours = ClipDataset([(str(path), 0)], clip_len=clip_len, transform=preset, train=True)
-            cached = ClipDataset([(str(path), 0)], clip_len=clip_len, transform=preset, train=True, cache=cache)
+            sampling = ClipSampling(frames=clip_len)
+            ours = ClipDataset([(str(path), 0)], clips=sampling, transform=preset, train=True)
+            cached = ClipDataset([(str(path), 0)], clips=sampling, transform=preset, train=True, cache=cache)
             rng = np.random.default_rng(0)
             plan = lambda: segment_indices(num_frames, clip_len, train=True, rng=rng)  # noqa: E731
             items, cached_items = iter(range(10**9)), iter(range(10**9))  # item k of both: the same clip
@@ -144,7 +144,7 @@ def rss_mb() -> float:
 
 def rss_growth(videos: list[Path], clips: int = 1000) -> tuple[float, float]:
     """RSS after 100 clips and its growth over the next ``clips`` clips (8 x 112 px, train preset)."""
-    data = ClipDataset([(str(p), 0) for p in videos], clip_len=8, transform=ClipTrainPreset(size=112), train=True)
+    data = ClipDataset([(str(p), 0) for p in videos], clips=ClipSampling(frames=8), transform=ClipTrainPreset(size=112), train=True)
     for i in range(100):
         data[i % len(data)]
     start = rss_mb()

@@ -22,8 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from videoseq.config import load_config
-from videoseq.models.build import build_model_from_config
+from videoseq.checkpoint import open_source
 from videoseq.predict import Predictor
 from videoseq.stream import FrameClock
 from videoseq.video.cameras import FrameSource
@@ -32,13 +31,13 @@ from videoseq.video.cameras import FrameSource
 def load_predictor(model: str | Path, overrides: list[str] | None = None, num_classes: int = 10) -> Predictor:
     """A checkpoint (``.pt`` / ``.onnx``), or a YAML config (with ``--set`` overrides) built with
     random weights: an untrained model runs at the same speed."""
-    if Path(model).suffix.lower() in (".yaml", ".yml"):
-        config = load_config(model, overrides)
-        network = build_model_from_config(config, num_classes, pretrained=False)
-        return Predictor(network, config, [f"class_{i}" for i in range(num_classes)], torch.device("cpu"))
-    if overrides:
-        raise ValueError("--set applies to a YAML config, not to a checkpoint")
-    return Predictor.from_checkpoint(model, device="cpu")
+    if Path(model).suffix.lower() == ".onnx" and not overrides:
+        return Predictor.from_checkpoint(model, device="cpu")
+    source = open_source(model, overrides)
+    if source.payload is not None:
+        return Predictor.from_source(source, device="cpu")
+    network = source.model(num_classes, pretrained=False)
+    return Predictor(network, source.config, [f"class_{i}" for i in range(num_classes)], torch.device("cpu"))
 
 
 def write_test_video(path: Path, frames: int = 300, width: int = 320, height: int = 240, fps: float = 25.0) -> Path:

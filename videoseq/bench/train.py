@@ -30,7 +30,7 @@ class R3D18(nn.Module):
         from torchvision.models.video import r3d_18
 
         self.net = r3d_18(weights=None, num_classes=num_classes)
-        # Kinetics normalisation of the torchvision video models; read by engine.model_input
+        # Kinetics normalisation of the torchvision video models; read by engine.loops.model_input
         self.backbone = SimpleNamespace(mean=(0.43216, 0.394666, 0.37645), std=(0.22803, 0.22145, 0.216989))
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
@@ -54,20 +54,18 @@ class Batches:
 def train_model(model: nn.Module, train: Batches, val: Batches, config, epochs: int,
                 device: torch.device = torch.device("cpu")) -> tuple[float, float]:
     """Train ``epochs`` on replayed batches; returns (training clips/s, validation video accuracy)."""
-    from videoseq.engine.loops import BadVideos, evaluate, train_one_epoch
-    from videoseq.engine.trainer import build_optimizer, build_scheduler
+    from videoseq.engine.loops import BadVideos, Progress, evaluate, train_one_epoch
+    from videoseq.engine.trainer import build_optimization
 
     cfg = config.train
     model.to(device)
-    optimizer = build_optimizer(model, cfg)
-    scheduler = build_scheduler(optimizer, cfg, len(train))
+    optimization = build_optimization(model, cfg, len(train), device)
     criterion, bad = nn.CrossEntropyLoss(), BadVideos(1.0)
-    scaler = torch.amp.GradScaler(enabled=False)
     seen, seconds = 0, 0.0
     for epoch in range(epochs):
         start = time.perf_counter()
-        train_one_epoch(model, train, criterion, optimizer, scheduler, device=device, epoch=epoch,
-                        cfg=cfg, scaler=scaler, bad=bad)
+        train_one_epoch(model, train, criterion, optimization, device=device, cfg=cfg, bad=bad,
+                        progress=Progress(epoch=epoch))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds += time.perf_counter() - start
@@ -101,14 +99,14 @@ def bench_train(epochs: int = 4, per_class: int = 6, size: int = 64, frames: int
 
 def bench_peers(config, manifest, epochs: int) -> dict:
     """Training clips/s and accuracy of the default model and of r3d_18 on batches decoded once."""
-    from videoseq.datasets import make_loader
+    from videoseq.datasets import LoaderOptions, make_loader
     from videoseq.engine.trainer import build_datasets
     from videoseq.runtime import seed_everything, select_device
 
     device = select_device(config.train.device)
     train_set, val_set = build_datasets(config, manifest)
-    train = Batches(make_loader(train_set, batch_size=8, shuffle=True, num_workers=0))
-    val = Batches(make_loader(val_set, batch_size=8, shuffle=False, num_workers=0))
+    train = Batches(make_loader(train_set, LoaderOptions(batch_size=8, num_workers=0), shuffle=True))
+    val = Batches(make_loader(val_set, LoaderOptions(batch_size=8, num_workers=0), shuffle=False))
     classes, d = len(manifest.classes), config.data
     print(f"synthetic gestures: {len(train_set)} train / {len(val_set)} val clips of {d.frames}x{d.size}x{d.size}, "
           f"{classes} classes, {epochs} epochs each on {device}, batches decoded once (model time only)")
@@ -130,9 +128,9 @@ def bench_cache(config, manifest, tmp: Path) -> dict:
     import copy
 
     from videoseq.config import save_config
-    from videoseq.manifest import write_manifest
     from videoseq.engine.trainer import fit
     from videoseq.features import extract_features
+    from videoseq.manifest import write_manifest
 
     frozen = copy.deepcopy(config)
     frozen.model.freeze_backbone, frozen.train.epochs, frozen.data.test_views = True, 1, 1

@@ -28,6 +28,7 @@ from videoseq.datasets import ClipDataset
 from videoseq.engine.objectives import CaptionObjective, ClassifyObjective, Objective
 from videoseq.metrics import aggregate_by_video, caption_metrics, classification_metrics
 from videoseq.models import VideoClassifier
+from videoseq.models.decoding import Decoding
 from videoseq.runtime import autocast_for
 from videoseq.tables import write_csv
 from videoseq.text import Vocabulary, normalize_caption
@@ -147,6 +148,29 @@ class ModelEma:
                 average.copy_(current)
 
 
+@dataclass
+class Optimization:
+    """What a training step updates besides the weights: optimizer, LR schedule, AMP loss scaler, weight average."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    ema: ModelEma | None = None
+
+    def step(self, loss: torch.Tensor, model: nn.Module, clip_grad: float | None) -> None:
+        """Backpropagate ``loss`` and step: gradients clipped to ``clip_grad``, schedule and average moved on."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if clip_grad:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(whole_model(model))
+
+
 StopCheck = Callable[[Progress], bool]
 
 
@@ -154,19 +178,15 @@ def train_one_epoch(
     model: nn.Module,
     loader: torch.utils.data.DataLoader,
     criterion: nn.Module | Objective,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    optimization: Optimization,
     *,
     device: torch.device,
-    epoch: int,
     cfg: TrainConfig,
-    scaler: torch.amp.GradScaler,
     bad: BadVideos,
-    progress: Progress | None = None,
-    ema: ModelEma | None = None,
+    progress: Progress,
     should_stop: StopCheck | None = None,
 ) -> dict[str, float]:
-    """Train on the batches of ``loader``, updating ``progress`` after each one.
+    """Train epoch ``progress.epoch`` on the batches of ``loader``, updating ``progress`` after each one.
 
     ``criterion``: a loss on class logits, or an objective (:class:`ClassifyObjective`,
     :class:`CaptionObjective`) that returns the loss of a batch.
@@ -176,17 +196,16 @@ def train_one_epoch(
     ``NonFiniteLoss`` naming the step and the batch's videos, or skips the batch
     (``cfg.on_nonfinite``).
     """
-    progress = progress if progress is not None else Progress(epoch=epoch)
     objective = criterion if isinstance(criterion, (ClassifyObjective, CaptionObjective)) else ClassifyObjective(criterion)
     model.train()
     total = progress.batch + len(loader)
-    bar = tqdm(_batches(loader, progress, should_stop), desc=f"epoch {epoch + 1}/{cfg.epochs} train",
+    bar = tqdm(_batches(loader, progress, should_stop), desc=f"epoch {progress.epoch + 1}/{cfg.epochs} train",
                total=total, initial=progress.batch, leave=False, dynamic_ncols=True, disable=not distributed.is_main())
     for batch in bar:
         bad.add("train", loader.dataset, batch["errors"])
         if batch["video"].numel():
-            train_step(model, batch, objective, optimizer, scheduler, device=device, cfg=cfg, scaler=scaler,
-                       progress=progress, ema=ema, dataset=loader.dataset)
+            train_step(model, batch, objective, optimization, device=device, cfg=cfg, progress=progress,
+                       dataset=loader.dataset)
         progress.batch += 1
         progress.step += 1
         bar.set_postfix(loss=f"{progress.loss_sum / max(progress.seen, 1):.3f}",
@@ -211,11 +230,8 @@ def _batches(loader: torch.utils.data.DataLoader, progress: Progress, should_sto
         yield batch
 
 
-def train_step(
-    model: nn.Module, batch: dict, objective: Objective, optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler, *, device: torch.device, cfg: TrainConfig,
-    scaler: torch.amp.GradScaler, progress: Progress, ema: ModelEma | None, dataset: ClipDataset,
-) -> None:
+def train_step(model: nn.Module, batch: dict, objective: Objective, optimization: Optimization, *,
+               device: torch.device, cfg: TrainConfig, progress: Progress, dataset: ClipDataset) -> None:
     """One optimizer step on one batch; adds its loss and hits to ``progress``."""
     clips = model_input(batch["video"], model, device)  # (B, T, 3, H, W) or cached features
     # The forward pass updates BatchNorm statistics: keep a copy to undo them if the batch is skipped.
@@ -235,16 +251,7 @@ def train_step(
                 buffer.copy_(buffers[name])
         progress.skipped += 1
         return
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    if cfg.clip_grad:
-        scaler.unscale_(optimizer)
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-    scaler.step(optimizer)
-    scaler.update()
-    scheduler.step()
-    if ema is not None:
-        ema.update(whole_model(model))
+    optimization.step(loss, model, cfg.clip_grad)
     progress.loss_sum += loss.item() * len(clips)
     progress.correct += int(right)
     progress.counted += count
@@ -312,15 +319,12 @@ def evaluate_captions(
     references: list[list[str]],
     vocab: Vocabulary,
     device: torch.device,
-    beam: int = 1,
-    max_words: int = 20,
-    alpha: float = 0.0,
+    decoding: Decoding = Decoding(),
     amp: bool = False,
     bad: BadVideos | None = None,
     split: str = "val",
-    desc: str = "captions",
 ) -> dict:
-    """Caption the first view of every video and score the captions against ``references``.
+    """Caption the first view of every video (``decoding``: greedy by default) and score the captions.
 
     ``references[v]`` are the reference captions of video ``v`` of ``loader.dataset``.
     Returns ``video_ids``, ``captions`` and normalised ``references`` per video, and
@@ -328,7 +332,7 @@ def evaluate_captions(
     """
     model.eval()
     captions: dict[int, str] = {}
-    for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+    for batch in tqdm(loader, desc="captions", leave=False, dynamic_ncols=True):
         if bad is not None:
             bad.add(split, loader.dataset, batch["errors"])
         rows, taken = [], set(captions)
@@ -340,7 +344,7 @@ def evaluate_captions(
             continue
         clips = model_input(batch["video"][rows], model, device)  # (b, T, 3, H, W)
         with autocast_for(device, amp):
-            found = model.generate(clips, beam=beam, max_len=max_words + 1, alpha=alpha)
+            found = decoding.generate(model, clips)
         for r, ids in zip(rows, found):
             captions[int(batch["index"][r])] = vocab.decode(ids)
     if not captions:

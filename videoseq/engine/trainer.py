@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,29 +18,49 @@ from torch import nn
 
 from videoseq import distributed
 from videoseq.checkpoint import (
-    checkpoint_payload, load_checkpoint, load_weights, remove_partial_checkpoints, save_checkpoint,
+    checkpoint_payload,
+    load_checkpoint,
+    load_weights,
+    remove_partial_checkpoints,
+    save_checkpoint,
 )
 from videoseq.config import Config, TrainConfig, save_config
-from videoseq.datasets import ClipDataset, make_loader
+from videoseq.datasets import ClipDataset, LoaderOptions, make_loader
 from videoseq.engine.loops import (
-    BadVideos, HeadOnly, ModelEma, Progress, StopCheck, evaluate, evaluate_captions, train_one_epoch,
+    BadVideos,
+    HeadOnly,
+    ModelEma,
+    Optimization,
+    Progress,
+    StopCheck,
+    evaluate,
+    evaluate_captions,
+    train_one_epoch,
 )
 from videoseq.engine.objectives import (
-    CaptionObjective, ClassifyObjective, Objective, build_objective, caption_vocabulary,
+    CaptionObjective,
+    build_objective,
+    caption_vocabulary,
 )
 from videoseq.features import feature_datasets
 from videoseq.framecache import open_frame_cache
 from videoseq.manifest import Manifest
 from videoseq.metrics import plot_curves
 from videoseq.models import VideoClassifier
-from videoseq.models.build import build_model_from_config
+from videoseq.models.build import build_model_from_config, check_model_names
+from videoseq.models.decoding import Decoding
 from videoseq.prepare import resolve_manifest
-from videoseq.resume import TrainingInterrupted, check_resumable, rng_state, set_rng_state
+from videoseq.resume import (
+    TrainingInterrupted,
+    check_resumable,
+    rng_state,
+    set_rng_state,
+)
 from videoseq.runtime import StopSignals, amp_dtype, seed_everything, select_device
+from videoseq.sampling import ClipSampling
 from videoseq.tables import write_csv
 from videoseq.text import Vocabulary
 from videoseq.transforms import ClipEvalPreset, ClipTrainPreset
-
 
 HISTORY_COLUMNS = (
     "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_clip_acc", "val_video_acc",
@@ -78,6 +97,14 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_pe
     )
 
 
+def build_optimization(model: nn.Module, cfg: TrainConfig, steps_per_epoch: int, device: torch.device) -> Optimization:
+    """Optimizer, schedule, loss scaler (on for fp16 autocast only) and, with ``train.ema``, the weight average."""
+    optimizer = build_optimizer(model, cfg)
+    scaler = torch.amp.GradScaler(enabled=amp_dtype(device, cfg.amp) == torch.float16)
+    return Optimization(optimizer, build_scheduler(optimizer, cfg, steps_per_epoch), scaler,
+                        ModelEma(model, cfg.ema) if cfg.ema else None)
+
+
 def build_datasets(config: Config, manifest: Manifest) -> tuple[ClipDataset, ClipDataset]:
     """Train and validation datasets of a manifest, with the presets of the config (or of its feature cache).
 
@@ -93,8 +120,7 @@ def build_datasets(config: Config, manifest: Manifest) -> tuple[ClipDataset, Cli
     swap = {index[a]: index[b] for a, b in d.flip_swap.items()}
     train_videos, val_videos = manifest.videos(d.train_split), manifest.videos(d.val_split)
     cache = open_frame_cache(d, train_videos + val_videos) if d.frame_cache else None
-    common = dict(clip_len=d.frames, sampling=d.sampling, stride=d.stride, short=d.short_video,
-                  seed=config.train.seed, on_error=d.on_error, cache=cache)
+    common = dict(clips=ClipSampling.from_data(d), seed=config.train.seed, on_error=d.on_error, cache=cache)
     train_set = ClipDataset(
         train_videos, train=True, **common,
         transform=ClipTrainPreset(size=d.size, crop_scale=d.crop_scale, color_jitter=d.color_jitter,
@@ -121,12 +147,12 @@ def validate(model: nn.Module, loader: torch.utils.data.DataLoader, config: Conf
                 "val_mean_class_acc": result["video_metrics"]["mean_class_acc"]}
     if vocab is not None:
         found = evaluate_captions(model, loader, references=references, vocab=vocab, device=device,
-                                  max_words=config.caption.max_words, amp=config.train.amp, bad=bad, split=split)
+                                  decoding=Decoding(max_words=config.caption.max_words), amp=config.train.amp,
+                                  bad=bad, split=split)
         row |= {f"val_{k}": v for k, v in found["metrics"].items() if k in CAPTION_COLUMNS_KEYS}
     return row
 
 
-@dataclass
 class Trainer:
     """Everything a training run carries from step to step, and its checkpoints.
 
@@ -137,42 +163,23 @@ class Trainer:
     ``train.ema`` the checkpoint's ``model`` is the averaged weights (what ``eval`` and
     ``predict`` load) and ``train_model`` the raw ones. Under torchrun every rank keeps
     a Trainer; rank 0 alone prints and writes. ``objective`` is the training loss of
-    ``model.task``; caption models carry their ``vocab`` (saved in every checkpoint)
-    and the validation ``references``, and keep as ``best.pt`` the highest validation BLEU-4.
+    ``model.task`` (``build_objective``); caption models carry their ``vocab`` (saved in
+    every checkpoint) and the validation ``references``, and keep as ``best.pt`` the
+    highest validation BLEU-4.
     """
 
-    config: Config
-    classes: list[str]
-    run_dir: Path
-    device: torch.device
-    model: VideoClassifier
-    trained: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
-    ema: ModelEma | None
-    steps_per_epoch: int
-    bad: BadVideos
-    progress: Progress = field(default_factory=Progress)
-    objective: Objective | None = None
-    vocab: Vocabulary | None = None
-    references: list[list[str]] = field(default_factory=list)  # validation captions per video
-
-    @classmethod
-    def create(cls, config: Config, classes: list[str], run_dir: Path, device: torch.device,
-               steps_per_epoch: int, *, objective: Objective | None = None, vocab: Vocabulary | None = None,
-               references: list[list[str]] | None = None) -> Trainer:
-        cfg = config.train
-        model = build_model_from_config(config, len(classes), vocab_size=len(vocab) if vocab else None).to(device)
-        trained = training_module(model, config, device)
-        optimizer = build_optimizer(model, cfg)
-        scaler = torch.amp.GradScaler(enabled=amp_dtype(device, cfg.amp) == torch.float16)
-        return cls(config, classes, run_dir, device, model, trained, optimizer,
-                   build_scheduler(optimizer, cfg, steps_per_epoch), scaler,
-                   ModelEma(model, cfg.ema) if cfg.ema else None, steps_per_epoch,
-                   BadVideos(config.data.max_bad_fraction), Progress(epoch_lr=optimizer.param_groups[0]["lr"]),
-                   objective or ClassifyObjective(nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)),
-                   vocab, list(references or []))
+    def __init__(self, config: Config, manifest: Manifest, run_dir: Path, *, device: torch.device,
+                 steps_per_epoch: int, vocab: Vocabulary | None = None) -> None:
+        self.config, self.classes, self.run_dir, self.device = config, manifest.classes, run_dir, device
+        self.vocab, self.steps_per_epoch = vocab, steps_per_epoch
+        self.model = build_model_from_config(config, len(self.classes), vocab_size=len(vocab) if vocab else None)
+        self.model.to(device)
+        self.trained = training_module(self.model, config, device)
+        self.optimization = build_optimization(self.model, config.train, steps_per_epoch, device)
+        self.bad = BadVideos(config.data.max_bad_fraction)
+        self.progress = Progress(epoch_lr=self.optimization.optimizer.param_groups[0]["lr"])
+        self.objective = build_objective(config, manifest, vocab)
+        self.references = manifest.captions(config.data.val_split)  # validation captions per video
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -182,7 +189,8 @@ class Trainer:
     @property
     def saved_model(self) -> VideoClassifier:
         """The weights checkpoints give ``eval`` and ``predict``: the average with ``train.ema``."""
-        return self.ema.module if self.ema is not None else self.model
+        ema = self.optimization.ema
+        return ema.module if ema is not None else self.model
 
     @property
     def eval_model(self) -> nn.Module:
@@ -192,25 +200,26 @@ class Trainer:
         return self.saved_model
 
     def payload(self) -> dict:
-        p = self.progress
+        p, o = self.progress, self.optimization
         state = dict(epoch=p.epoch, batch_in_epoch=p.batch, step=p.step,
                      metrics=p.history[-1] if p.history else {}, progress=p.state_dict(),
-                     optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
-                     scaler=self.scaler.state_dict(), rng=rng_state(),
+                     optimizer=o.optimizer.state_dict(), scheduler=o.scheduler.state_dict(),
+                     scaler=o.scaler.state_dict(), rng=rng_state(),
                      bad_videos={split: dict(found) for split, found in self.bad.failures.items()})
-        if self.ema is not None:
+        if o.ema is not None:
             state["train_model"] = self.model.state_dict()
         return checkpoint_payload(self.saved_model, self.config, self.classes,
                                   vocab=self.vocab.to_list() if self.vocab else None, **state)
 
     def restore(self, payload: dict, path: Path) -> None:
         """Put back the state of a checkpoint written by ``payload`` (RNGs last)."""
+        o = self.optimization
         load_weights(self.model, payload.get("train_model", payload["model"]), path)
-        if self.ema is not None:
-            load_weights(self.ema.module, payload["model"], path)
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.scheduler.load_state_dict(payload["scheduler"])
-        self.scaler.load_state_dict(payload["scaler"])
+        if o.ema is not None:
+            load_weights(o.ema.module, payload["model"], path)
+        o.optimizer.load_state_dict(payload["optimizer"])
+        o.scheduler.load_state_dict(payload["scheduler"])
+        o.scaler.load_state_dict(payload["scaler"])
         self.progress = Progress.from_state_dict(payload["progress"])
         self.bad.failures = {split: dict(found) for split, found in payload["bad_videos"].items()}
         set_rng_state(payload["rng"])
@@ -227,8 +236,8 @@ class Trainer:
         """
         cfg = self.config.train
         options = loader_options(self.config)
-        train_loader = make_loader(train_set, shuffle=True, pad=True, **options)
-        val_loader = make_loader(val_set, shuffle=False, pad=False, **options)
+        train_loader = make_loader(train_set, options, shuffle=True, pad=True)
+        val_loader = make_loader(val_set, options, shuffle=False, pad=False)
 
         def should_stop(progress: Progress) -> bool:
             # ``==``: a run resumed from its stop_after_steps checkpoint (same config.yaml) goes on
@@ -250,17 +259,17 @@ class Trainer:
         """The rest of epoch ``progress.epoch``: its fixed order from batch ``progress.batch`` on."""
         p, cfg = self.progress, self.config.train
         if p.batch == 0:
-            p.epoch_lr = self.optimizer.param_groups[0]["lr"]
+            p.epoch_lr = self.optimization.optimizer.param_groups[0]["lr"]
         loader.sampler.set_epoch(p.epoch, skip=p.batch * cfg.batch_size)
         if isinstance(self.objective, CaptionObjective):
             self.objective.set_epoch(p.epoch, cfg.epochs)
-        train_one_epoch(self.trained, loader, self.objective, self.optimizer, self.scheduler, device=self.device, epoch=p.epoch, cfg=cfg,
-                        scaler=self.scaler, bad=self.bad, progress=p, ema=self.ema, should_stop=should_stop)
+        train_one_epoch(self.trained, loader, self.objective, self.optimization, device=self.device, cfg=cfg,
+                        bad=self.bad, progress=p, should_stop=should_stop)
         distributed.broadcast_buffers(self.model)  # one set of BatchNorm statistics for evaluation and checkpoints
 
     def end_epoch(self, val_loader: torch.utils.data.DataLoader) -> None:
         """Validate, record the epoch's row, write last.pt (and best.pt), metrics.csv and curves.png."""
-        p, cfg, d = self.progress, self.config.train, self.config.data
+        p, cfg = self.progress, self.config.train
         row = {"epoch": p.epoch + 1, "lr": p.epoch_lr, **distributed.mean_over_ranks(p.epoch_metrics())}
         # best.pt: the best validation score, or the best training accuracy in a run without a
         # validation split; an epoch not validated (train.eval_every) does not compete.
@@ -275,16 +284,20 @@ class Trainer:
         p.finish_epoch()
         improved = score is not None and score > p.best
         p.best = p.best if score is None else max(p.best, score)
-        if not distributed.is_main():
-            return
-        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        if distributed.is_main():
+            self.write_epoch(improved)
+
+    def write_epoch(self, improved: bool) -> None:
+        """Print the last metrics row; write last.pt (and best.pt when ``improved``), metrics.csv and curves.png."""
+        history = self.progress.history
+        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in history[-1].items()))
         payload = self.payload()
         self.save("last.pt", payload)
         if improved:
             self.save("best.pt", payload)
         columns = self.columns
-        write_csv(self.run_dir / "metrics.csv", columns, [[h.get(k, "") for k in columns] for h in p.history])
-        plot_curves(p.history, self.run_dir / "curves.png")
+        write_csv(self.run_dir / "metrics.csv", columns, [[h.get(k, "") for k in columns] for h in history])
+        plot_curves(history, self.run_dir / "curves.png")
 
     def stopped(self, signals: StopSignals) -> None:
         last = self.run_dir / "last.pt"
@@ -309,49 +322,60 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False) -> Path:
     Under torchrun every rank trains its shard; rank 0 alone writes, and adds ``ranks.json``.
     """
     run_dir = Path(run_dir)
+    check_model_names(config.model)  # a typo in a name fails before the run folder is made
     device, joined = distributed.setup(select_device(config.train.device))
-    main = distributed.is_main()
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if main:
-            for partial in remove_partial_checkpoints(run_dir):
-                print(f"removed {partial}: a checkpoint write that was killed before it finished")
-        saved = load_resume_checkpoint(run_dir, config) if resume else None
-        seed_everything(config.train.seed)
-        manifest = resolve_manifest(config.data, run_dir if main else None)
-        if saved is not None and list(saved["classes"]) != manifest.classes:
-            raise ValueError(f"cannot resume {run_dir}: its classes {saved['classes'][:5]}... differ from the "
-                             f"manifest's {manifest.classes[:5]}...")
-        if main:
-            save_config(config, run_dir / "config.yaml")
-            (run_dir / "classes.txt").write_text("".join(f"{c}\n" for c in manifest.classes))
-        train_set, val_set = build_datasets(config, manifest)
-        vocab = caption_vocabulary(config, manifest)
-        if main and vocab is not None:
-            (run_dir / "vocab.txt").write_text("".join(f"{w}\n" for w in vocab.words))
-        shard = math.ceil(len(train_set) / distributed.world_size())  # padded: every rank as many clips
-        trainer = Trainer.create(config, manifest.classes, run_dir, device,
-                                 math.ceil(shard / config.train.batch_size),
-                                 objective=build_objective(config, manifest, vocab), vocab=vocab,
-                                 references=manifest.captions(config.data.val_split))
-        if saved is not None:
-            trainer.restore(saved, run_dir / "last.pt")
-        p = trainer.progress
-        where = f", resuming at epoch {p.epoch + 1} batch {p.batch + 1} (step {p.step})" if saved is not None else ""
-        if main:
-            print(f"training {config.model.backbone}+{config.model.head} ({config.model.task}) on {device} "
-                  f"x{distributed.world_size()}: {len(train_set.videos)} train / {len(val_set.videos)} "
-                  f"{config.data.val_split} videos, {len(manifest.classes)} classes"
-                  + (f", {len(vocab)} words" if vocab else "") + f" -> {run_dir}{where}")
+        trainer, train_set, val_set = start_run(config, run_dir, device, resume=resume)
         try:
             with StopSignals() as signals:
                 trainer.train(train_set, val_set, signals)
         finally:
-            if main and any(trainer.bad.failures.values()):
+            if distributed.is_main() and any(trainer.bad.failures.values()):
                 trainer.bad.write(run_dir / "bad_videos.csv")
     finally:
         distributed.teardown(joined)
     return run_dir
+
+
+def start_run(config: Config, run_dir: Path, device: torch.device, *,
+              resume: bool) -> tuple[Trainer, ClipDataset, ClipDataset]:
+    """The run folder's files, the datasets and a ``Trainer`` (restored from ``last.pt`` with ``resume``)."""
+    main = distributed.is_main()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if main:
+        for partial in remove_partial_checkpoints(run_dir):
+            print(f"removed {partial}: a checkpoint write that was killed before it finished")
+    saved = load_resume_checkpoint(run_dir, config) if resume else None
+    seed_everything(config.train.seed)
+    manifest = resolve_manifest(config.data, run_dir if main else None)
+    if saved is not None and list(saved["classes"]) != manifest.classes:
+        raise ValueError(f"cannot resume {run_dir}: its classes {saved['classes'][:5]}... differ from the "
+                         f"manifest's {manifest.classes[:5]}...")
+    if main:
+        save_config(config, run_dir / "config.yaml")
+        (run_dir / "classes.txt").write_text("".join(f"{c}\n" for c in manifest.classes))
+    train_set, val_set = build_datasets(config, manifest)
+    vocab = caption_vocabulary(config, manifest)
+    if main and vocab is not None:
+        (run_dir / "vocab.txt").write_text("".join(f"{w}\n" for w in vocab.words))
+    shard = math.ceil(len(train_set) / distributed.world_size())  # padded: every rank as many clips
+    trainer = Trainer(config, manifest, run_dir, device=device, steps_per_epoch=math.ceil(shard / config.train.batch_size),
+                      vocab=vocab)
+    if saved is not None:
+        trainer.restore(saved, run_dir / "last.pt")
+    if main:
+        print(run_summary(trainer, train_set, val_set, resumed=saved is not None))
+    return trainer, train_set, val_set
+
+
+def run_summary(trainer: Trainer, train_set: ClipDataset, val_set: ClipDataset, *, resumed: bool) -> str:
+    """The line a run starts with: model, device, data, and where a resumed run picks up."""
+    config, p, vocab = trainer.config, trainer.progress, trainer.vocab
+    where = f", resuming at epoch {p.epoch + 1} batch {p.batch + 1} (step {p.step})" if resumed else ""
+    return (f"training {config.model.backbone}+{config.model.head} ({config.model.task}) on {trainer.device} "
+            f"x{distributed.world_size()}: {len(train_set.videos)} train / {len(val_set.videos)} "
+            f"{config.data.val_split} videos, {len(trainer.classes)} classes"
+            + (f", {len(vocab)} words" if vocab else "") + f" -> {trainer.run_dir}{where}")
 
 
 def load_resume_checkpoint(run_dir: Path, config: Config) -> dict:
@@ -366,12 +390,12 @@ def load_resume_checkpoint(run_dir: Path, config: Config) -> dict:
     return payload
 
 
-def loader_options(config: Config) -> dict:
-    """``make_loader`` keywords from the config, with this rank's shard under torchrun."""
+def loader_options(config: Config) -> LoaderOptions:
+    """How the run's loaders read: the config's batch size and workers, with this rank's shard under torchrun."""
     d = config.data
-    return dict(batch_size=config.train.batch_size, num_workers=d.num_workers, timeout=d.timeout,
-                seed=config.train.seed, shard=(distributed.rank(), distributed.world_size()),
-                persistent_workers=d.persistent_workers, prefetch_factor=d.prefetch_factor)
+    return LoaderOptions(batch_size=config.train.batch_size, num_workers=d.num_workers, timeout=d.timeout,
+                         seed=config.train.seed, shard=(distributed.rank(), distributed.world_size()),
+                         persistent_workers=d.persistent_workers, prefetch_factor=d.prefetch_factor)
 
 
 def training_module(model: VideoClassifier, config: Config, device: torch.device) -> nn.Module:

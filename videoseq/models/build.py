@@ -1,10 +1,12 @@
-"""The model a config describes: ``build_model_from_config``."""
+"""The model a config describes: ``build_model_from_config``, and ``check_model_names`` to fail early."""
 
 from __future__ import annotations
 
-from videoseq.config import Config
+from videoseq.config import Config, ModelConfig
+from videoseq.models.backbones import resolve_stage
 from videoseq.models.captioner import build_captioner
 from videoseq.models.classifier import VideoClassifier, build_model
+from videoseq.models.heads import check_head_args
 from videoseq.text import BOS_ID, EOS_ID, PAD_ID
 
 
@@ -31,3 +33,12 @@ def build_model_from_config(config: Config, num_classes: int, *, pretrained: boo
         raise ValueError(f"model.task={m.task} needs a vocabulary size (build the vocabulary from the captions)")
     return build_captioner(classifier, task=m.task, vocab_size=vocab_size, decoder_args=m.decoder,
                            special_ids={"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID})
+
+
+def check_model_names(model: ModelConfig) -> None:
+    """The backbone, its stage, the head and its arguments exist, before anything is built or written.
+
+    Raises the ``ValueError`` of the registry that does not know a name, listing the valid ones.
+    """
+    resolve_stage(model.backbone, model.stage)
+    check_head_args(model.head, model.head_args)

@@ -29,7 +29,13 @@ from torch import nn
 
 from videoseq.config import TASKS
 from videoseq.models.classifier import VideoClassifier
-from videoseq.models.decoding import Hypothesis, State, beam_search, greedy_decode, select_rows
+from videoseq.models.decoding import (
+    Hypothesis,
+    State,
+    beam_search,
+    greedy_decode,
+    select_rows,
+)
 
 DECODER_CELLS = {"gru": nn.GRUCell, "lstm": nn.LSTMCell}
 

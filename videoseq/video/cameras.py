@@ -91,6 +91,21 @@ class SourceFailure(Exception):
     """A live source failed once (cannot open, no frame, raised, frozen); it may be retried."""
 
 
+@dataclass(frozen=True)
+class SourceOptions:
+    """How ``FrameSource`` reads a source; ``predict --stream`` takes its flags' defaults from here."""
+
+    queue_size: int = 4  # frames held for the consumer; a live source drops the oldest beyond it
+    retries: int = 3  # reopen a failing live source this many times
+    retry_delay: float = 1.0  # seconds between retries
+    max_frozen: int = 150  # identical frames in a row that mean a frozen camera
+    stall_timeout: float = 10.0  # seconds without a frame before the stream ends
+
+    def __post_init__(self) -> None:
+        if self.queue_size < 1:
+            raise ValueError(f"queue size must be >= 1, got {self.queue_size}")
+
+
 class FrameSource:
     """A file, camera index or URL read by a thread into a bounded queue.
 
@@ -99,32 +114,25 @@ class FrameSource:
     ...         ...
     >>> source.dropped, source.error                            # doctest: +SKIP
 
-    ``opener`` turns the source into an opened capture (``video.open_capture``
+    ``opener`` turns the source into an opened capture (``open_capture``
     by default; tests pass one that returns a fake capture, and the rest of the
-    code path is the same). ``max_frozen`` identical frames in a row count as a
-    frozen camera; ``stall_timeout`` seconds without any frame end the stream.
+    code path is the same). ``options`` say how it is read (``SourceOptions``).
     """
 
     def __init__(
         self,
         source: str | int,
+        options: SourceOptions = SourceOptions(),
         *,
         opener: Callable[[str | int], Capture] = open_capture,
         live: bool | None = None,
-        queue_size: int = 4,
-        retries: int = 3,
-        retry_delay: float = 1.0,
-        max_frozen: int = 150,
-        stall_timeout: float = 10.0,
     ) -> None:
-        if queue_size < 1:
-            raise ValueError(f"queue size must be >= 1, got {queue_size}")
         self.source = source
         self.opener = opener
         self.live = is_live(source) if live is None else live
-        self.retries, self.retry_delay = retries, retry_delay
-        self.max_frozen, self.stall_timeout = max_frozen, stall_timeout
-        self.queue: queue.Queue[Frame | None] = queue.Queue(maxsize=queue_size)
+        self.retries, self.retry_delay = options.retries, options.retry_delay
+        self.max_frozen, self.stall_timeout = options.max_frozen, options.stall_timeout
+        self.queue: queue.Queue[Frame | None] = queue.Queue(maxsize=options.queue_size)
         self.dropped = 0
         self.read_count = 0
         self.error: str | None = None

@@ -200,7 +200,7 @@ def _isolated_operation(request: tuple[str, str, object]) -> object:
 class IsolatedDecoder:
     """Decoding in a child process: a decoder crash or hang becomes a ``VideoDecodeError``.
 
-    One long-lived ``workers.Worker``, forked like a DataLoader worker (``spawn`` would
+    One long-lived ``Worker``, forked like a DataLoader worker (``spawn`` would
     re-run the caller's main script), serves the requests; if it dies (a segfault in
     FFmpeg or decord) or takes longer than ``timeout`` seconds, this process raises
     ``VideoDecodeError`` for the file it was reading, and the next request starts a
