@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SHARED_VIDEOS, brightness_frames, write_video
+from conftest import brightness_frames, shared_clip, shared_clips, write_video
 from videoseq.config import load_config
 from videoseq.datasets import ClipDataset, LoaderOptions, make_loader
 from videoseq.manifest import ManifestError, read_manifest
@@ -72,15 +72,10 @@ def write_audio_only(path: Path) -> Path:
     return path
 
 
-def shared(name: str) -> Path:
-    path = SHARED_VIDEOS / name
-    if not path.exists():
-        pytest.skip(f"{path} not available")
-    return path
 
 
 def truncated_copy(tmp_path: Path, name: str, fraction: float) -> Path:
-    data = shared(name).read_bytes()
+    data = shared_clip(name).read_bytes()
     path = tmp_path / f"cut{int(fraction * 100)}_{name}"
     path.write_bytes(data[: int(len(data) * fraction)])
     return path
@@ -137,7 +132,7 @@ def test_variable_frame_rate_gives_every_frame_in_order(tmp_path):
 
 
 def test_rotated_phone_clip_comes_out_upright():
-    with VideoReader(shared("video_90.mov")) as reader:
+    with VideoReader(shared_clip("video_90.mov")) as reader:
         info = reader.info
         frames = reader.read(range(info.num_frames))
     assert info.rotation == 90 and info.height > info.width
@@ -162,15 +157,14 @@ def test_byte_truncated_real_clips_raise_the_typed_error(tmp_path, name, fractio
 
 
 def test_whole_real_clips_are_not_called_truncated():
-    for path in sorted(SHARED_VIDEOS.glob("*.*")):
-        if path.suffix != ".md":
-            assert container_truncation(path) is None, path
+    for path in shared_clips():
+        assert container_truncation(path) is None, path
 
 
 def make_broken(kind: str, tmp_path: Path) -> tuple[Path, str]:
     """A broken input of the matrix and a word its error reason must contain."""
     if kind == "corrupt":
-        return shared("corrupted.mp4"), "decod"
+        return shared_clip("corrupted.mp4"), "decod"
     if kind == "empty":
         path = tmp_path / "empty.avi"
         path.touch()
@@ -295,19 +289,12 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
     return bytes(data)
 
 
-def real_clips() -> list[Path]:
-    clips = sorted(p for p in SHARED_VIDEOS.glob("*.*") if p.suffix != ".md")
-    if not clips:
-        pytest.skip(f"{SHARED_VIDEOS} not available")
-    return clips
-
-
 FUZZ_CASES = 400
 
 
 def test_fuzzed_real_clips_decode_or_raise_the_typed_error(tmp_path):
     """Hundreds of damaged clips, decoded in a child process: only VideoDecodeError ever comes back."""
-    clips, rng = real_clips(), random.Random(8)
+    clips, rng = shared_clips(), random.Random(8)
     originals = {clip: clip.read_bytes() for clip in clips}
     outcomes, unexpected = {"decoded": 0, "typed": 0, "crashed": 0}, []
     with IsolatedDecoder(timeout=60) as decoder:
@@ -332,7 +319,7 @@ def test_fuzzed_real_clips_decode_or_raise_the_typed_error(tmp_path):
 
 def test_fuzzed_clips_in_dataloader_workers_become_error_samples(tmp_path):
     """The training path: workers decode damaged clips; each sample is a clip or an error naming its file."""
-    clips, rng = real_clips(), random.Random(80)
+    clips, rng = shared_clips(), random.Random(80)
     videos = []
     for case in range(30):
         clip = clips[case % len(clips)]
@@ -352,7 +339,7 @@ def test_fuzzed_clips_in_dataloader_workers_become_error_samples(tmp_path):
 
 
 def test_a_decoder_crash_becomes_the_typed_error_and_the_next_file_decodes():
-    clip = shared("short_32frames.mp4")
+    clip = shared_clip("short_32frames.mp4")
     with IsolatedDecoder(timeout=60) as decoder:
         assert decoder.probe(clip).num_frames == 32
         child = decoder.pid
@@ -372,7 +359,7 @@ def test_a_decoder_crash_becomes_the_typed_error_and_the_next_file_decodes():
 
 
 def test_a_hanging_decoder_is_stopped_after_the_timeout():
-    clip = shared("short_32frames.mp4")
+    clip = shared_clip("short_32frames.mp4")
     with IsolatedDecoder(timeout=1) as decoder:
         decoder.probe(clip)
         child = decoder.pid

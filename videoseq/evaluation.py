@@ -23,7 +23,6 @@ puts BLEU-1..4 (CIDEr-D and METEOR where they can run) under ``caption`` in ``re
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from dataclasses import dataclass, field
@@ -51,7 +50,7 @@ from videoseq.prepare import resolve_manifest
 from videoseq.report import write_html_report
 from videoseq.runtime import select_device
 from videoseq.sampling import ClipSampling
-from videoseq.tables import write_csv
+from videoseq.tables import read_csv, write_csv
 from videoseq.text import Vocabulary
 from videoseq.transforms import EVAL_CROPS, ClipEvalPreset
 
@@ -128,10 +127,7 @@ def read_predictions(path: str | Path, classes: list[str] | None = None) -> Pred
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"predictions file {path} does not exist; write one with `videoseq eval`")
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        records = list(reader)
+    header, records = read_csv(path)
     k = sum(1 for i in range(1, len(header) + 1) if f"label_{i}" in header and f"score_{i}" in header)
     missing = [c for c in ("path", "label", "label_1", "score_1") if c not in header]
     if missing or not records:

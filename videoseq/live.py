@@ -25,7 +25,7 @@ import numpy as np
 from videoseq.events import EventDetector, EventOptions, GestureEvent
 from videoseq.predict import Predictor, topk
 from videoseq.runtime import StopSignals
-from videoseq.tables import safe_cell
+from videoseq.tables import safe_row
 from videoseq.video.cameras import (
     Capture,
     Frame,
@@ -84,8 +84,8 @@ class StepLog:
         if csv_path:
             self.csv_file = self._open(csv_path)
             self.csv = csv.writer(self.csv_file)
-            self.csv.writerow(["kind", "time_s", "frame", "end_s", "end_frame"]
-                              + [c for i in range(1, k + 1) for c in (f"label_{i}", f"score_{i}")])
+            self.csv.writerow(safe_row(["kind", "time_s", "frame", "end_s", "end_frame"]
+                                       + [c for i in range(1, k + 1) for c in (f"label_{i}", f"score_{i}")]))
         if jsonl_path:
             self.jsonl = self._open(jsonl_path)
 
@@ -113,7 +113,7 @@ class StepLog:
                         "end_frame": event.end_frame, "peak": round(event.peak, 6)})
 
     def _csv_row(self, row: list) -> None:
-        self.csv.writerow([safe_cell(v) for v in row])
+        self.csv.writerow(safe_row(row))
         self.csv_file.flush()
 
     def _json(self, record: dict) -> None:

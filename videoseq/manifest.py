@@ -8,12 +8,11 @@ Relative paths are relative to the manifest's folder.
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from videoseq.tables import read_cell, write_csv
+from videoseq.tables import read_csv, write_csv
 
 REQUIRED_COLUMNS = ("path", "label", "split")
 OPTIONAL_COLUMNS = ("group", "caption")
@@ -99,16 +98,15 @@ def read_manifest_rows(csv_path: str | Path) -> list[ManifestRow]:
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise ManifestError(f"manifest {csv_path} does not exist; create one with `videoseq prepare`")
-    with csv_path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ManifestError(f"manifest {csv_path} lacks column(s) {missing}; need {list(REQUIRED_COLUMNS)}")
-        return [_row(record, csv_path, n) for n, record in enumerate(reader, start=2)]
+    header, records = read_csv(csv_path, strip=True)
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise ManifestError(f"manifest {csv_path} lacks column(s) {missing}; need {list(REQUIRED_COLUMNS)}")
+    return [_row(record, csv_path, n) for n, record in enumerate(records, start=2)]
 
 
 def _row(record: dict, csv_path: Path, line: int) -> ManifestRow:
-    values = {k: read_cell((record.get(k) or "").strip()) for k in REQUIRED_COLUMNS + OPTIONAL_COLUMNS}
+    values = {k: record.get(k, "") for k in REQUIRED_COLUMNS + OPTIONAL_COLUMNS}
     for key in REQUIRED_COLUMNS:
         if not values[key]:
             raise ManifestError(f"manifest {csv_path} line {line}: empty {key!r}")

@@ -8,7 +8,6 @@ the other files are still processed.
 
 from __future__ import annotations
 
-import csv
 import glob
 import sys
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from videoseq.models.decoding import Decoding
 from videoseq.runtime import select_device
 from videoseq.sampling import ClipSampling, window_starts
 from videoseq.stream import FeatureRing, FrameClock, stream_interval
-from videoseq.tables import safe_cell, write_csv
+from videoseq.tables import write_csv, write_rows
 from videoseq.text import Vocabulary
 from videoseq.transforms import ClipEvalPreset, clip_to_tensor, normalize_clip
 from videoseq.video.decoder import (
@@ -275,9 +274,7 @@ def predict_to_csv(
         write_csv(csv_path, table.header, table.rows)
         print(f"wrote {len(table.rows)} rows to {csv_path}")
     else:
-        writer = csv.writer(sys.stdout)
-        writer.writerow(table.header)
-        writer.writerows([safe_cell(v) for v in row] for row in table.rows)
+        write_rows(sys.stdout, table.header, table.rows)
     if table.failures:
         print(f"{table.failures} input(s) failed", file=sys.stderr)
     return table.failures

@@ -12,7 +12,6 @@ training on 2 CPU cores.
 
 from __future__ import annotations
 
-import csv
 import json
 import resource
 import time
@@ -23,6 +22,7 @@ from videoseq.engine.trainer import fit
 from videoseq.evaluation import EvalOptions, run_eval
 from videoseq.resources import CONFIGS
 from videoseq.synth import MOTION_WORDS, PALETTE, SHAPES, write_gesture_dataset
+from videoseq.tables import read_csv
 from videoseq.text import tokenize
 
 CONFIG = CONFIGS / "captions.yaml"
@@ -46,8 +46,7 @@ def motion_words(caption: str) -> set[str]:
 def word_accuracies(predictions: Path) -> tuple[dict[str, float], int]:
     """Per clip, does the caption name exactly the clip's motion (from its class), shape and colour
     (from its references, which all name them) and no other? The fractions, and the clip count."""
-    with open(predictions, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_csv(predictions)[1]
     truths = {
         "motion": (MOTION_WORDS.values(), lambda r: {MOTION_WORDS[r["label"]]}),
         "shape": (SHAPES, lambda r: named(r["references"], SHAPES)),

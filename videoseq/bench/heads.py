@@ -12,7 +12,6 @@ should sit near chance (50% within a pair); the recurrent head should be near 10
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from videoseq.demo import DEFAULT_CONFIG
 from videoseq.engine.trainer import fit
 from videoseq.evaluation import EvalOptions, run_eval
 from videoseq.synth import write_gesture_dataset
+from videoseq.tables import read_csv
 
 PAIRS = [("MoveLeft", "MoveRight"), ("MoveUp", "MoveDown"), ("Grow", "Shrink"),
          ("RotateClockwise", "RotateCounterClockwise")]
@@ -30,15 +30,14 @@ def pair_accuracy(eval_dir: Path) -> float:
     """Accuracy on the videos of mirrored classes, counting only the choice within the pair."""
     partner = {a: b for a, b in PAIRS} | {b: a for a, b in PAIRS}
     right = total = 0
-    with open(eval_dir / "predictions.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            if row["label"] not in partner:
-                continue
-            labels = [row[k] for k in row if k.startswith("label_")]
-            # the higher-ranked of the two classes of the pair
-            pick = next((l for l in labels if l in (row["label"], partner[row["label"]])), None)
-            right += pick == row["label"]
-            total += 1
+    for row in read_csv(eval_dir / "predictions.csv")[1]:
+        if row["label"] not in partner:
+            continue
+        labels = [row[k] for k in row if k.startswith("label_")]
+        # the higher-ranked of the two classes of the pair
+        pick = next((label for label in labels if label in (row["label"], partner[row["label"]])), None)
+        right += pick == row["label"]
+        total += 1
     return right / max(total, 1)
 
 

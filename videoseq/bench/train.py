@@ -8,7 +8,6 @@ synthetic gestures.
 
 from __future__ import annotations
 
-import csv
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from torch import nn
 from videoseq.bench import TRAIN_PARTS
 from videoseq.config import load_config
 from videoseq.models.build import build_model_from_config
+from videoseq.tables import read_csv
 
 
 class R3D18(nn.Module):
@@ -145,8 +145,7 @@ def bench_cache(config, manifest, tmp: Path) -> dict:
         run_config.data.features = features
         start = time.perf_counter()
         run = fit(run_config, tmp / name.replace(" ", "_"))
-        with open(run / "metrics.csv") as f:
-            epoch_s = sum(float(row["seconds"]) for row in csv.DictReader(f))  # train + validate
+        epoch_s = sum(float(row["seconds"]) for row in read_csv(run / "metrics.csv")[1])  # train + validate
         timings[name] = {"epoch_s": max(epoch_s, 1e-3), "fit_s": time.perf_counter() - start}
     e2e, head = timings.values()
     print(f"epoch (train + validate): frozen end-to-end {e2e['epoch_s']:.1f} s, head-only from the cache "
