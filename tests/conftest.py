@@ -70,7 +70,8 @@ def gestures(tmp_path_factory) -> Path:
     """A small synthetic gestures tree (UCF101 layout) shared by the session."""
     from videoseq.synth import write_gesture_dataset
 
-    return write_gesture_dataset(tmp_path_factory.mktemp("gestures"), per_class=4, seed=1, frames=12, size=64, groups=4, test_groups=(4,))
+    return write_gesture_dataset(tmp_path_factory.mktemp("gestures"), per_class=4, seed=1, frames=12, size=64,
+                                 groups=4, test_groups=(4,))
 
 
 TINY_CONFIG = ("data:\n  format: ucf101\n  frames: 4\n  size: 32\n  num_workers: 0\n"

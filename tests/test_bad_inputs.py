@@ -21,19 +21,20 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import brightness_frames, shared_clip, shared_clips, write_video
 from videoseq.config import load_config
 from videoseq.datasets import ClipDataset, LoaderOptions, make_loader
-from videoseq.manifest import ManifestError, read_manifest
 from videoseq.engine.loops import TooManyBadVideos
 from videoseq.engine.trainer import fit
+from videoseq.manifest import ManifestError, read_manifest
 from videoseq.predict import expand_sources
 from videoseq.prepare import manifest_from_folders
 from videoseq.sampling import ClipSampling
 from videoseq.transforms import ClipEvalPreset
 from videoseq.video.containers import container_truncation
-from videoseq.video.decoder import read_frames, VideoDecodeError, VideoReader
+from videoseq.video.decoder import VideoDecodeError, VideoReader, read_frames
 from videoseq.video.isolated import IsolatedDecoder
+
+from conftest import brightness_frames, shared_clip, shared_clips, write_video
 
 av = pytest.importorskip("av")
 
@@ -58,7 +59,8 @@ def write_lossless(path: Path, frames: np.ndarray, *, pix_fmt: str = "bgr0", pts
 def pattern_frames(num_frames: int, height: int, width: int) -> np.ndarray:
     """Frames whose pixels say where they are: R = x, G = y, B = 20 t (mod 256)."""
     y, x = np.mgrid[0:height, 0:width]
-    return np.stack([np.stack([x % 256, y % 256, np.full_like(x, 20 * t)], -1) for t in range(num_frames)]).astype(np.uint8)
+    frames = [np.stack([x % 256, y % 256, np.full_like(x, 20 * t)], -1) for t in range(num_frames)]
+    return np.stack(frames).astype(np.uint8)
 
 
 def write_audio_only(path: Path) -> Path:
@@ -243,7 +245,8 @@ def bad_manifest(tmp_path: Path, bad_kinds: list[str]) -> tuple[Path, list[str]]
 def bad_config(manifest: Path):
     return load_config(None, [
         f"data.manifest={manifest}", "data.frames=4", "data.size=32", "data.num_workers=2",
-        "data.max_bad_fraction=0.1", "model.backbone=resnet18", "model.stage=layer1", "model.head=mean", "train.epochs=1",
+        "data.max_bad_fraction=0.1", "model.backbone=resnet18", "model.stage=layer1", "model.head=mean",
+        "train.epochs=1",
         "train.batch_size=5", "train.lr=0.001",
     ])
 
@@ -351,7 +354,8 @@ def test_a_decoder_crash_becomes_the_typed_error_and_the_next_file_decodes():
 
         timer = threading.Timer(0.5, crash)
         timer.start()
-        with pytest.raises(VideoDecodeError, match=r"short_32frames.mp4: decoding failed: the worker process died \(SIGSEGV\)"):
+        died = r"short_32frames.mp4: decoding failed: the worker process died \(SIGSEGV\)"
+        with pytest.raises(VideoDecodeError, match=died):
             decoder.read(clip, [0, 1])
         timer.join()
         assert read_frames(clip, [5]).tobytes() == decoder.read(clip, [5]).tobytes()
@@ -364,7 +368,8 @@ def test_a_hanging_decoder_is_stopped_after_the_timeout():
         decoder.probe(clip)
         child = decoder.pid
         os.kill(child, signal.SIGSTOP)  # a decoder that never answers
-        with pytest.raises(VideoDecodeError, match=r"short_32frames.mp4: decoding failed: took longer than 1 s and was stopped"):
+        overran = r"short_32frames.mp4: decoding failed: took longer than 1 s and was stopped"
+        with pytest.raises(VideoDecodeError, match=overran):
             decoder.probe(clip)
         assert decoder.probe(clip).num_frames == 32 and decoder.pid != child
 

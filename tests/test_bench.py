@@ -6,7 +6,12 @@ import torch
 
 from videoseq.bench import BENCH_KINDS
 from videoseq.bench.loader import (
-    bench_frame_cache, decode_ceiling, loader_rows, opencv_decode_all, pyav_decode_all, race,
+    bench_frame_cache,
+    decode_ceiling,
+    loader_rows,
+    opencv_decode_all,
+    pyav_decode_all,
+    race,
 )
 from videoseq.bench.stream import bench_stream, load_predictor, step_flops, write_test_video
 from videoseq.bench.train import R3D18

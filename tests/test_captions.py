@@ -2,23 +2,20 @@
 
 import csv
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import sacrebleu
-import torch
 
+from videoseq.bench.captions import motion_words, word_accuracies
 from videoseq.checkpoint import load_checkpoint
 from videoseq.cli import main
 from videoseq.config import ConfigError, load_config
 from videoseq.manifest import read_manifest
 from videoseq.metrics import bleu_scores, caption_metrics
 from videoseq.prepare import manifest_from_msrvtt, manifest_from_msvd
-from videoseq.bench.captions import motion_words, word_accuracies
 from videoseq.synth import MOTION_WORDS, write_gesture_dataset
-
 
 
 @pytest.fixture(scope="session")

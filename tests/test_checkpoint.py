@@ -12,14 +12,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO
 from videoseq.checkpoint import (
-    CHECKPOINT_FORMAT, CheckpointError, checkpoint_payload, load_checkpoint, model_from_checkpoint,
-    non_finite_keys, remove_partial_checkpoints, save_checkpoint,
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    checkpoint_payload,
+    load_checkpoint,
+    model_from_checkpoint,
+    non_finite_keys,
+    remove_partial_checkpoints,
+    save_checkpoint,
 )
 from videoseq.config import load_config
 from videoseq.engine.loops import NonFiniteLoss
 from videoseq.engine.trainer import fit
+
+from conftest import REPO
 
 SAVE_FOREVER = """
 import sys, torch
@@ -124,5 +131,6 @@ def test_checkpoint_of_other_classes_names_the_mismatched_keys(gestures, tmp_pat
 
     payload = checkpoint_payload(build_model_from_config(config, 4), config, ["a", "b", "c", "d"])
     payload["classes"] = ["a", "b", "c"]  # a class list that does not fit the stored head
-    with pytest.raises(CheckpointError, match=r"x\.pt does not fit .*head\.fc\.weight: checkpoint \(4, 64\) vs model \(3, 64\)"):
+    mismatch = r"x\.pt does not fit .*head\.fc\.weight: checkpoint \(4, 64\) vs model \(3, 64\)"
+    with pytest.raises(CheckpointError, match=mismatch):
         model_from_checkpoint(payload, Path("x.pt"))

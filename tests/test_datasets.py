@@ -1,15 +1,15 @@
 import csv
 
-import numpy as np
 import pytest
 import torch
 
-from conftest import brightness_frames, write_video
 from videoseq.datasets import ClipDataset, LoaderOptions, collate_clips, make_loader
 from videoseq.manifest import Manifest, ManifestError, ManifestRow, read_manifest, write_manifest
-from videoseq.tables import safe_cell, write_csv
 from videoseq.sampling import ClipSampling
+from videoseq.tables import safe_cell, write_csv
 from videoseq.transforms import ClipEvalPreset, ClipTrainPreset
+
+from conftest import brightness_frames, write_video
 
 
 def write_rows(path, header, rows):
@@ -144,8 +144,8 @@ def test_bad_video_is_reported_not_raised_when_skipping(tmp_path, two_videos):
 def test_loader_with_workers_gives_the_same_batches_as_without(two_videos):
     ds = ClipDataset(two_videos * 3, clips=ClipSampling(frames=4),
                      transform=ClipTrainPreset(size=16), train=True, seed=1)
-    serial = [b["video"] for b in make_loader(ds, LoaderOptions(batch_size=2, num_workers=0, seed=1), shuffle=True, epoch=2)]
-    parallel = [b["video"] for b in make_loader(ds, LoaderOptions(batch_size=2, num_workers=2, seed=1), shuffle=True, epoch=2)]
+    serial, parallel = ([b["video"] for b in make_loader(ds, LoaderOptions(batch_size=2, num_workers=n, seed=1),
+                                                         shuffle=True, epoch=2)] for n in (0, 2))
     assert all(torch.equal(x, y) for x, y in zip(serial, parallel)) and len(serial) == 3
 
 
@@ -157,7 +157,8 @@ def test_clip_sampler_shards_pad_for_training_and_cover_each_item_once_for_evalu
     exact = [[i for _, i in ClipSampler(5, shuffle=False, rank=r, world=2, pad=False)] for r in range(2)]
     assert exact == [[0, 2, 4], [1, 3]] and [len(ClipSampler(5, shuffle=False, rank=1, world=2, pad=False))] == [2]
     for size, world in ((7, 3), (2, 4), (12, 4)):
-        shards = [ClipSampler(size, shuffle=True, seed=3, epoch=1, rank=r, world=world, pad=False) for r in range(world)]
+        shards = [ClipSampler(size, shuffle=True, seed=3, epoch=1, rank=r, world=world, pad=False)
+                  for r in range(world)]
         items = sorted(i for s in shards for _, i in s)
         assert items == list(range(size)) and all(len(list(s)) == len(s) for s in shards)
         padded = [ClipSampler(size, shuffle=True, seed=3, epoch=1, rank=r, world=world) for r in range(world)]
@@ -179,7 +180,8 @@ def test_clip_sampler_order_depends_on_seed_and_epoch_and_carries_the_epoch():
 def test_a_reused_loader_with_persistent_workers_draws_each_epochs_clips(tmp_path):
     videos = [(str(write_video(tmp_path / f"v{i}.avi", brightness_frames(20))), 0) for i in range(2)]
     ds = ClipDataset(videos, clips=ClipSampling(frames=3), transform=lambda c, y, s: (c, y), train=True, seed=5)
-    loader = make_loader(ds, LoaderOptions(batch_size=2, num_workers=1, persistent_workers=True, prefetch_factor=2), shuffle=False)
+    options = LoaderOptions(batch_size=2, num_workers=1, persistent_workers=True, prefetch_factor=2)
+    loader = make_loader(ds, options, shuffle=False)
     fresh = [make_loader(ds, LoaderOptions(batch_size=2, num_workers=0), shuffle=False, epoch=e) for e in (0, 1)]
     for epoch in (0, 1):
         loader.sampler.set_epoch(epoch)

@@ -3,12 +3,12 @@ import json
 from pathlib import Path
 
 import cv2
-import pytest
+
+from videoseq.cli import main
+from videoseq.doctor import diagnose, load_target
+from videoseq.manifest import read_manifest
 
 from conftest import brightness_frames, write_video
-from videoseq.cli import main
-from videoseq.manifest import read_manifest
-from videoseq.doctor import diagnose, load_target
 
 GOOD = [f"{c}/v_{c}_g{g:02d}_c01.avi" for c in ("Run", "Jump") for g in (1, 2, 3)]
 BROKEN = {  # listed path -> (check, words of the reason)
@@ -123,4 +123,5 @@ def test_doctor_kills_a_file_check_that_overruns(tmp_path, shared_video):
     (tmp_path / "manifest.csv").write_text("path,label,split\nv/clip.mkv,x,train\n")
     manifest, _ = load_target(tmp_path / "manifest.csv")
     report = diagnose(manifest, workers=1, timeout=0.001, progress=False)
-    assert [(f.check, f.message) for f in report.errors()] == [("unreadable", "took longer than 0.001 s and was stopped")]
+    overran = ("unreadable", "took longer than 0.001 s and was stopped")
+    assert [(f.check, f.message) for f in report.errors()] == [overran]

@@ -1,16 +1,15 @@
 import csv
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from videoseq.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from videoseq.config import load_config
 from videoseq.datasets import LoaderOptions, make_loader
-from videoseq.engine.loops import BadVideos, evaluate, TooManyBadVideos, train_one_epoch
+from videoseq.engine.loops import BadVideos, TooManyBadVideos, evaluate
 from videoseq.engine.objectives import CaptionObjective
-from videoseq.engine.trainer import build_datasets, build_optimizer, build_scheduler, fit, lr_factor
+from videoseq.engine.trainer import build_datasets, fit, lr_factor
 from videoseq.prepare import resolve_manifest
 
 
@@ -66,7 +65,8 @@ def test_fit_writes_a_self_describing_run(gestures, tmp_path):
     assert config.data.frames == 4
     # the rebuilt model reproduces the validation scores of the trained one
     _, val_set = build_datasets(config, resolve_manifest(config.data))
-    result = evaluate(model, make_loader(val_set, LoaderOptions(batch_size=4, num_workers=0), shuffle=False), device=torch.device("cpu"))
+    loader = make_loader(val_set, LoaderOptions(batch_size=4), shuffle=False)
+    result = evaluate(model, loader, device=torch.device("cpu"))
     assert result["scores"].shape == (len(val_set), 9)
     assert result["video_metrics"]["top1"] == pytest.approx(float(rows[-1]["val_video_acc"]))
 
@@ -92,7 +92,7 @@ def test_checkpoint_save_is_atomic_and_loading_refuses_pickled_code(tmp_path):
 
     class Payload:
         def __reduce__(self):
-            return (exec, ("open(%r, 'w').write('ran')" % str(tmp_path / "pwned"),))
+            return (exec, (f"open({str(tmp_path / 'pwned')!r}, 'w').write('ran')",))
 
     torch.save({"format": "videoseq-checkpoint-1", "evil": Payload()}, tmp_path / "evil.pt")
     with pytest.raises(CheckpointError, match="refused"):
@@ -104,7 +104,7 @@ def test_checkpoint_save_is_atomic_and_loading_refuses_pickled_code(tmp_path):
 
 
 def test_mismatched_checkpoint_names_keys_and_shapes(gestures, tmp_path):
-    from videoseq.checkpoint import checkpoint_payload, load_weights
+    from videoseq.checkpoint import load_weights
     from videoseq.models.build import build_model_from_config
 
     config = tiny_config(gestures)
@@ -142,8 +142,8 @@ def test_amp_setting_is_validated_and_is_a_no_op_on_cpu():
 
 
 def test_channels_last_training_module_gives_the_same_logits(gestures):
-    from videoseq.models.build import build_model_from_config
     from videoseq.engine.trainer import training_module
+    from videoseq.models.build import build_model_from_config
 
     config = tiny_config(gestures, "train.channels_last=true")
     torch.manual_seed(0)

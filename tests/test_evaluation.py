@@ -11,7 +11,12 @@ import pytest
 
 from videoseq.cli import main
 from videoseq.evaluation import (
-    compare_evals, from_scores, parse_views, prediction_table, read_predictions, run_metrics,
+    compare_evals,
+    from_scores,
+    parse_views,
+    prediction_table,
+    read_predictions,
+    run_metrics,
 )
 
 

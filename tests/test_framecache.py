@@ -12,11 +12,11 @@ from videoseq.cache import CacheError
 from videoseq.cli import main
 from videoseq.config import ConfigError, load_config
 from videoseq.datasets import ClipDataset, LoaderOptions, make_loader
-from videoseq.manifest import read_manifest
 from videoseq.engine.trainer import build_datasets, fit
 from videoseq.framecache import FrameCache, cache_frames, extract_frames
-from videoseq.transcode import resampled_indices
+from videoseq.manifest import read_manifest
 from videoseq.sampling import ClipSampling
+from videoseq.transcode import resampled_indices
 from videoseq.transforms import ClipEvalPreset
 from videoseq.video.decoder import VideoReader
 
@@ -63,7 +63,8 @@ def test_clips_from_the_cache_go_through_the_same_samplers_and_transforms(gestur
     assert first["video"].shape == decoded_train[0]["video"].shape == (4, 3, 32, 32)
     assert not torch.equal(first["video"], again["video"])
     # DataLoader workers map the shards themselves and read the same clips
-    alone, workers = (list(make_loader(cached_train, LoaderOptions(batch_size=8, num_workers=n), shuffle=True)) for n in (0, 2))
+    alone, workers = (list(make_loader(cached_train, LoaderOptions(batch_size=8, num_workers=n), shuffle=True))
+                      for n in (0, 2))
     assert all(torch.equal(a["video"], b["video"]) for a, b in zip(alone, workers, strict=True))
 
 

@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 
 from videoseq.metrics import (
-    aggregate_by_video, classification_metrics, mean_class_accuracy, per_class_table, plot_confusion, plot_curves,
+    aggregate_by_video,
+    classification_metrics,
+    mean_class_accuracy,
+    per_class_table,
+    plot_confusion,
+    plot_curves,
     topk_accuracy,
 )
 
@@ -51,8 +56,16 @@ def test_plots_are_written(tmp_path):
 
 
 from videoseq.metrics import (  # noqa: E402
-    aggregate_views, bootstrap_interval, expected_calibration_error, macro_f1, mcnemar_exact, most_confused_pairs,
-    plot_per_class, rank_classes, ranked_metrics, topk_from_ranks,
+    aggregate_views,
+    bootstrap_interval,
+    expected_calibration_error,
+    macro_f1,
+    mcnemar_exact,
+    most_confused_pairs,
+    plot_per_class,
+    rank_classes,
+    ranked_metrics,
+    topk_from_ranks,
 )
 
 

@@ -5,18 +5,23 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import brightness_frames, write_video
 from videoseq.cli import main
 from videoseq.config import DataConfig
 from videoseq.datasets import ClipDataset, LoaderOptions, make_loader
 from videoseq.manifest import ManifestError, read_manifest
 from videoseq.prepare import (
-    manifest_from_folders, manifest_from_hmdb51, manifest_from_jester, manifest_from_kinetics, manifest_from_ucf101,
+    manifest_from_folders,
+    manifest_from_hmdb51,
+    manifest_from_jester,
+    manifest_from_kinetics,
+    manifest_from_ucf101,
     resolve_manifest,
 )
 from videoseq.sampling import ClipSampling
 from videoseq.transforms import ClipTrainPreset
 from videoseq.video.decoder import read_frames
+
+from conftest import brightness_frames, write_video
 
 
 def ucf_tree(root: Path, class_order: list[str]) -> Path:
@@ -134,7 +139,8 @@ def test_prepare_command_writes_manifest_classes_and_summary_in_classind_order(t
 def hmdb_tree(root: Path) -> Path:
     """Two classes; split 1 marks train (1), test (2) and unused (0) clips."""
     names = {
-        "wave": ["FilmA_wave_u_cm_np1_fr_goo_0.avi", "FilmA_wave_u_cm_np1_fr_goo_1.avi", "FilmB_wave_f_nm_np1_ba_med_0.avi"],
+        "wave": ["FilmA_wave_u_cm_np1_fr_goo_0.avi", "FilmA_wave_u_cm_np1_fr_goo_1.avi",
+                 "FilmB_wave_f_nm_np1_ba_med_0.avi"],
         "brush_hair": ["FilmC_brush_hair_u_nm_np1_ba_goo_0.avi", "FilmD_brush_hair_h_cm_np2_le_bad_3.avi"],
     }
     for label, files in names.items():
@@ -143,7 +149,8 @@ def hmdb_tree(root: Path) -> Path:
     splits = root / "testTrainMulti_7030_splits"
     splits.mkdir()
     (splits / "wave_test_split1.txt").write_text(
-        "FilmA_wave_u_cm_np1_fr_goo_0.avi 1 \nFilmA_wave_u_cm_np1_fr_goo_1.avi 1 \nFilmB_wave_f_nm_np1_ba_med_0.avi 2 \n"
+        "FilmA_wave_u_cm_np1_fr_goo_0.avi 1 \nFilmA_wave_u_cm_np1_fr_goo_1.avi 1 \n"
+        "FilmB_wave_f_nm_np1_ba_med_0.avi 2 \n"
     )
     (splits / "brush_hair_test_split1.txt").write_text(
         "FilmC_brush_hair_u_nm_np1_ba_goo_0.avi 2 \nFilmD_brush_hair_h_cm_np2_le_bad_3.avi 0 \n"

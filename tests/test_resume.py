@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO
 from videoseq.checkpoint import load_checkpoint
 from videoseq.config import ConfigError, load_config
 from videoseq.datasets import epoch_order
 from videoseq.engine.trainer import fit
 from videoseq.resume import config_differences, rng_state, set_rng_state
+
+from conftest import REPO
 
 STEPS_PER_EPOCH = 9  # 9 training videos, batch size 1
 SETTINGS = [

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import informative_model
 from videoseq.config import config_from_dict
 from videoseq.predict import Predictor
 from videoseq.stream import FeatureRing, FrameClock, stream_interval
 from videoseq.video.cameras import FrameSource, SourceOptions, is_live
 from videoseq.video.decoder import VideoDecodeError
+
+from conftest import informative_model
 
 HEADS = [
     ("mean", {}),
@@ -38,7 +39,8 @@ def random_frames(n: int, height: int = 72, width: int = 96, seed: int = 0) -> n
     return np.random.default_rng(seed).integers(0, 256, (n, height, width, 3), dtype=np.uint8)
 
 
-@pytest.mark.parametrize("head, head_args", HEADS, ids=[f"{h}{'-bi' if a.get('bidirectional') else ''}" for h, a in HEADS])
+@pytest.mark.parametrize("head, head_args", HEADS,
+                         ids=[f"{h}{'-bi' if a.get('bidirectional') else ''}" for h, a in HEADS])
 def test_streaming_logits_equal_clip_mode_on_the_same_frames(head, head_args):
     """A 10 fps source, stride 2: the stream keeps frames 0, 2, 4, ...; each prediction equals the clip."""
     predictor = make_predictor(head, head_args)
@@ -166,12 +168,14 @@ def test_live_source_that_cannot_be_opened_retries_then_ends_with_a_message():
     assert len(opener.opened) == 3 and "after 3 attempt(s)" in source.error and "cannot open" in source.error
 
 
-@pytest.mark.parametrize("after, reason", [("end", "stopped delivering"), ("freeze", "frozen"), ("raise", "device unplugged")])
+@pytest.mark.parametrize("after, reason",
+                         [("end", "stopped delivering"), ("freeze", "frozen"), ("raise", "device unplugged")])
 def test_live_source_failures_reopen_the_camera_and_keep_counting_frames(after, reason):
     frames = random_frames(3, 8, 8)
     captures = [FakeCapture(frames, after=after), FakeCapture(frames, after=after)]
     opener = opener_of(captures)
-    source = FrameSource("0", SourceOptions(retries=1, retry_delay=0.01, max_frozen=5, queue_size=64), opener=opener, live=True)
+    options = SourceOptions(retries=1, retry_delay=0.01, max_frozen=5, queue_size=64)
+    source = FrameSource("0", options, opener=opener, live=True)
     got = read_all(source)
     assert reason in source.error and "after 2 attempt(s)" in source.error
     assert all(c.released for c in captures) and len(opener.opened) == 2
@@ -182,7 +186,8 @@ def test_live_source_failures_reopen_the_camera_and_keep_counting_frames(after, 
 
 def test_a_file_source_ends_cleanly_and_times_frames_by_their_index():
     frames = random_frames(5, 8, 8)
-    source = FrameSource("clip.avi", SourceOptions(queue_size=1), opener=opener_of([FakeCapture(frames, fps=25.0)]), live=False)
+    source = FrameSource("clip.avi", SourceOptions(queue_size=1), opener=opener_of([FakeCapture(frames, fps=25.0)]),
+                         live=False)
     got = read_all(source)
     assert source.error is None and source.dropped == 0
     assert [f.time_s for f in got] == pytest.approx([i / 25 for i in range(5)])
@@ -190,7 +195,8 @@ def test_a_file_source_ends_cleanly_and_times_frames_by_their_index():
 
 def test_a_live_source_drops_the_oldest_frames_when_the_consumer_falls_behind():
     frames = random_frames(40, 8, 8)
-    source = FrameSource("0", SourceOptions(retries=0, queue_size=2), opener=opener_of([FakeCapture(frames, after="end")]), live=True)
+    source = FrameSource("0", SourceOptions(retries=0, queue_size=2),
+                         opener=opener_of([FakeCapture(frames, after="end")]), live=True)
     with source:
         time.sleep(0.5)  # the consumer is busy while the camera delivers all 40 frames
         got = list(source)
@@ -206,7 +212,8 @@ def test_a_stalled_source_ends_after_the_stall_timeout():
             release.wait(5)
             return False, None
 
-    source = FrameSource("0", SourceOptions(retries=0, stall_timeout=0.2), opener=opener_of([Stuck(random_frames(1, 8, 8))]), live=True)
+    source = FrameSource("0", SourceOptions(retries=0, stall_timeout=0.2),
+                         opener=opener_of([Stuck(random_frames(1, 8, 8))]), live=True)
     assert read_all(source) == [] and "no frame for 0.2 s" in source.error
     release.set()
 

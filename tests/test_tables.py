@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import brightness_frames, write_video
 from videoseq.cli import main
 from videoseq.manifest import read_manifest, write_manifest
 from videoseq.tables import CSV_INJECTION_PREFIXES, write_csv
+
+from conftest import brightness_frames, write_video
 
 CLASSES = ['=HYPERLINK("http://example.com/x","click")', "@SUM(A1:A9)", "+1", "-x"]
 FILES = ["=cmd.avi", "+1.avi", "-x.avi", "@SUM(A1).avi", "\tlead.avi"]

@@ -12,12 +12,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, brightness_frames, write_video
 
 from videoseq.video.cameras import capture_frames, open_capture
 from videoseq.video.decoder import (
-    VIDEO_EXTENSIONS, VideoDecodeError, VideoInfo, VideoReader, is_frame_folder, read_frames, rotate_frames, video_info,
+    VIDEO_EXTENSIONS,
+    VideoDecodeError,
+    VideoInfo,
+    VideoReader,
+    is_frame_folder,
+    read_frames,
+    rotate_frames,
+    video_info,
 )
+
+from conftest import REPO, brightness_frames, write_video
 
 
 def levels(frames: np.ndarray) -> np.ndarray:

@@ -161,7 +161,8 @@ def model_from_checkpoint(payload: dict[str, Any], path: str | Path = "checkpoin
     """Rebuild the model from a checkpoint alone (no config file, no weight download)."""
     config = config_from_dict(payload["config"])
     if config.model.captions and not payload.get("vocab"):
-        raise CheckpointError(f"checkpoint {path} is a caption model (model.task={config.model.task}) without a vocabulary")
+        raise CheckpointError(f"checkpoint {path} is a caption model (model.task={config.model.task}) "
+                              "without a vocabulary")
     model = build_model_from_config(config, len(payload["classes"]), pretrained=False,
                                     vocab_size=len(payload.get("vocab") or []))
     load_weights(model, payload["model"], path)
@@ -192,7 +193,7 @@ CONFIG_SUFFIXES = (".yaml", ".yml")
 
 @dataclass
 class ModelSource:
-    """What a ``CONFIG_OR_CHECKPOINT`` argument names: a checkpoint (``payload``) or a YAML config (``payload`` None)."""
+    """What a ``CONFIG_OR_CHECKPOINT`` argument names: a checkpoint (``payload``), or a YAML config (no ``payload``)."""
 
     path: str
     config: Config
@@ -211,7 +212,7 @@ class ModelSource:
 
 
 def open_source(source: str | Path, overrides: list[str] | None = None) -> ModelSource:
-    """A checkpoint (``.pt``) or a YAML config (``.yaml``, with ``--set`` overrides): its config, and its model on demand."""
+    """A checkpoint (``.pt``) or a YAML config (``.yaml``, ``--set`` overrides): its config, its model on demand."""
     path = str(source)
     if Path(path).suffix.lower() in CONFIG_SUFFIXES:
         return ModelSource(path, load_config(path, overrides))

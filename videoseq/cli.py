@@ -29,7 +29,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def given(args: argparse.Namespace, options: type) -> dict:
     """The flags of ``args`` that set a field of the dataclass ``options``; the others keep its defaults."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(options) if getattr(args, f.name, None) is not None}
+    fields = [f.name for f in dataclasses.fields(options)]
+    return {name: getattr(args, name) for name in fields if getattr(args, name, None) is not None}
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -141,7 +142,8 @@ def add_features(sub) -> None:
                                    "configs/ucf101_resnet18_gru.yaml --manifest data/ucf101_f1/manifest.csv --frames "
                                    "--out data/ucf101_f1_frames, then train with "
                                    "--set data.frame_cache=data/ucf101_f1_frames")
-    p.add_argument("source", metavar="CONFIG_OR_CHECKPOINT", help="YAML config (its model.pretrained) or a .pt checkpoint")
+    p.add_argument("source", metavar="CONFIG_OR_CHECKPOINT",
+                   help="YAML config (its model.pretrained) or a .pt checkpoint")
     p.add_argument("--manifest", required=True, help="manifest CSV: every video in it is extracted")
     p.add_argument("--out", required=True, help="cache folder; rerunning resumes where it stopped")
     p.add_argument("--fps", type=float, help="frame rate of the cache (default: every frame; with --frames: "
@@ -182,7 +184,8 @@ def add_eval(sub) -> None:
                    help="how the views' scores make the video's")
     p.add_argument("--per-view", action="store_true", help="also one predictions.csv row per view")
     p.add_argument("--batch-size", type=int, help="clips per batch")
-    p.add_argument("--workers", dest="num_workers", type=int, help="DataLoader workers (default: every available CPU core)")
+    p.add_argument("--workers", dest="num_workers", type=int,
+                   help="DataLoader workers (default: every available CPU core)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--seed", type=int, help="bootstrap seed of the confidence intervals")
     p.add_argument("--beam", type=int, help="caption models: beam size (default: the config's caption.beam)")
@@ -322,7 +325,8 @@ def add_synth(sub) -> None:
 
 def add_demo(sub) -> None:
     p = sub.add_parser("demo", help="synthesise, train, evaluate and predict in one go (CPU, minutes)",
-                       description="examples: videoseq demo --out demo_out; videoseq demo --task caption --out demo_captions")
+                       description="examples: videoseq demo --out demo_out; "
+                                   "videoseq demo --task caption --out demo_captions")
     p.add_argument("--out", default="demo_out")
     p.add_argument("--config", help="config (default configs/demo.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")

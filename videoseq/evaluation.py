@@ -242,7 +242,8 @@ def open_eval(checkpoint: str | Path, manifest: str | Path | None, options: Eval
     data = read_manifest(manifest) if manifest else resolve_manifest(config.data)
     if data.classes != classes:
         raise ValueError(f"the manifest's classes differ from the checkpoint's ({len(data.classes)} vs "
-                         f"{len(classes)}, first {data.classes[:3]} vs {classes[:3]}); evaluate with a matching manifest")
+                         f"{len(classes)}, first {data.classes[:3]} vs {classes[:3]}); "
+                         "evaluate with a matching manifest")
     videos = data.videos(options.split)
     if not videos:
         raise ValueError(f"no videos in split {options.split!r}; the manifest has {data.splits()}")
@@ -426,7 +427,8 @@ def compare_evals(a: str | Path, b: str | Path, *, top: int = 10) -> dict:
     ia, ib = np.array(shared).T
     test = mcnemar_exact(pa.ranked[ia, 0] == pa.labels[ia], pb.ranked[ib, 0] == pb.labels[ib])
     result = {"a": str(a), "b": str(b), "metrics": diffs, "mcnemar": test,
-              "gains": [c for c in reversed(changes) if c[0] > 0][:top], "losses": [c for c in changes if c[0] < 0][:top]}
+              "gains": [c for c in reversed(changes) if c[0] > 0][:top],
+              "losses": [c for c in changes if c[0] < 0][:top]}
     print(format_comparison(result))
     return result
 

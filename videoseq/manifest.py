@@ -62,7 +62,7 @@ class Manifest:
 
     def splits(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for path, split in {(r.path, r.split) for r in self.rows}:
+        for _path, split in {(r.path, r.split) for r in self.rows}:
             counts[split] = counts.get(split, 0) + 1
         return counts
 

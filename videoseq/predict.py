@@ -184,7 +184,8 @@ class Predictor:
                 end = start + length
                 yield start / info.fps, end / info.fps, reader.read(indices)
 
-    def predict_windows(self, path: str | Path, window: float, stride: float) -> Iterator[tuple[float, float, np.ndarray]]:
+    def predict_windows(self, path: str | Path, window: float,
+                        stride: float) -> Iterator[tuple[float, float, np.ndarray]]:
         """``(start_s, end_s, probabilities)`` for windows of ``window`` seconds every ``stride`` seconds."""
         for start, end, clip in self.window_clips(path, window, stride):
             yield start, end, self.predict_clip(clip)

@@ -151,7 +151,8 @@ def write_jpegs(reader: VideoReader, folder: Path, job: TranscodeJob) -> int:
     for frames in resized_chunks(reader, indices, size):
         for frame in frames:
             written += 1
-            if not cv2.imwrite(str(folder / FRAME_NAME.format(written)), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), params):
+            bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+            if not cv2.imwrite(str(folder / FRAME_NAME.format(written)), bgr, params):
                 raise OSError(f"cannot write {folder / FRAME_NAME.format(written)}")
     return written
 

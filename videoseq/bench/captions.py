@@ -78,7 +78,8 @@ def bench_captions(out: str | Path, *, per_class: int = 480, seed: int = 0, conf
     motion = words["motion"]
     caption = metrics["caption"]
     summary = {
-        "clips": clips, "beam": caption["beam"], **{k: round(caption[k], 4) for k in ("bleu1", "bleu2", "bleu3", "bleu4")},
+        "clips": clips, "beam": caption["beam"],
+        **{k: round(caption[k], 4) for k in ("bleu1", "bleu2", "bleu3", "bleu4")},
         "motion_word_accuracy": round(motion, 4), "shape_word_accuracy": round(words["shape"], 4),
         "colour_word_accuracy": round(words["colour"], 4), "train_wall_s": round(train_wall, 1),
         "train_cpu_s": round(train_cpu, 1), "epochs": config.train.epochs, "task": config.model.task,

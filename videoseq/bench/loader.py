@@ -79,7 +79,7 @@ def race(readers: dict[str, Callable[[], object]], clips: int) -> dict[str, floa
     its stalls out of the figures.
     """
     seconds: dict[str, list[float]] = {name: [] for name in readers}
-    for name, read in readers.items():
+    for read in readers.values():
         read()  # warm up lazy loading and caches
     for _ in range(clips):
         for name, read in readers.items():
@@ -94,25 +94,40 @@ def bench_videos(tmp: Path) -> list[Path]:
     return real + write_ucf_like(tmp)
 
 
+def clip_readers(path: Path, num_frames: int, clip_len: int, cache: FrameCache,
+                 preset: ClipTrainPreset) -> dict[str, Callable[[], object]]:
+    """The readers raced on one video, each loading one training clip per call.
+
+    ``ours`` decodes and transforms with ``ClipDataset``; ``cache`` is the same dataset
+    reading ``cache``: its k-th call loads the same frames with the same random crop as
+    the k-th call of ``ours``. ``ceiling`` decodes only; ``pyav_all`` and ``opencv_all``
+    decode every frame, then index and transform with ``preset``.
+    """
+    sampling = ClipSampling(frames=clip_len)
+    ours = ClipDataset([(str(path), 0)], clips=sampling, transform=preset, train=True)
+    cached = ClipDataset([(str(path), 0)], clips=sampling, transform=preset, train=True, cache=cache)
+    rng = np.random.default_rng(0)
+
+    def plan() -> np.ndarray:
+        return segment_indices(num_frames, clip_len, train=True, rng=rng)
+
+    items, cached_items = iter(range(10**9)), iter(range(10**9))  # call k of both: epoch k, the same clip
+    return {"ours": lambda: ours[(next(items), 0)],
+            "cache": lambda: cached[(next(cached_items), 0)],
+            "ceiling": lambda: decode_ceiling(str(path), plan()),
+            "pyav_all": lambda: preset(pyav_decode_all(str(path), plan()), 0, 0),
+            "opencv_all": lambda: preset(opencv_decode_all(str(path), plan()), 0, 0)}
+
+
 def loader_rows(videos: list[Path], clips: int, cache: FrameCache, size: int = 112) -> list[dict]:
     """Clips/s of our dataset (decoding, or reading ``cache``), the decode ceiling and the two decode-all
-    peers, per video and clip length. ``ours`` and ``cache`` load the same clips through the same transform."""
+    peers, per video and clip length (``clip_readers``)."""
     preset = ClipTrainPreset(size=size)
     rows = []
     for path in videos:
         num_frames = len(decord.VideoReader(str(path), num_threads=1))
         for clip_len in (8, 16):
-            sampling = ClipSampling(frames=clip_len)
-            ours = ClipDataset([(str(path), 0)], clips=sampling, transform=preset, train=True)
-            cached = ClipDataset([(str(path), 0)], clips=sampling, transform=preset, train=True, cache=cache)
-            rng = np.random.default_rng(0)
-            plan = lambda: segment_indices(num_frames, clip_len, train=True, rng=rng)  # noqa: E731
-            items, cached_items = iter(range(10**9)), iter(range(10**9))  # item k of both: the same clip
-            readers = {"ours": lambda: ours[(next(items), 0)],
-                       "cache": lambda: cached[(next(cached_items), 0)],
-                       "ceiling": lambda: decode_ceiling(str(path), plan()),
-                       "pyav_all": lambda: preset(pyav_decode_all(str(path), plan()), 0, 0),
-                       "opencv_all": lambda: preset(opencv_decode_all(str(path), plan()), 0, 0)}
+            readers = clip_readers(path, num_frames, clip_len, cache, preset)
             row = {"video": path.name, "frames": num_frames, "T": clip_len, **race(readers, clips)}
             peer = max(row["pyav_all"], row["opencv_all"])
             row |= {"vs_ceiling": row["ours"] / row["ceiling"], "vs_peer": row["ours"] / peer,
@@ -144,7 +159,8 @@ def rss_mb() -> float:
 
 def rss_growth(videos: list[Path], clips: int = 1000) -> tuple[float, float]:
     """RSS after 100 clips and its growth over the next ``clips`` clips (8 x 112 px, train preset)."""
-    data = ClipDataset([(str(p), 0) for p in videos], clips=ClipSampling(frames=8), transform=ClipTrainPreset(size=112), train=True)
+    data = ClipDataset([(str(p), 0) for p in videos], clips=ClipSampling(frames=8), transform=ClipTrainPreset(size=112),
+                       train=True)
     for i in range(100):
         data[i % len(data)]
     start = rss_mb()

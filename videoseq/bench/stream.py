@@ -184,13 +184,15 @@ def bench_stream(model: str | Path, source: str | Path | None = None, *, frames:
         if not path.is_file():
             raise FileNotFoundError(f"--source {path} does not exist")
         time_stream(predictor, path)  # warm-up: allocator, lazy inits, file cache
-        runs = [timing for _ in range(repeats) for timing in (time_stream(predictor, path), time_window(predictor, path))]
+        runs = [timing for _ in range(repeats)
+                for timing in (time_stream(predictor, path), time_window(predictor, path))]
     results = {mode: min((t for t in runs if t.mode == mode), key=lambda t: t.seconds) for mode in ("stream", "window")}
     s, w = results["stream"], results["window"]
     print(f"model {m.backbone}+{m.head}, {d.frames} frames at {d.size}x{d.size}, {d.sampling} stride {d.stride}, "
           f"data.fps {d.fps}; {torch.get_num_threads()} torch thread(s); load average {os.getloadavg()[0]:.1f}")
     print(f"source {source or 'synthetic 320x240 25 fps'}: {s.frames} frames, {s.steps} steps; best of {repeats}")
-    print(f"{'mode':8s} {'frames/s':>9s} {'ms/frame':>9s} {'steady ms/frame':>16s} {'ms/step':>8s}   (decoding included)")
+    print(f"{'mode':8s} {'frames/s':>9s} {'ms/frame':>9s} {'steady ms/frame':>16s} {'ms/step':>8s}"
+          "   (decoding included)")
     for t in (s, w):
         print(f"{t.mode:8s} {t.fps:9.1f} {t.ms_per_frame:9.2f} {t.steady_ms_per_frame:16.2f} "
               f"{1000 * t.step_seconds / max(t.steps, 1):8.2f}")

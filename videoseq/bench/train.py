@@ -52,12 +52,13 @@ class Batches:
 
 
 def train_model(model: nn.Module, train: Batches, val: Batches, config, epochs: int,
-                device: torch.device = torch.device("cpu")) -> tuple[float, float]:
-    """Train ``epochs`` on replayed batches; returns (training clips/s, validation video accuracy)."""
+                device: torch.device | None = None) -> tuple[float, float]:
+    """Train ``epochs`` on replayed batches (on the CPU unless ``device``); returns (training clips/s,
+    validation video accuracy)."""
     from videoseq.engine.loops import BadVideos, Progress, evaluate, train_one_epoch
     from videoseq.engine.trainer import build_optimization
 
-    cfg = config.train
+    cfg, device = config.train, device or torch.device("cpu")
     model.to(device)
     optimization = build_optimization(model, cfg, len(train), device)
     criterion, bad = nn.CrossEntropyLoss(), BadVideos(1.0)

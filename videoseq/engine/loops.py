@@ -25,7 +25,7 @@ from videoseq import distributed
 from videoseq.checkpoint import load_weights
 from videoseq.config import TrainConfig
 from videoseq.datasets import ClipDataset
-from videoseq.engine.objectives import CaptionObjective, ClassifyObjective, Objective
+from videoseq.engine.objectives import ClassifyObjective, Objective
 from videoseq.metrics import aggregate_by_video, caption_metrics, classification_metrics
 from videoseq.models import VideoClassifier
 from videoseq.models.decoding import Decoding
@@ -196,7 +196,7 @@ def train_one_epoch(
     ``NonFiniteLoss`` naming the step and the batch's videos, or skips the batch
     (``cfg.on_nonfinite``).
     """
-    objective = criterion if isinstance(criterion, (ClassifyObjective, CaptionObjective)) else ClassifyObjective(criterion)
+    objective = criterion if isinstance(criterion, Objective) else ClassifyObjective(criterion)
     model.train()
     total = progress.batch + len(loader)
     bar = tqdm(_batches(loader, progress, should_stop), desc=f"epoch {progress.epoch + 1}/{cfg.epochs} train",

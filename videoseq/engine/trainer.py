@@ -359,8 +359,8 @@ def start_run(config: Config, run_dir: Path, device: torch.device, *,
     if main and vocab is not None:
         (run_dir / "vocab.txt").write_text("".join(f"{w}\n" for w in vocab.words))
     shard = math.ceil(len(train_set) / distributed.world_size())  # padded: every rank as many clips
-    trainer = Trainer(config, manifest, run_dir, device=device, steps_per_epoch=math.ceil(shard / config.train.batch_size),
-                      vocab=vocab)
+    steps = math.ceil(shard / config.train.batch_size)
+    trainer = Trainer(config, manifest, run_dir, device=device, steps_per_epoch=steps, vocab=vocab)
     if saved is not None:
         trainer.restore(saved, run_dir / "last.pt")
     if main:

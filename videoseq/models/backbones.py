@@ -17,9 +17,9 @@ the stages available with their channel count ``D`` and their stride (so a
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn

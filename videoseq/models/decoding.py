@@ -35,7 +35,7 @@ class Decoding:
 
     @classmethod
     def of(cls, caption: Any, beam: int | None = None) -> Decoding:
-        """What a ``CaptionConfig`` asks for (``beam``, ``max_words``, ``length_penalty``); ``beam`` overrides its beam."""
+        """What a ``CaptionConfig`` asks for (``beam``, ``max_words``, ``length_penalty``); ``beam`` overrides."""
         return cls(beam=beam or caption.beam, max_words=caption.max_words, alpha=caption.length_penalty)
 
     def generate(self, model: Any, clips: torch.Tensor) -> list[list[int]]:

@@ -47,7 +47,8 @@ def read_hmdb51_split(path: Path, label: str) -> tuple[list[ManifestRow], int]:
         if split is None:
             unused += 1
             continue
-        rows.append(ManifestRow(path=f"{label}/{parts[0]}", label=label, split=split, group=hmdb51_group(parts[0], label)))
+        rows.append(ManifestRow(path=f"{label}/{parts[0]}", label=label, split=split,
+                                group=hmdb51_group(parts[0], label)))
     return rows, unused
 
 

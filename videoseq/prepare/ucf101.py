@@ -56,8 +56,10 @@ def read_split_list(path: Path, classes: list[str], split: str) -> list[Manifest
         if label not in classes:
             raise ManifestError(f"{path} line {n}: folder {label!r} is not a class in classInd.txt")
         if len(parts) > 1 and classes[int(parts[1]) - 1] != label:
-            raise ManifestError(f"{path} line {n}: id {parts[1]} is {classes[int(parts[1]) - 1]!r}, folder says {label!r}")
-        rows.append(ManifestRow(path=rel, label=label, split=split, group=group_of(Path(rel).name, label, GROUP_PATTERN)))
+            raise ManifestError(f"{path} line {n}: id {parts[1]} is {classes[int(parts[1]) - 1]!r}, "
+                                f"folder says {label!r}")
+        group = group_of(Path(rel).name, label, GROUP_PATTERN)
+        rows.append(ManifestRow(path=rel, label=label, split=split, group=group))
     return rows
 
 

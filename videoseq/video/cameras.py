@@ -210,7 +210,8 @@ class FrameSource:
         fps = fps if np.isfinite(fps) and 0 < fps < 1000 else None
         if not self.live and fps is None:
             capture.release()
-            raise SourceFailure(f"{self.source} reports no frame rate; re-encode it (ffmpeg -i IN -c:v libx264 OUT.mp4)")
+            raise SourceFailure(f"{self.source} reports no frame rate; "
+                                "re-encode it (ffmpeg -i IN -c:v libx264 OUT.mp4)")
         start, previous, frozen = time.monotonic(), None, 0
         try:
             while not self._stop.is_set():

@@ -68,7 +68,8 @@ def _iso_truncation(f, size: int) -> str | None:
         if length < 8:
             return f"box {kind.decode('latin-1')!r} at byte {position} declares an impossible size {length}"
         if position + length > size:
-            return f"box {kind.decode('latin-1')!r} at byte {position} declares {length} bytes, {size - position} remain"
+            name = kind.decode("latin-1")
+            return f"box {name!r} at byte {position} declares {length} bytes, {size - position} remain"
         position += length
     return None
 

@@ -63,7 +63,9 @@ def count_decodable_frames(path: str) -> tuple[int, int]:
 
 def failure_reason(err: VideoDecodeError, path: str) -> str:
     """The reason of ``err``, naming the image when one frame of a frame folder failed."""
-    return err.reason if os.path.normpath(err.path) == os.path.normpath(path) else f"{Path(err.path).name}: {err.reason}"
+    if os.path.normpath(err.path) == os.path.normpath(path):
+        return err.reason
+    return f"{Path(err.path).name}: {err.reason}"
 
 
 def decode_every_frame(path: str, chunk: int = 64) -> str:
