@@ -74,6 +74,17 @@ def gestures(tmp_path_factory) -> Path:
                                  groups=4, test_groups=(4,))
 
 
+def tiny_config(gestures: Path, *extra: str):
+    """A tiny GRU run over the session's gestures (4 frames of 32 px, two epochs), with ``--set`` style extras."""
+    from videoseq.config import load_config
+
+    return load_config(None, [
+        f"data.root={gestures / 'videos'}", "data.format=ucf101", f"data.splits_dir={gestures / 'splits'}",
+        "data.frames=4", "data.size=32", "data.num_workers=0", "model.backbone=resnet18", "model.head=gru",
+        "model.head_args={hidden: 32}", "train.batch_size=6", "train.epochs=2", "train.lr=0.003", *extra,
+    ])
+
+
 TINY_CONFIG = ("data:\n  format: ucf101\n  frames: 4\n  size: 32\n  num_workers: 0\n"
                "model: {backbone: resnet18, stage: layer3, head: gru, head_args: {hidden: 16}}\n"
                "train: {epochs: 2, batch_size: 8, lr: 0.01}\n")

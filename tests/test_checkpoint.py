@@ -134,3 +134,34 @@ def test_checkpoint_of_other_classes_names_the_mismatched_keys(gestures, tmp_pat
     mismatch = r"x\.pt does not fit .*head\.fc\.weight: checkpoint \(4, 64\) vs model \(3, 64\)"
     with pytest.raises(CheckpointError, match=mismatch):
         model_from_checkpoint(payload, Path("x.pt"))
+
+
+def test_checkpoint_save_is_atomic_and_loading_refuses_pickled_code(tmp_path):
+    path = save_checkpoint(tmp_path / "c.pt", {"format": "videoseq-checkpoint-1", "x": torch.ones(2)})
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+    assert torch.equal(load_checkpoint(path)["x"], torch.ones(2))
+
+    class Payload:
+        def __reduce__(self):
+            return (exec, (f"open({str(tmp_path / 'pwned')!r}, 'w').write('ran')",))
+
+    torch.save({"format": "videoseq-checkpoint-1", "evil": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not (tmp_path / "pwned").exists()
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="junk.pt"):
+        load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_mismatched_checkpoint_names_keys_and_shapes(gestures, tmp_path):
+    from videoseq.checkpoint import load_weights
+    from videoseq.models.build import build_model_from_config
+
+    from conftest import tiny_config
+
+    config = tiny_config(gestures)
+    model = build_model_from_config(config, 9)
+    other = build_model_from_config(config, 5)
+    with pytest.raises(CheckpointError, match=r"shape mismatches \['head\..*\(9.*\(5"):
+        load_weights(other, model.state_dict(), "x.pt")

@@ -1,75 +1,14 @@
-import csv
+"""The clip dataset: sampled frames, views and crops, seeded training clips, skipped bad videos, its loader."""
+
 
 import pytest
 import torch
 
 from videoseq.datasets import ClipDataset, LoaderOptions, collate_clips, make_loader
-from videoseq.manifest import Manifest, ManifestError, ManifestRow, read_manifest, write_manifest
 from videoseq.sampling import ClipSampling
-from videoseq.tables import safe_cell, write_csv
 from videoseq.transforms import ClipEvalPreset, ClipTrainPreset
 
 from conftest import brightness_frames, write_video
-
-
-def write_rows(path, header, rows):
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
-def test_manifest_round_trip(tmp_path):
-    rows = [ManifestRow("a/x.avi", "a", "train", "g1", ""), ManifestRow("b/y.avi", "b", "test", "g2", "a cap")]
-    manifest = Manifest(rows=rows, classes=["b", "a"], root=tmp_path)
-    write_manifest(manifest, tmp_path / "out")
-    back = read_manifest(tmp_path / "out" / "manifest.csv")
-    assert back.classes == ["b", "a"]
-    assert [(r.label, r.split, r.group, r.caption) for r in back.rows] == [
-        ("a", "train", "g1", ""), ("b", "test", "g2", "a cap")]
-    assert back.videos("train") == [(str(tmp_path / "a" / "x.avi"), 1)]
-
-
-def test_several_caption_rows_give_one_video(tmp_path):
-    rows = [ManifestRow("v.avi", "a", "train", caption=c) for c in ("one", "two")]
-    assert len(Manifest(rows, ["a"], tmp_path).videos("train")) == 1
-
-
-@pytest.mark.parametrize(
-    "header, rows, message",
-    [(["path", "label"], [["a.avi", "x"]], "lacks column"),
-     (["path", "label", "split"], [["a.avi", "zzz", "train"]], "not in the class list"),
-     (["path", "label", "split"], [["", "x", "train"]], "line 2: empty 'path'")],
-)
-def test_bad_manifests_name_the_file_and_problem(tmp_path, header, rows, message):
-    write_rows(tmp_path / "manifest.csv", header, rows)
-    (tmp_path / "classes.txt").write_text("x\n")
-    with pytest.raises(ManifestError, match=message) as err:
-        read_manifest(tmp_path / "manifest.csv")
-    assert "manifest.csv" in str(err.value)
-
-
-def test_missing_class_list_and_duplicates(tmp_path):
-    write_rows(tmp_path / "manifest.csv", ["path", "label", "split"], [])
-    with pytest.raises(ManifestError, match="classes.txt"):
-        read_manifest(tmp_path / "manifest.csv")
-    (tmp_path / "classes.txt").write_text("a\nb\na\n")
-    with pytest.raises(ManifestError, match="more than once"):
-        read_manifest(tmp_path / "manifest.csv")
-
-
-@pytest.mark.parametrize("cell, expected", [
-    ("=HYPERLINK(\"x\")", "'=HYPERLINK(\"x\")"), ("+1x", "'+1x"), ("-x", "'-x"), ("@SUM(A1)", "'@SUM(A1)"),
-    ("\tlead", "'\tlead"), ("-1.5", "-1.5"), ("+3", "'+3"), ("plain", "plain"), (-2.0, -2.0)])
-def test_csv_cells_are_neutralised(cell, expected):
-    assert safe_cell(cell) == expected
-
-
-def test_write_csv_round_trips(tmp_path):
-    path = write_csv(tmp_path / "x.csv", ["a", "b"], [["=1+1", -3], ["a,b \"q\"", "line\nbreak"]])
-    with open(path, newline="") as f:
-        assert list(csv.reader(f)) == [["a", "b"], ["'=1+1", "-3"], ["a,b \"q\"", "line\nbreak"]]
-    assert not (tmp_path / "x.csv.tmp").exists()
 
 
 @pytest.fixture

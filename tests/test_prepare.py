@@ -10,6 +10,7 @@ from videoseq.config import DataConfig
 from videoseq.datasets import ClipDataset, LoaderOptions, make_loader
 from videoseq.manifest import ManifestError, read_manifest
 from videoseq.prepare import (
+    FORMATS,
     manifest_from_folders,
     manifest_from_hmdb51,
     manifest_from_jester,
@@ -304,3 +305,23 @@ def test_prepare_folder_of_real_clips(tmp_path, shared_video, capsys):
 def test_prepare_unknown_root_is_a_clear_error(tmp_path, capsys):
     assert main(["prepare", "hmdb51", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
     assert "--splits-dir" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_every_dataset_format_has_a_reader_a_config_choice_and_a_cli_entry(name, tmp_path):
+    from videoseq.cli import build_parser, cmd_prepare
+    from videoseq.config import DATA_FORMATS, DataConfig
+
+    assert name in DATA_FORMATS and DataConfig(format=name).format == name
+    args = build_parser().parse_args(["prepare", name, str(tmp_path / "missing"), "--out", str(tmp_path / "out")])
+    assert args.func is cmd_prepare and args.format == name
+    with pytest.raises(ManifestError, match="missing"):  # the reader reads the root the config names
+        FORMATS[name].read(DataConfig(root=str(tmp_path / "missing"), format=name))
+
+
+def test_data_format_lists_the_formats_and_the_manifest():
+    from videoseq.config import DATA_FORMATS, ConfigError, DataConfig
+
+    assert DATA_FORMATS == ("manifest", *FORMATS)
+    with pytest.raises(ConfigError, match="'ucf102' is not one of"):
+        DataConfig(format="ucf102")

@@ -48,7 +48,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from videoseq.evaluation import compare_evals
+    from videoseq.compare import compare_evals
 
     compare_evals(args.a, args.b, top=args.top)
     return 0

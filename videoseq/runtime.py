@@ -1,13 +1,15 @@
-"""The runtime of a process: device, mixed precision, seeding, and stop signals.
+"""The runtime of a process: device, CPU cores, mixed precision, seeding, and stop signals.
 
 What every command that runs a model sets up before it starts: which device
-(``select_device``), which autocast dtype on it (``amp_dtype``, ``autocast_for``),
-the seeds of python, numpy and torch (``seed_everything``), and Ctrl-C / SIGTERM
-turned into a request to stop after the current step (``StopSignals``).
+(``select_device``) and how many CPU cores it may use (``available_workers``), which
+autocast dtype on the device (``amp_dtype``, ``autocast_for``), the seeds of python,
+numpy and torch (``seed_everything``), and Ctrl-C / SIGTERM turned into a request
+to stop after the current step (``StopSignals``).
 """
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import threading
@@ -28,6 +30,14 @@ def select_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"train.device={name!r} but CUDA is not available; use auto or cpu")
     return torch.device(name)
+
+
+def available_workers() -> int:
+    """CPU cores this process may use (DataLoader workers for evaluation)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def seed_everything(seed: int) -> None:

@@ -7,8 +7,7 @@ for every clip as a training data loader does. Prints clips/s (1 / median time
 per clip) for decord and for OpenCV (sequential grab up to the last wanted
 frame, as many FFmpeg threads as decord) and their ratio decord / OpenCV.
 
-Needs only decord, numpy and opencv-python, so it runs with any build of the
-``decord`` module (decord 0.6.0 or the decord2 fork)::
+It runs with any build of the ``decord`` module (decord 0.6.0 or the decord2 fork)::
 
     videoseq bench decord --json /tmp/decord.json
     videoseq bench decord --compare /tmp/decord.json /tmp/decord2.json
@@ -28,20 +27,10 @@ import decord
 import numpy as np
 
 from videoseq.resources import shared_videos
+from videoseq.sampling import segment_indices
 
 SKIP = {"corrupted.mp4"}  # decord raises on it by design: a test input, not a benchmark one
 CLIP_LENGTHS = (8, 16)
-
-
-def segment_indices(num_frames: int, clip_len: int, rng: np.random.Generator) -> list[int]:
-    """One random frame in each of ``clip_len`` equal segments (TSN training sampling).
-
-    Segments shorter than one frame reuse their start, so short videos repeat frames.
-    """
-    edges = np.linspace(0, num_frames, clip_len + 1)
-    starts = np.floor(edges[:-1]).astype(int)
-    lengths = np.maximum(np.floor(edges[1:]).astype(int) - starts, 1)
-    return [min(int(s + rng.integers(n)), num_frames - 1) for s, n in zip(starts, lengths)]
 
 
 def decode_decord(path: Path, indices: list[int], threads: int) -> np.ndarray:
@@ -80,7 +69,7 @@ def clips_per_second(decoder, path: Path, num_frames: int, clip_len: int, clips:
     The median keeps a busy machine's stalls out of the figure.
     """
     rng = np.random.default_rng(seed)
-    plans = [segment_indices(num_frames, clip_len, rng) for _ in range(clips)]
+    plans = [segment_indices(num_frames, clip_len, train=True, rng=rng).tolist() for _ in range(clips)]
     decoder(path, plans[0], threads)  # warm up caches and lazy library loading
     seconds = []
     for indices in plans:

@@ -1,4 +1,4 @@
-"""The decoder: real clips, rotation, broken inputs, frame order, frame folders, captures."""
+"""The decoder: real clips, rotation, broken inputs, frame order, frame folders, decode plans."""
 
 from __future__ import annotations
 
@@ -345,30 +345,6 @@ def test_is_frame_folder(tmp_path):
         video_info(tmp_path)
     write_frame_folder(tmp_path / "clip", brightness_frames(2))
     assert is_frame_folder(tmp_path / "clip")
-
-
-# --- captures -----------------------------------------------------------------
-
-
-def test_open_capture_reads_a_file(tmp_path):
-    path = write_video(tmp_path / "cap.avi", brightness_frames(6))
-    capture = open_capture(str(path))
-    frames = np.stack(list(capture_frames(capture)))
-    capture.release()
-    assert frames.shape == (6, 32, 32, 3)
-    np.testing.assert_allclose(levels(frames), 10 + 8 * np.arange(6), atol=3)
-
-
-@pytest.mark.parametrize("source", [99, "99"])
-def test_open_capture_on_a_missing_camera_raises(source):
-    with pytest.raises(VideoDecodeError, match="99") as caught:
-        open_capture(source)
-    assert "camera" in caught.value.hint
-
-
-def test_open_capture_on_a_missing_file_raises(tmp_path):
-    with pytest.raises(VideoDecodeError, match="nothing.mp4"):
-        open_capture(str(tmp_path / "nothing.mp4"))
 
 
 def test_video_extensions():
