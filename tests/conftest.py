@@ -1,4 +1,9 @@
-"""Shared fixtures: tiny synthetic videos written with cv2.VideoWriter, and the real clips."""
+"""Shared fixtures: tiny synthetic videos written with cv2.VideoWriter, and the real clips.
+
+The real sample clips are looked for where ``videoseq.resources.shared_videos`` says
+(``../shared/videos`` beside the checkout, or ``$VIDEOSEQ_VIDEOS``); tests that need
+them skip, naming the folder and the variable, when they are absent.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +18,10 @@ import cv2
 import numpy as np
 import pytest
 
+from videoseq.resources import VIDEOS_VARIABLE, shared_videos
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED_VIDEOS = REPO.parent / "shared" / "videos"
+SHARED_VIDEOS = shared_videos()
 
 
 def write_video(path: Path, frames: np.ndarray, fps: float = 12.0) -> Path:
@@ -35,17 +42,27 @@ def brightness_frames(num_frames: int, size: int = 32) -> np.ndarray:
     return np.broadcast_to(levels[:, None, None, None], (num_frames, size, size, 3)).astype(np.uint8).copy()
 
 
+def shared_clip(name: str) -> Path:
+    """A real sample clip; the test skips, saying where it looked, when it is absent."""
+    path = SHARED_VIDEOS / name
+    if not path.exists():
+        pytest.skip(f"{path} not found: the real sample clips are looked for in {SHARED_VIDEOS} "
+                    f"(set {VIDEOS_VARIABLE} to their folder)")
+    return path
+
+
+def shared_clips() -> list[Path]:
+    """Every real sample clip (the folder's README left out); skips like ``shared_clip`` when there are none."""
+    clips = sorted(p for p in SHARED_VIDEOS.glob("*.*") if p.suffix != ".md")
+    if not clips:
+        pytest.skip(f"no sample clips in {SHARED_VIDEOS} (set {VIDEOS_VARIABLE} to their folder)")
+    return clips
+
+
 @pytest.fixture
 def shared_video():
-    """Path to a real clip in ../shared/videos, skipping when the folder is absent."""
-
-    def get(name: str) -> Path:
-        path = SHARED_VIDEOS / name
-        if not path.exists():
-            pytest.skip(f"{path} not available")
-        return path
-
-    return get
+    """``shared_clip`` as a fixture: ``shared_video("short_32frames.mp4")``."""
+    return shared_clip
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +70,19 @@ def gestures(tmp_path_factory) -> Path:
     """A small synthetic gestures tree (UCF101 layout) shared by the session."""
     from videoseq.synth import write_gesture_dataset
 
-    return write_gesture_dataset(tmp_path_factory.mktemp("gestures"), per_class=4, seed=1, frames=12, size=64, groups=4, test_groups=(4,))
+    return write_gesture_dataset(tmp_path_factory.mktemp("gestures"), per_class=4, seed=1, frames=12, size=64,
+                                 groups=4, test_groups=(4,))
+
+
+def tiny_config(gestures: Path, *extra: str):
+    """A tiny GRU run over the session's gestures (4 frames of 32 px, two epochs), with ``--set`` style extras."""
+    from videoseq.config import load_config
+
+    return load_config(None, [
+        f"data.root={gestures / 'videos'}", "data.format=ucf101", f"data.splits_dir={gestures / 'splits'}",
+        "data.frames=4", "data.size=32", "data.num_workers=0", "model.backbone=resnet18", "model.head=gru",
+        "model.head_args={hidden: 32}", "train.batch_size=6", "train.epochs=2", "train.lr=0.003", *extra,
+    ])
 
 
 TINY_CONFIG = ("data:\n  format: ucf101\n  frames: 4\n  size: 32\n  num_workers: 0\n"

@@ -21,14 +21,20 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SHARED_VIDEOS, brightness_frames, write_video
 from videoseq.config import load_config
-from videoseq.datasets import ClipDataset, ManifestError, make_loader, read_manifest
-from videoseq.engine import TooManyBadVideos, fit
+from videoseq.datasets import ClipDataset, LoaderOptions, make_loader
+from videoseq.engine.loops import TooManyBadVideos
+from videoseq.engine.trainer import fit
+from videoseq.manifest import ManifestError, read_manifest
 from videoseq.predict import expand_sources
 from videoseq.prepare import manifest_from_folders
+from videoseq.sampling import ClipSampling
 from videoseq.transforms import ClipEvalPreset
-from videoseq.video import IsolatedDecoder, VideoDecodeError, VideoReader, container_truncation, read_frames
+from videoseq.video.containers import container_truncation
+from videoseq.video.decoder import VideoDecodeError, VideoReader, read_frames
+from videoseq.video.isolated import IsolatedDecoder
+
+from conftest import brightness_frames, shared_clip, shared_clips, write_video
 
 av = pytest.importorskip("av")
 
@@ -53,7 +59,8 @@ def write_lossless(path: Path, frames: np.ndarray, *, pix_fmt: str = "bgr0", pts
 def pattern_frames(num_frames: int, height: int, width: int) -> np.ndarray:
     """Frames whose pixels say where they are: R = x, G = y, B = 20 t (mod 256)."""
     y, x = np.mgrid[0:height, 0:width]
-    return np.stack([np.stack([x % 256, y % 256, np.full_like(x, 20 * t)], -1) for t in range(num_frames)]).astype(np.uint8)
+    frames = [np.stack([x % 256, y % 256, np.full_like(x, 20 * t)], -1) for t in range(num_frames)]
+    return np.stack(frames).astype(np.uint8)
 
 
 def write_audio_only(path: Path) -> Path:
@@ -67,15 +74,10 @@ def write_audio_only(path: Path) -> Path:
     return path
 
 
-def shared(name: str) -> Path:
-    path = SHARED_VIDEOS / name
-    if not path.exists():
-        pytest.skip(f"{path} not available")
-    return path
 
 
 def truncated_copy(tmp_path: Path, name: str, fraction: float) -> Path:
-    data = shared(name).read_bytes()
+    data = shared_clip(name).read_bytes()
     path = tmp_path / f"cut{int(fraction * 100)}_{name}"
     path.write_bytes(data[: int(len(data) * fraction)])
     return path
@@ -113,7 +115,8 @@ def test_one_frame_video_decodes_and_loops_into_a_clip(tmp_path):
     frames = pattern_frames(1, 32, 32)
     path = write_lossless(tmp_path / "one.mkv", frames)
     np.testing.assert_array_equal(read_frames(path, [0, 0]), np.concatenate([frames, frames]))
-    dataset = ClipDataset([(str(path), 0)], clip_len=4, transform=ClipEvalPreset(size=32), train=False)
+    dataset = ClipDataset([(str(path), 0)], clips=ClipSampling(frames=4),
+                          transform=ClipEvalPreset(size=32), train=False)
     clip = dataset[0]["video"]  # (4, 3, 32, 32): the one frame four times
     assert clip.shape == (4, 3, 32, 32) and all(torch.equal(clip[0], c) for c in clip)
 
@@ -131,7 +134,7 @@ def test_variable_frame_rate_gives_every_frame_in_order(tmp_path):
 
 
 def test_rotated_phone_clip_comes_out_upright():
-    with VideoReader(shared("video_90.mov")) as reader:
+    with VideoReader(shared_clip("video_90.mov")) as reader:
         info = reader.info
         frames = reader.read(range(info.num_frames))
     assert info.rotation == 90 and info.height > info.width
@@ -156,15 +159,14 @@ def test_byte_truncated_real_clips_raise_the_typed_error(tmp_path, name, fractio
 
 
 def test_whole_real_clips_are_not_called_truncated():
-    for path in sorted(SHARED_VIDEOS.glob("*.*")):
-        if path.suffix != ".md":
-            assert container_truncation(path) is None, path
+    for path in shared_clips():
+        assert container_truncation(path) is None, path
 
 
 def make_broken(kind: str, tmp_path: Path) -> tuple[Path, str]:
     """A broken input of the matrix and a word its error reason must contain."""
     if kind == "corrupt":
-        return shared("corrupted.mp4"), "decod"
+        return shared_clip("corrupted.mp4"), "decod"
     if kind == "empty":
         path = tmp_path / "empty.avi"
         path.touch()
@@ -188,7 +190,8 @@ def make_broken(kind: str, tmp_path: Path) -> tuple[Path, str]:
 def test_broken_inputs_raise_the_typed_error_naming_the_file(tmp_path, kind):
     path, word = make_broken(kind, tmp_path)
     assert_typed_error(path, word)
-    dataset = ClipDataset([(str(path), 0)], clip_len=4, transform=ClipEvalPreset(size=16), train=False)
+    dataset = ClipDataset([(str(path), 0)], clips=ClipSampling(frames=4),
+                          transform=ClipEvalPreset(size=16), train=False)
     sample = dataset[0]  # data.on_error: skip -> an error sample, not an exception
     assert sample["video"] is None and str(path) in sample["error"]
 
@@ -242,7 +245,8 @@ def bad_manifest(tmp_path: Path, bad_kinds: list[str]) -> tuple[Path, list[str]]
 def bad_config(manifest: Path):
     return load_config(None, [
         f"data.manifest={manifest}", "data.frames=4", "data.size=32", "data.num_workers=2",
-        "data.max_bad_fraction=0.1", "model.backbone=resnet18", "model.stage=layer1", "model.head=mean", "train.epochs=1",
+        "data.max_bad_fraction=0.1", "model.backbone=resnet18", "model.stage=layer1", "model.head=mean",
+        "train.epochs=1",
         "train.batch_size=5", "train.lr=0.001",
     ])
 
@@ -288,19 +292,12 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
     return bytes(data)
 
 
-def real_clips() -> list[Path]:
-    clips = sorted(p for p in SHARED_VIDEOS.glob("*.*") if p.suffix != ".md")
-    if not clips:
-        pytest.skip(f"{SHARED_VIDEOS} not available")
-    return clips
-
-
 FUZZ_CASES = 400
 
 
 def test_fuzzed_real_clips_decode_or_raise_the_typed_error(tmp_path):
     """Hundreds of damaged clips, decoded in a child process: only VideoDecodeError ever comes back."""
-    clips, rng = real_clips(), random.Random(8)
+    clips, rng = shared_clips(), random.Random(8)
     originals = {clip: clip.read_bytes() for clip in clips}
     outcomes, unexpected = {"decoded": 0, "typed": 0, "crashed": 0}, []
     with IsolatedDecoder(timeout=60) as decoder:
@@ -325,16 +322,16 @@ def test_fuzzed_real_clips_decode_or_raise_the_typed_error(tmp_path):
 
 def test_fuzzed_clips_in_dataloader_workers_become_error_samples(tmp_path):
     """The training path: workers decode damaged clips; each sample is a clip or an error naming its file."""
-    clips, rng = real_clips(), random.Random(80)
+    clips, rng = shared_clips(), random.Random(80)
     videos = []
     for case in range(30):
         clip = clips[case % len(clips)]
         path = tmp_path / f"fuzz{case:02d}{clip.suffix}"
         path.write_bytes(mutate(clip.read_bytes(), rng))
         videos.append((str(path), 0))
-    dataset = ClipDataset(videos, clip_len=3, transform=ClipEvalPreset(size=16), train=False)
+    dataset = ClipDataset(videos, clips=ClipSampling(frames=3), transform=ClipEvalPreset(size=16), train=False)
     seen = 0
-    for batch in make_loader(dataset, batch_size=4, shuffle=False, num_workers=2, timeout=120):
+    for batch in make_loader(dataset, LoaderOptions(batch_size=4, num_workers=2, timeout=120), shuffle=False):
         for index, message in batch["errors"]:
             assert message.startswith(f"cannot decode {videos[index][0]}:"), message
         seen += len(batch["index"]) + len(batch["errors"])
@@ -345,7 +342,7 @@ def test_fuzzed_clips_in_dataloader_workers_become_error_samples(tmp_path):
 
 
 def test_a_decoder_crash_becomes_the_typed_error_and_the_next_file_decodes():
-    clip = shared("short_32frames.mp4")
+    clip = shared_clip("short_32frames.mp4")
     with IsolatedDecoder(timeout=60) as decoder:
         assert decoder.probe(clip).num_frames == 32
         child = decoder.pid
@@ -357,7 +354,8 @@ def test_a_decoder_crash_becomes_the_typed_error_and_the_next_file_decodes():
 
         timer = threading.Timer(0.5, crash)
         timer.start()
-        with pytest.raises(VideoDecodeError, match=r"short_32frames.mp4: decoding failed: the worker process died \(SIGSEGV\)"):
+        died = r"short_32frames.mp4: decoding failed: the worker process died \(SIGSEGV\)"
+        with pytest.raises(VideoDecodeError, match=died):
             decoder.read(clip, [0, 1])
         timer.join()
         assert read_frames(clip, [5]).tobytes() == decoder.read(clip, [5]).tobytes()
@@ -365,12 +363,13 @@ def test_a_decoder_crash_becomes_the_typed_error_and_the_next_file_decodes():
 
 
 def test_a_hanging_decoder_is_stopped_after_the_timeout():
-    clip = shared("short_32frames.mp4")
+    clip = shared_clip("short_32frames.mp4")
     with IsolatedDecoder(timeout=1) as decoder:
         decoder.probe(clip)
         child = decoder.pid
         os.kill(child, signal.SIGSTOP)  # a decoder that never answers
-        with pytest.raises(VideoDecodeError, match=r"short_32frames.mp4: decoding failed: took longer than 1 s and was stopped"):
+        overran = r"short_32frames.mp4: decoding failed: took longer than 1 s and was stopped"
+        with pytest.raises(VideoDecodeError, match=overran):
             decoder.probe(clip)
         assert decoder.probe(clip).num_frames == 32 and decoder.pid != child
 

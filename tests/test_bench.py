@@ -1,14 +1,25 @@
 """The bench kinds: streaming vs window timings, and the loader / training peers (same frames, our clip layout)."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
-from videoseq.bench import (
-    BENCH_KINDS, R3D18, bench_frame_cache, bench_stream, decode_ceiling, load_predictor, loader_rows,
-    opencv_decode_all, pyav_decode_all, race, step_flops, write_test_video,
+from videoseq.bench import BENCH_KINDS
+from videoseq.bench.loader import (
+    bench_frame_cache,
+    clip_readers,
+    decode_ceiling,
+    loader_rows,
+    opencv_decode_all,
+    pyav_decode_all,
+    race,
 )
+from videoseq.bench.stream import bench_stream, load_predictor, step_flops, write_test_video
+from videoseq.bench.train import R3D18
 from videoseq.cli import build_parser, main
+from videoseq.transforms import ClipTrainPreset
 
 
 def test_bench_stream_times_both_modes_on_the_same_steps(tmp_path, capsys):
@@ -68,15 +79,19 @@ def test_peer_loaders_read_the_frames_of_the_ceiling(shared_video):
     assert np.abs(pyav_decode_all(path, indices).astype(int) - ceiling).mean() < 3
 
 
-def test_loader_rows_race_the_frame_cache_beside_decoding(shared_video, tmp_path, capsys):
-    path = shared_video("short_32frames.mp4")
-    cache = bench_frame_cache([path], tmp_path / "c", short_side=64)
-    assert "frame cache of 1 videos, every frame, short side 64 px" in capsys.readouterr().out
+def test_the_frame_cache_reader_loads_the_clips_our_loader_decodes(shared_video, tmp_path, capsys):
+    path = shared_video("short_32frames.mp4")  # 32 frames of 340x256
+    cache = bench_frame_cache([path], tmp_path / "c", short_side=256)  # every frame, as decoded (none resized)
+    assert "frame cache of 1 videos, every frame, short side 256 px" in capsys.readouterr().out
+    readers = clip_readers(path, 32, 8, cache, ClipTrainPreset(size=48))
+    for _ in range(3):  # the k-th clip of each: the same frames through the same random crop and flip
+        ours, cached = readers["ours"](), readers["cache"]()
+        assert torch.equal(ours["video"], cached["video"]) and ours["video"].shape == (8, 3, 48, 48)
+    ceiling = readers["ceiling"]()
+    assert ceiling.shape == (8, 256, 340, 3)  # decode only: full frames
     rows = loader_rows([path], clips=1, cache=cache, size=48)
-    assert [r["T"] for r in rows] == [8, 16]
-    for row in rows:
-        assert all(row[k] > 0 for k in ("ours", "cache", "ceiling", "pyav_all", "opencv_all"))
-        assert row["cache_vs_ours"] == pytest.approx(row["cache"] / row["ours"])
+    assert [(r["video"], r["frames"], r["T"]) for r in rows] == [("short_32frames.mp4", 32, 8),
+                                                                 ("short_32frames.mp4", 32, 16)]
 
 
 def test_race_times_every_reader_and_r3d_takes_our_clip_layout():
@@ -88,8 +103,28 @@ def test_race_times_every_reader_and_r3d_takes_our_clip_layout():
 
 
 def test_every_bench_kind_is_a_subcommand_of_bench():
-    assert set(BENCH_KINDS) == {"stream", "loader", "train"}
+    assert set(BENCH_KINDS) == {"stream", "loader", "train", "heads", "captions", "decord"}
     args = build_parser().parse_args(["bench", "loader", "--clips", "3", "--rss-clips", "10"])
     assert args.func is BENCH_KINDS["loader"].run and (args.clips, args.rss_clips) == (3, 10)
     args = build_parser().parse_args(["bench", "train", "--epochs", "2", "--per-class", "3"])
     assert args.func is BENCH_KINDS["train"].run and (args.epochs, args.per_class) == (2, 3)
+    args = build_parser().parse_args(["bench", "heads", "--per-class", "5", "--set", "train.epochs=1"])
+    assert args.func is BENCH_KINDS["heads"].run and (args.per_class, args.set) == (5, ["train.epochs=1"])
+    args = build_parser().parse_args(["bench", "captions", "--seed", "1"])
+    assert args.func is BENCH_KINDS["captions"].run and (args.seed, args.per_class) == (1, 480)
+    args = build_parser().parse_args(["bench", "decord", "--compare", "a.json", "b.json"])
+    assert args.func is BENCH_KINDS["decord"].run and args.compare == ["a.json", "b.json"]
+
+
+def test_the_decoder_benchmark_decodes_the_same_frames_both_ways_and_compares_saved_runs(tmp_path, capsys):
+    from videoseq.bench.decoders import compare, decode_decord, decode_opencv, write_synthetic
+
+    mjpg = next(p for p in write_synthetic(tmp_path, num_frames=40) if p.suffix == ".avi")
+    indices = [0, 7, 8, 21, 39]
+    assert np.array_equal(decode_decord(mjpg, indices, 1), decode_opencv(mjpg, indices, 1))
+    runs = [{"decord_version": v, "results": {"clip.avi": {"8": {"decord": rate, "opencv": 1.0}}}}
+            for v, rate in (("0.6.0", 10.0), ("3.4.0", 15.0))]
+    for name, run in zip(("a.json", "b.json"), runs):
+        (tmp_path / name).write_text(json.dumps(run))
+    compare(tmp_path / "a.json", tmp_path / "b.json")
+    assert "geometric mean B/A: 1.50" in capsys.readouterr().out

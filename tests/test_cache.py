@@ -1,8 +1,8 @@
 """The shard-cache machinery shared by the feature and frame caches."""
 
-from conftest import brightness_frames, write_video
-
 from videoseq.cache import estimate_bytes
+
+from conftest import brightness_frames, write_video
 
 
 def test_the_size_estimate_reads_videos_spread_over_the_whole_list(tmp_path):

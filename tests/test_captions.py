@@ -1,25 +1,21 @@
 """Captions end to end: synthetic captions -> manifest -> train -> eval -> predict; metrics; MSR-VTT / MSVD."""
 
 import csv
-import importlib.util
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import sacrebleu
-import torch
 
+from videoseq.bench.captions import motion_words, word_accuracies
 from videoseq.checkpoint import load_checkpoint
 from videoseq.cli import main
 from videoseq.config import ConfigError, load_config
-from videoseq.datasets import read_manifest
+from videoseq.manifest import read_manifest
 from videoseq.metrics import bleu_scores, caption_metrics
 from videoseq.prepare import manifest_from_msrvtt, manifest_from_msvd
 from videoseq.synth import MOTION_WORDS, write_gesture_dataset
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -63,22 +59,14 @@ def test_synth_writes_a_caption_manifest_with_several_rows_per_video(captioned):
     assert len(manifest.videos("test")) == 9
 
 
-def caption_bench():
-    spec = importlib.util.spec_from_file_location("bench_captions", ROOT / "benchmarks" / "bench_captions.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
-
-
 def test_every_reference_names_its_motion_for_the_caption_benchmark(captioned):
-    bench = caption_bench()
     manifest = read_manifest(captioned / "manifest.csv")
     for split in ("train", "test"):
         for (_, label), texts in zip(manifest.videos(split), manifest.captions(split)):
             motion = MOTION_WORDS[manifest.classes[label]]
-            assert all(bench.motion_words(t) == {motion} for t in texts), texts
-    assert bench.motion_words("a red square sinks downward") == {"down"}
-    assert bench.motion_words("an arrow turns counter-clockwise") == {"counter-clockwise"}
+            assert all(motion_words(t) == {motion} for t in texts), texts
+    assert motion_words("a red square sinks downward") == {"down"}
+    assert motion_words("an arrow turns counter-clockwise") == {"counter-clockwise"}
 
 
 def test_caption_benchmark_counts_captions_naming_exactly_the_right_motion_shape_and_colour(tmp_path):
@@ -89,7 +77,7 @@ def test_caption_benchmark_counts_captions_naming_exactly_the_right_motion_shape
         writer.writerow(["a.avi", "MoveUp", "a red star floats upward", "the red star moves up | a red star rises up"])
         writer.writerow(["b.avi", "Grow", "the blue cross grows", "a green square grows | the green square grows"])
         writer.writerow(["c.avi", "Static", "a red star or square sits still", "a red star stays still | a red star"])
-    accuracy, clips = caption_bench().word_accuracies(path)
+    accuracy, clips = word_accuracies(path)
     # a.avi is right on all three; b.avi names the motion only; c.avi names two shapes
     assert clips == 3
     assert accuracy == {"motion": 1.0, "shape": 1 / 3, "colour": 2 / 3}
@@ -160,7 +148,7 @@ def test_decoder_on_the_class_posterior_trains_and_predicts_from_the_checkpoint_
 def test_caption_task_without_captions_is_a_clear_error(gestures, tmp_path):
     config = load_config(None, [f"data.root={gestures / 'videos'}", "data.format=ucf101",
                                 f"data.splits_dir={gestures / 'splits'}", "model.task=caption"])
-    from videoseq.engine import fit
+    from videoseq.engine.trainer import fit
 
     with pytest.raises(ValueError, match="needs captions"):
         fit(config, tmp_path / "run")

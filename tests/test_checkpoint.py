@@ -12,13 +12,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO
 from videoseq.checkpoint import (
-    CHECKPOINT_FORMAT, CheckpointError, checkpoint_payload, load_checkpoint, model_from_checkpoint,
-    non_finite_keys, remove_partial_checkpoints, save_checkpoint,
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    checkpoint_payload,
+    load_checkpoint,
+    model_from_checkpoint,
+    non_finite_keys,
+    remove_partial_checkpoints,
+    save_checkpoint,
 )
 from videoseq.config import load_config
-from videoseq.engine import NonFiniteLoss, fit
+from videoseq.engine.loops import NonFiniteLoss
+from videoseq.engine.trainer import fit
+
+from conftest import REPO
 
 SAVE_FOREVER = """
 import sys, torch
@@ -119,9 +127,41 @@ def test_skipped_non_finite_batches_leave_finite_checkpoints(gestures, tmp_path,
 
 def test_checkpoint_of_other_classes_names_the_mismatched_keys(gestures, tmp_path):
     config = exploding_config(gestures, "train.lr=0.001")
-    from videoseq.checkpoint import build_model_from_config
+    from videoseq.models.build import build_model_from_config
 
     payload = checkpoint_payload(build_model_from_config(config, 4), config, ["a", "b", "c", "d"])
     payload["classes"] = ["a", "b", "c"]  # a class list that does not fit the stored head
-    with pytest.raises(CheckpointError, match=r"x\.pt does not fit .*head\.fc\.weight: checkpoint \(4, 64\) vs model \(3, 64\)"):
+    mismatch = r"x\.pt does not fit .*head\.fc\.weight: checkpoint \(4, 64\) vs model \(3, 64\)"
+    with pytest.raises(CheckpointError, match=mismatch):
         model_from_checkpoint(payload, Path("x.pt"))
+
+
+def test_checkpoint_save_is_atomic_and_loading_refuses_pickled_code(tmp_path):
+    path = save_checkpoint(tmp_path / "c.pt", {"format": "videoseq-checkpoint-1", "x": torch.ones(2)})
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+    assert torch.equal(load_checkpoint(path)["x"], torch.ones(2))
+
+    class Payload:
+        def __reduce__(self):
+            return (exec, (f"open({str(tmp_path / 'pwned')!r}, 'w').write('ran')",))
+
+    torch.save({"format": "videoseq-checkpoint-1", "evil": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not (tmp_path / "pwned").exists()
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="junk.pt"):
+        load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_mismatched_checkpoint_names_keys_and_shapes(gestures, tmp_path):
+    from videoseq.checkpoint import load_weights
+    from videoseq.models.build import build_model_from_config
+
+    from conftest import tiny_config
+
+    config = tiny_config(gestures)
+    model = build_model_from_config(config, 9)
+    other = build_model_from_config(config, 5)
+    with pytest.raises(CheckpointError, match=r"shape mismatches \['head\..*\(9.*\(5"):
+        load_weights(other, model.state_dict(), "x.pt")

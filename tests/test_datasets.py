@@ -1,75 +1,14 @@
-import csv
+"""The clip dataset: sampled frames, views and crops, seeded training clips, skipped bad videos, its loader."""
 
-import numpy as np
+
 import pytest
 import torch
 
-from conftest import brightness_frames, write_video
-from videoseq.datasets import (
-    ClipDataset, Manifest, ManifestError, ManifestRow, collate_clips, make_loader, read_manifest, safe_cell,
-    write_csv, write_manifest,
-)
+from videoseq.datasets import ClipDataset, LoaderOptions, collate_clips, make_loader
+from videoseq.sampling import ClipSampling
 from videoseq.transforms import ClipEvalPreset, ClipTrainPreset
 
-
-def write_rows(path, header, rows):
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
-def test_manifest_round_trip(tmp_path):
-    rows = [ManifestRow("a/x.avi", "a", "train", "g1", ""), ManifestRow("b/y.avi", "b", "test", "g2", "a cap")]
-    manifest = Manifest(rows=rows, classes=["b", "a"], root=tmp_path)
-    write_manifest(manifest, tmp_path / "out")
-    back = read_manifest(tmp_path / "out" / "manifest.csv")
-    assert back.classes == ["b", "a"]
-    assert [(r.label, r.split, r.group, r.caption) for r in back.rows] == [
-        ("a", "train", "g1", ""), ("b", "test", "g2", "a cap")]
-    assert back.videos("train") == [(str(tmp_path / "a" / "x.avi"), 1)]
-
-
-def test_several_caption_rows_give_one_video(tmp_path):
-    rows = [ManifestRow("v.avi", "a", "train", caption=c) for c in ("one", "two")]
-    assert len(Manifest(rows, ["a"], tmp_path).videos("train")) == 1
-
-
-@pytest.mark.parametrize(
-    "header, rows, message",
-    [(["path", "label"], [["a.avi", "x"]], "lacks column"),
-     (["path", "label", "split"], [["a.avi", "zzz", "train"]], "not in the class list"),
-     (["path", "label", "split"], [["", "x", "train"]], "line 2: empty 'path'")],
-)
-def test_bad_manifests_name_the_file_and_problem(tmp_path, header, rows, message):
-    write_rows(tmp_path / "manifest.csv", header, rows)
-    (tmp_path / "classes.txt").write_text("x\n")
-    with pytest.raises(ManifestError, match=message) as err:
-        read_manifest(tmp_path / "manifest.csv")
-    assert "manifest.csv" in str(err.value)
-
-
-def test_missing_class_list_and_duplicates(tmp_path):
-    write_rows(tmp_path / "manifest.csv", ["path", "label", "split"], [])
-    with pytest.raises(ManifestError, match="classes.txt"):
-        read_manifest(tmp_path / "manifest.csv")
-    (tmp_path / "classes.txt").write_text("a\nb\na\n")
-    with pytest.raises(ManifestError, match="more than once"):
-        read_manifest(tmp_path / "manifest.csv")
-
-
-@pytest.mark.parametrize("cell, expected", [
-    ("=HYPERLINK(\"x\")", "'=HYPERLINK(\"x\")"), ("+1x", "'+1x"), ("-x", "'-x"), ("@SUM(A1)", "'@SUM(A1)"),
-    ("\tlead", "'\tlead"), ("-1.5", "-1.5"), ("+3", "'+3"), ("plain", "plain"), (-2.0, -2.0)])
-def test_csv_cells_are_neutralised(cell, expected):
-    assert safe_cell(cell) == expected
-
-
-def test_write_csv_round_trips(tmp_path):
-    path = write_csv(tmp_path / "x.csv", ["a", "b"], [["=1+1", -3], ["a,b \"q\"", "line\nbreak"]])
-    with open(path, newline="") as f:
-        assert list(csv.reader(f)) == [["a", "b"], ["'=1+1", "-3"], ["a,b \"q\"", "line\nbreak"]]
-    assert not (tmp_path / "x.csv.tmp").exists()
+from conftest import brightness_frames, write_video
 
 
 @pytest.fixture
@@ -84,7 +23,8 @@ def decoded_levels(video: torch.Tensor) -> list[int]:
 
 
 def test_eval_dataset_returns_uint8_clips_at_the_sampled_frames(two_videos):
-    ds = ClipDataset(two_videos, clip_len=4, transform=ClipEvalPreset(size=16), train=False, sampling="uniform")
+    ds = ClipDataset(two_videos, clips=ClipSampling(frames=4, method="uniform"),
+                     transform=ClipEvalPreset(size=16), train=False)
     sample = ds[0]
     assert sample["video"].shape == (4, 3, 16, 16) and sample["video"].dtype == torch.uint8
     assert decoded_levels(sample["video"]) == [0, 6, 13, 19]
@@ -93,16 +33,16 @@ def test_eval_dataset_returns_uint8_clips_at_the_sampled_frames(two_videos):
 
 
 def test_views_expand_the_dataset(two_videos):
-    ds = ClipDataset(two_videos, clip_len=4, transform=ClipEvalPreset(size=16), train=False,
-                     sampling="dense", stride=2, views=3)
+    ds = ClipDataset(two_videos, clips=ClipSampling(frames=4, method="dense", stride=2),
+                     transform=ClipEvalPreset(size=16), train=False, views=3)
     assert len(ds) == 6
     starts = [decoded_levels(ds[i]["video"])[0] for i in range(3)]
     assert starts == [0, 6, 13] and {ds[i]["index"] for i in range(3)} == {0}
 
 
 def test_views_times_crops_order_clips_then_crops(two_videos):
-    ds = ClipDataset(two_videos, clip_len=4, transform=ClipEvalPreset(size=16, crops=3), train=False,
-                     sampling="dense", stride=2, views=2, crops=3)
+    ds = ClipDataset(two_videos, clips=ClipSampling(frames=4, method="dense", stride=2),
+                     transform=ClipEvalPreset(size=16, crops=3), train=False, views=2, crops=3)
     assert len(ds) == 12
     items = [ds[i] for i in range(6)]
     assert [s["view"] for s in items] == list(range(6)) and {s["index"] for s in items} == {0}
@@ -110,11 +50,12 @@ def test_views_times_crops_order_clips_then_crops(two_videos):
     assert starts[:3] == [0, 0, 0] and starts[3] == starts[4] == starts[5] > 0  # crop varies fastest
     assert ds[6]["index"] == 1 and ds[6]["view"] == 0
     with pytest.raises(ValueError, match="crops=3"):
-        ClipDataset(two_videos, clip_len=4, transform=ClipEvalPreset(size=16), train=False, crops=3)
+        ClipDataset(two_videos, clips=ClipSampling(frames=4), transform=ClipEvalPreset(size=16), train=False, crops=3)
 
 
 def test_training_samples_depend_only_on_seed_epoch_and_index(two_videos):
-    make = lambda: ClipDataset(two_videos, clip_len=4, transform=ClipTrainPreset(size=16), train=True, seed=3)
+    make = lambda: ClipDataset(two_videos, clips=ClipSampling(frames=4),
+                               transform=ClipTrainPreset(size=16), train=True, seed=3)
     a, b = make(), make()
     assert torch.equal(a[0]["video"], b[0]["video"])
     b.set_epoch(1)
@@ -126,22 +67,24 @@ def test_bad_video_is_reported_not_raised_when_skipping(tmp_path, two_videos):
     broken = tmp_path / "broken.avi"
     broken.write_bytes(b"not a video")
     videos = two_videos + [(str(broken), 0)]
-    ds = ClipDataset(videos, clip_len=4, transform=ClipEvalPreset(size=16), train=False)
+    ds = ClipDataset(videos, clips=ClipSampling(frames=4), transform=ClipEvalPreset(size=16), train=False)
     sample = ds[2]
     assert sample["video"] is None and "broken.avi" in sample["error"]
     batch = collate_clips([ds[0], ds[2], ds[1]])
     assert batch["video"].shape[0] == 2 and batch["label"].tolist() == [0, 1]
     assert batch["errors"][0][0] == 2
-    strict = ClipDataset(videos, clip_len=4, transform=ClipEvalPreset(size=16), train=False, on_error="raise")
-    from videoseq.video import VideoDecodeError
+    strict = ClipDataset(videos, clips=ClipSampling(frames=4),
+                         transform=ClipEvalPreset(size=16), train=False, on_error="raise")
+    from videoseq.video.decoder import VideoDecodeError
     with pytest.raises(VideoDecodeError, match="broken.avi"):
         strict[2]
 
 
 def test_loader_with_workers_gives_the_same_batches_as_without(two_videos):
-    ds = ClipDataset(two_videos * 3, clip_len=4, transform=ClipTrainPreset(size=16), train=True, seed=1)
-    serial = [b["video"] for b in make_loader(ds, batch_size=2, shuffle=True, num_workers=0, seed=1, epoch=2)]
-    parallel = [b["video"] for b in make_loader(ds, batch_size=2, shuffle=True, num_workers=2, seed=1, epoch=2)]
+    ds = ClipDataset(two_videos * 3, clips=ClipSampling(frames=4),
+                     transform=ClipTrainPreset(size=16), train=True, seed=1)
+    serial, parallel = ([b["video"] for b in make_loader(ds, LoaderOptions(batch_size=2, num_workers=n, seed=1),
+                                                         shuffle=True, epoch=2)] for n in (0, 2))
     assert all(torch.equal(x, y) for x, y in zip(serial, parallel)) and len(serial) == 3
 
 
@@ -153,7 +96,8 @@ def test_clip_sampler_shards_pad_for_training_and_cover_each_item_once_for_evalu
     exact = [[i for _, i in ClipSampler(5, shuffle=False, rank=r, world=2, pad=False)] for r in range(2)]
     assert exact == [[0, 2, 4], [1, 3]] and [len(ClipSampler(5, shuffle=False, rank=1, world=2, pad=False))] == [2]
     for size, world in ((7, 3), (2, 4), (12, 4)):
-        shards = [ClipSampler(size, shuffle=True, seed=3, epoch=1, rank=r, world=world, pad=False) for r in range(world)]
+        shards = [ClipSampler(size, shuffle=True, seed=3, epoch=1, rank=r, world=world, pad=False)
+                  for r in range(world)]
         items = sorted(i for s in shards for _, i in s)
         assert items == list(range(size)) and all(len(list(s)) == len(s) for s in shards)
         padded = [ClipSampler(size, shuffle=True, seed=3, epoch=1, rank=r, world=world) for r in range(world)]
@@ -174,10 +118,10 @@ def test_clip_sampler_order_depends_on_seed_and_epoch_and_carries_the_epoch():
 
 def test_a_reused_loader_with_persistent_workers_draws_each_epochs_clips(tmp_path):
     videos = [(str(write_video(tmp_path / f"v{i}.avi", brightness_frames(20))), 0) for i in range(2)]
-    ds = ClipDataset(videos, clip_len=3, transform=lambda c, y, s: (c, y), train=True, seed=5)
-    loader = make_loader(ds, batch_size=2, shuffle=False, num_workers=1, persistent_workers=True,
-                         prefetch_factor=2)
-    fresh = [make_loader(ds, batch_size=2, shuffle=False, num_workers=0, epoch=e) for e in (0, 1)]
+    ds = ClipDataset(videos, clips=ClipSampling(frames=3), transform=lambda c, y, s: (c, y), train=True, seed=5)
+    options = LoaderOptions(batch_size=2, num_workers=1, persistent_workers=True, prefetch_factor=2)
+    loader = make_loader(ds, options, shuffle=False)
+    fresh = [make_loader(ds, LoaderOptions(batch_size=2, num_workers=0), shuffle=False, epoch=e) for e in (0, 1)]
     for epoch in (0, 1):
         loader.sampler.set_epoch(epoch)
         assert torch.equal(next(iter(loader))["video"], next(iter(fresh[epoch]))["video"])

@@ -13,8 +13,9 @@ import torch
 
 from videoseq import distributed
 from videoseq.checkpoint import load_checkpoint, model_from_checkpoint
-from videoseq.datasets import make_loader
-from videoseq.engine import build_datasets, evaluate, gather_clips
+from videoseq.datasets import LoaderOptions, make_loader
+from videoseq.engine.loops import evaluate, gather_clips
+from videoseq.engine.trainer import build_datasets
 from videoseq.prepare import resolve_manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,7 +76,7 @@ def test_two_gloo_ranks_under_torchrun_train_in_sync_and_evaluate_like_one_proce
     with open(run / "metrics.csv") as f:
         last = list(csv.DictReader(f))[-1]
     _, val_set = build_datasets(config_back, resolve_manifest(config_back.data))
-    single = evaluate(model, make_loader(val_set, batch_size=4, shuffle=False, num_workers=0),
+    single = evaluate(model, make_loader(val_set, LoaderOptions(batch_size=4, num_workers=0), shuffle=False),
                       device=torch.device("cpu"))
     assert len(single["labels"]) == 27
     assert float(last["val_loss"]) == pytest.approx(single["loss"], rel=1e-5)

@@ -6,12 +6,13 @@ import onnxruntime
 import pytest
 import torch
 
-from conftest import informative_model
 from videoseq.checkpoint import checkpoint_payload, save_checkpoint
 from videoseq.cli import main
 from videoseq.config import config_from_dict
 from videoseq.export import TOLERANCE, export_checkpoint, part_paths
 from videoseq.predict import Predictor
+
+from conftest import informative_model
 
 HEADS = [("mean", {}), ("gru", {"hidden": 16}), ("lstm", {"hidden": 16, "layers": 2}),
          ("gru", {"hidden": 16, "bidirectional": True}), ("convlstm", {"hidden": 8})]

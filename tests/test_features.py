@@ -8,7 +8,7 @@ import torch
 
 from videoseq.checkpoint import load_checkpoint, model_from_checkpoint
 from videoseq.config import load_config
-from videoseq.engine import fit
+from videoseq.engine.trainer import fit
 from videoseq.features import FeatureCache, FeatureCacheError, extract_features
 
 

@@ -11,12 +11,14 @@ from videoseq import datasets
 from videoseq.cache import CacheError
 from videoseq.cli import main
 from videoseq.config import ConfigError, load_config
-from videoseq.datasets import ClipDataset, make_loader, read_manifest
-from videoseq.engine import build_datasets, fit
+from videoseq.datasets import ClipDataset, LoaderOptions, make_loader
+from videoseq.engine.trainer import build_datasets, fit
 from videoseq.framecache import FrameCache, cache_frames, extract_frames
+from videoseq.manifest import read_manifest
+from videoseq.sampling import ClipSampling
 from videoseq.transcode import resampled_indices
 from videoseq.transforms import ClipEvalPreset
-from videoseq.video import VideoReader
+from videoseq.video.decoder import VideoReader
 
 
 def decoded_and_resized(path: str, fps: float | None, size: tuple[int, int]) -> np.ndarray:
@@ -61,7 +63,8 @@ def test_clips_from_the_cache_go_through_the_same_samplers_and_transforms(gestur
     assert first["video"].shape == decoded_train[0]["video"].shape == (4, 3, 32, 32)
     assert not torch.equal(first["video"], again["video"])
     # DataLoader workers map the shards themselves and read the same clips
-    alone, workers = (list(make_loader(cached_train, batch_size=8, shuffle=True, num_workers=n)) for n in (0, 2))
+    alone, workers = (list(make_loader(cached_train, LoaderOptions(batch_size=8, num_workers=n), shuffle=True))
+                      for n in (0, 2))
     assert all(torch.equal(a["video"], b["video"]) for a, b in zip(alone, workers, strict=True))
 
 
@@ -108,8 +111,8 @@ def test_a_video_that_failed_is_listed_and_its_clips_are_skipped_with_its_name(g
     assert str(broken) in (tmp_path / "c" / "failed.csv").read_text()
     cache = FrameCache(tmp_path / "c")
     cache.check_covers([(good, 0), (str(broken), 1)])  # failed videos are known: skipped like decode failures
-    data = ClipDataset([(str(broken), 1), (good, 0)], clip_len=4, transform=ClipEvalPreset(size=32), train=False,
-                       cache=cache)
+    data = ClipDataset([(str(broken), 1), (good, 0)], clips=ClipSampling(frames=4),
+                       transform=ClipEvalPreset(size=32), train=False, cache=cache)
     error = data[0]["error"]
     assert str(broken) in error and "extraction failed" in error and str(tmp_path / "c") in error
     assert data[1]["error"] == "" and data[1]["video"].shape == (4, 3, 32, 32)

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import informative_model, write_video
 from videoseq.config import config_from_dict
 from videoseq.events import EventOptions
-from videoseq.live import SourceOptions, StreamOptions, annotate, run_stream
+from videoseq.live import StreamOptions, annotate, run_stream
 from videoseq.predict import Predictor
-from videoseq.video import VideoDecodeError
+from videoseq.video.cameras import SourceOptions
+from videoseq.video.decoder import VideoDecodeError
+
+from conftest import informative_model, write_video
 
 CLASSES = ["Nothing", "Swipe", "Grow"]
 
@@ -114,7 +116,8 @@ def test_a_camera_that_fails_ends_the_stream_with_its_error_and_closed_outputs(p
         return FlakyCamera(frames=40)
 
     opener.calls = 0
-    options = StreamOptions(csv=str(tmp_path / "s.csv"), source=SourceOptions(retries=2, retry_delay=0.01, queue_size=64))
+    source = SourceOptions(retries=2, retry_delay=0.01, queue_size=64)
+    options = StreamOptions(csv=str(tmp_path / "s.csv"), source=source)
     summary = run_stream(predictor, "0", options, opener=opener)
     assert "cannot open" in summary.error and "after 3 attempt(s)" in summary.error
     assert summary.frames == 40 and summary.dropped == 0

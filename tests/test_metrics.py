@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 
 from videoseq.metrics import (
-    aggregate_by_video, classification_metrics, mean_class_accuracy, per_class_table, plot_confusion, plot_curves,
+    aggregate_by_video,
+    classification_metrics,
+    mean_class_accuracy,
+    per_class_table,
+    plot_confusion,
+    plot_curves,
     topk_accuracy,
 )
 
@@ -40,19 +45,54 @@ def test_per_class_table_matches_hand_counts():
     assert table[1]["precision"] == 1.0 and table[1]["recall"] == 0.5 and table[2]["support"] == 1
 
 
-def test_plots_are_written(tmp_path):
-    cm = np.array([[3, 1], [0, 4]])
-    plot_confusion(cm, ["a", "b"], tmp_path / "cm.png")
+def colour_centre(image: np.ndarray, rgb: tuple[float, float, float], tolerance: float = 2.5 / 255):
+    """Pixel count and centre (x, y) of the pixels of one colour in an RGB(A) float image."""
+    mask = (np.abs(image[..., :3] - np.asarray(rgb)) <= tolerance).all(axis=2)
+    ys, xs = np.nonzero(mask)
+    return len(xs), (xs.mean() if len(xs) else np.nan, ys.mean() if len(ys) else np.nan)
+
+
+def test_the_confusion_plot_draws_each_cell_in_the_colour_of_its_row_share(tmp_path):
+    import matplotlib.image as mpimg
+    from matplotlib import colormaps
+
+    cm = np.array([[3, 1], [0, 4]])  # row shares 0.75 0.25 / 0 1, drawn on a square-root scale
+    image = mpimg.imread(plot_confusion(cm, ["a", "b"], tmp_path / "cm.png"))
+    blues = colormaps["Blues"]
+    cells = {(i, j): colour_centre(image, blues(np.sqrt(share))[:3])
+             for (i, j), share in np.ndenumerate(cm / cm.sum(1, keepdims=True))}
+    counts = [count for count, _ in cells.values()]
+    assert min(counts) > 0.6 * max(counts) > 1000  # four blocks of about one size
+    (x00, y00), (x01, y01), (x10, y10), (x11, y11) = (cells[k][1] for k in ((0, 0), (0, 1), (1, 0), (1, 1)))
+    assert x00 < x01 and x10 < x11 and y00 < y10 and y01 < y11  # rows are true classes, columns predicted ones
+
+
+def test_the_curves_show_the_validation_lines_only_when_validated(tmp_path):
+    import matplotlib.image as mpimg
+
+    train_blue, val_orange = (0x1F / 255, 0x77 / 255, 0xB4 / 255), (0xFF / 255, 0x7F / 255, 0x0E / 255)
     history = [{"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 0.9, "val_clip_acc": 0.6},
                {"epoch": 2, "train_loss": 0.5, "train_acc": 0.8, "val_loss": 0.7, "val_clip_acc": 0.7}]
-    plot_curves(history, tmp_path / "curves.png")
-    for name in ("cm.png", "curves.png"):
-        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = mpimg.imread(plot_curves(history, tmp_path / "curves.png"))
+    assert image.shape[:2] == (400, 1000)  # loss and accuracy side by side, 10 x 4 inches at 100 dpi
+    halves = image[:, :500], image[:, 500:]
+    assert all(colour_centre(half, colour)[0] > 50 for half in halves for colour in (train_blue, val_orange))
+    unvalidated = [{k: v for k, v in row.items() if not k.startswith("val")} for row in history]
+    image = mpimg.imread(plot_curves(unvalidated, tmp_path / "train_only.png"))
+    assert colour_centre(image, train_blue)[0] > 100 and colour_centre(image, val_orange)[0] == 0
 
 
 from videoseq.metrics import (  # noqa: E402
-    aggregate_views, bootstrap_interval, expected_calibration_error, macro_f1, mcnemar_exact, most_confused_pairs,
-    plot_per_class, rank_classes, ranked_metrics, topk_from_ranks,
+    aggregate_views,
+    bootstrap_interval,
+    expected_calibration_error,
+    macro_f1,
+    mcnemar_exact,
+    most_confused_pairs,
+    plot_per_class,
+    rank_classes,
+    ranked_metrics,
+    topk_from_ranks,
 )
 
 

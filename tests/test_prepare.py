@@ -5,16 +5,24 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import brightness_frames, write_video
 from videoseq.cli import main
 from videoseq.config import DataConfig
-from videoseq.datasets import ClipDataset, ManifestError, make_loader, read_manifest
+from videoseq.datasets import ClipDataset, LoaderOptions, make_loader
+from videoseq.manifest import ManifestError, read_manifest
 from videoseq.prepare import (
-    manifest_from_folders, manifest_from_hmdb51, manifest_from_jester, manifest_from_kinetics, manifest_from_ucf101,
+    FORMATS,
+    manifest_from_folders,
+    manifest_from_hmdb51,
+    manifest_from_jester,
+    manifest_from_kinetics,
+    manifest_from_ucf101,
     resolve_manifest,
 )
+from videoseq.sampling import ClipSampling
 from videoseq.transforms import ClipTrainPreset
-from videoseq.video import read_frames
+from videoseq.video.decoder import read_frames
+
+from conftest import brightness_frames, write_video
 
 
 def ucf_tree(root: Path, class_order: list[str]) -> Path:
@@ -35,8 +43,8 @@ def test_ucf101_class_ids_follow_classind_not_sorted_names(tmp_path):
     manifest = manifest_from_ucf101(root / "videos", root / "splits")
     assert manifest.classes == ["Zebra", "Apple", "Mango"]
     lines = [(r.path, r.label, r.split, r.group) for r in manifest.rows]
-    assert lines[0] == ("Zebra/v_Zebra_g01_c01.avi", "Zebra", "train", "Zebra_g01")
-    assert lines[-1] == ("Mango/v_Mango_g03_c01.avi", "Mango", "test", "Mango_g03")
+    assert lines[0] == ("Zebra/v_Zebra_g01_c01.avi", "Zebra", "train", "Zebra_01")
+    assert lines[-1] == ("Mango/v_Mango_g03_c01.avi", "Mango", "test", "Mango_03")
     assert manifest.videos("test")[1][1] == 1  # Apple is id 1, as classInd says
 
 
@@ -108,8 +116,8 @@ def test_ucf101_fold_picks_its_own_split_files(tmp_path):
     (root / "splits" / "trainlist02.txt").write_text("Apple/v_Apple_g03_c01.avi 2\n")
     (root / "splits" / "testlist02.txt").write_text("Zebra/v_Zebra_g01_c01.avi\n")
     assert rows_of(manifest_from_ucf101(root / "videos", fold=2)) == [
-        ("Apple/v_Apple_g03_c01.avi", "Apple", "train", "Apple_g03"),
-        ("Zebra/v_Zebra_g01_c01.avi", "Zebra", "test", "Zebra_g01"),
+        ("Apple/v_Apple_g03_c01.avi", "Apple", "train", "Apple_03"),
+        ("Zebra/v_Zebra_g01_c01.avi", "Zebra", "test", "Zebra_01"),
     ]
 
 
@@ -120,8 +128,8 @@ def test_prepare_command_writes_manifest_classes_and_summary_in_classind_order(t
     assert (out / "classes.txt").read_text().split("\n") == ["Zebra", "Apple", "Mango", ""]
     lines = read_rows(out / "manifest.csv")
     assert lines[0] == ["path", "label", "split", "group", "caption"]
-    assert lines[1] == ["../videos/Zebra/v_Zebra_g01_c01.avi", "Zebra", "train", "Zebra_g01", ""]
-    assert lines[7] == ["../videos/Zebra/v_Zebra_g03_c01.avi", "Zebra", "test", "Zebra_g03", ""]
+    assert lines[1] == ["../videos/Zebra/v_Zebra_g01_c01.avi", "Zebra", "train", "Zebra_01", ""]
+    assert lines[7] == ["../videos/Zebra/v_Zebra_g03_c01.avi", "Zebra", "test", "Zebra_03", ""]
     assert len(lines) == 1 + 9
     printed = capsys.readouterr().out
     assert "classes: 3 (Zebra, Apple, Mango)" in printed and "test=3, train=6" in printed
@@ -132,7 +140,8 @@ def test_prepare_command_writes_manifest_classes_and_summary_in_classind_order(t
 def hmdb_tree(root: Path) -> Path:
     """Two classes; split 1 marks train (1), test (2) and unused (0) clips."""
     names = {
-        "wave": ["FilmA_wave_u_cm_np1_fr_goo_0.avi", "FilmA_wave_u_cm_np1_fr_goo_1.avi", "FilmB_wave_f_nm_np1_ba_med_0.avi"],
+        "wave": ["FilmA_wave_u_cm_np1_fr_goo_0.avi", "FilmA_wave_u_cm_np1_fr_goo_1.avi",
+                 "FilmB_wave_f_nm_np1_ba_med_0.avi"],
         "brush_hair": ["FilmC_brush_hair_u_nm_np1_ba_goo_0.avi", "FilmD_brush_hair_h_cm_np2_le_bad_3.avi"],
     }
     for label, files in names.items():
@@ -141,7 +150,8 @@ def hmdb_tree(root: Path) -> Path:
     splits = root / "testTrainMulti_7030_splits"
     splits.mkdir()
     (splits / "wave_test_split1.txt").write_text(
-        "FilmA_wave_u_cm_np1_fr_goo_0.avi 1 \nFilmA_wave_u_cm_np1_fr_goo_1.avi 1 \nFilmB_wave_f_nm_np1_ba_med_0.avi 2 \n"
+        "FilmA_wave_u_cm_np1_fr_goo_0.avi 1 \nFilmA_wave_u_cm_np1_fr_goo_1.avi 1 \n"
+        "FilmB_wave_f_nm_np1_ba_med_0.avi 2 \n"
     )
     (splits / "brush_hair_test_split1.txt").write_text(
         "FilmC_brush_hair_u_nm_np1_ba_goo_0.avi 2 \nFilmD_brush_hair_h_cm_np2_le_bad_3.avi 0 \n"
@@ -253,8 +263,9 @@ def test_jester_clips_go_through_the_same_samplers_and_transforms(tmp_path):
     manifest = read_manifest(out / "manifest.csv")
     videos = manifest.videos("train")
     assert [label for _, label in videos] == [2, 0, 1]
-    dataset = ClipDataset(videos, clip_len=4, transform=ClipTrainPreset(size=64), train=True, on_error="raise")
-    batch = next(iter(make_loader(dataset, batch_size=3, shuffle=False, num_workers=0)))
+    dataset = ClipDataset(videos, clips=ClipSampling(frames=4),
+                          transform=ClipTrainPreset(size=64), train=True, on_error="raise")
+    batch = next(iter(make_loader(dataset, LoaderOptions(batch_size=3, num_workers=0), shuffle=False)))
     assert batch["video"].shape == (3, 4, 3, 64, 64) and batch["errors"] == []
     assert batch["label"].tolist() == [2, 0, 1]
     # a frame folder decodes as a 12 fps video whose frame t has brightness 10 + 8 t
@@ -294,3 +305,23 @@ def test_prepare_folder_of_real_clips(tmp_path, shared_video, capsys):
 def test_prepare_unknown_root_is_a_clear_error(tmp_path, capsys):
     assert main(["prepare", "hmdb51", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
     assert "--splits-dir" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_every_dataset_format_has_a_reader_a_config_choice_and_a_cli_entry(name, tmp_path):
+    from videoseq.cli import build_parser, cmd_prepare
+    from videoseq.config import DATA_FORMATS, DataConfig
+
+    assert name in DATA_FORMATS and DataConfig(format=name).format == name
+    args = build_parser().parse_args(["prepare", name, str(tmp_path / "missing"), "--out", str(tmp_path / "out")])
+    assert args.func is cmd_prepare and args.format == name
+    with pytest.raises(ManifestError, match="missing"):  # the reader reads the root the config names
+        FORMATS[name].read(DataConfig(root=str(tmp_path / "missing"), format=name))
+
+
+def test_data_format_lists_the_formats_and_the_manifest():
+    from videoseq.config import DATA_FORMATS, ConfigError, DataConfig
+
+    assert DATA_FORMATS == ("manifest", *FORMATS)
+    with pytest.raises(ConfigError, match="'ucf102' is not one of"):
+        DataConfig(format="ucf102")

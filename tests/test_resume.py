@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO
 from videoseq.checkpoint import load_checkpoint
 from videoseq.config import ConfigError, load_config
 from videoseq.datasets import epoch_order
-from videoseq.engine import fit
+from videoseq.engine.trainer import fit
 from videoseq.resume import config_differences, rng_state, set_rng_state
+
+from conftest import REPO
 
 STEPS_PER_EPOCH = 9  # 9 training videos, batch size 1
 SETTINGS = [
@@ -165,16 +166,3 @@ def test_sigterm_mid_epoch_saves_a_checkpoint_that_resumes_exactly(tiny_data, st
     assert not [p.name for p in run.iterdir() if ".tmp" in p.name]
     fit(tiny_config(tiny_data), run, resume=True)
     assert_same_training_state(load_checkpoint(run / "last.pt"), straight)
-
-
-def test_first_signal_asks_to_stop_and_a_second_sigint_interrupts_at_once():
-    from videoseq.resume import StopSignals
-
-    before = signal.getsignal(signal.SIGINT)
-    with StopSignals() as stop:
-        assert not stop.requested
-        os.kill(os.getpid(), signal.SIGTERM)
-        assert stop.requested and stop.signum == signal.SIGTERM
-        with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is before

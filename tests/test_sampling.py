@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 
 from videoseq.sampling import (
-    dense_indices, fit_to_length, multi_view_indices, sample_indices, segment_indices, uniform_indices,
+    dense_indices,
+    fit_to_length,
+    multi_view_indices,
+    sample_indices,
+    segment_indices,
+    uniform_indices,
     window_starts,
 )
 
@@ -39,7 +44,8 @@ def test_segment_train_is_random_and_seeded():
     assert a.tolist() == b.tolist() and a.tolist() != c.tolist()
 
 
-@pytest.mark.parametrize("short, expected", [("loop", [0, 1, 2, 0, 1, 2, 0, 1]), ("repeat_last", [0, 1, 2, 2, 2, 2, 2, 2])])
+@pytest.mark.parametrize("short, expected",
+                         [("loop", [0, 1, 2, 0, 1, 2, 0, 1]), ("repeat_last", [0, 1, 2, 2, 2, 2, 2, 2])])
 def test_short_videos_follow_the_policy(short, expected):
     assert segment_indices(3, 8, train=True, short=short).tolist() == expected
     assert uniform_indices(3, 8, short=short).tolist() == expected
@@ -92,7 +98,8 @@ def test_multi_view_segment_views_differ_and_stay_in_segments():
     assert np.all(np.floor(views * 8 / 80) == np.arange(8))
 
 
-@pytest.mark.parametrize("n, window, step, expected", [(25, 10, 8, [0, 8, 15]), (5, 10, 3, [0]), (20, 10, 5, [0, 5, 10])])
+@pytest.mark.parametrize("n, window, step, expected",
+                         [(25, 10, 8, [0, 8, 15]), (5, 10, 3, [0]), (20, 10, 5, [0, 5, 10])])
 def test_window_starts_cover_the_tail(n, window, step, expected):
     assert window_starts(n, window, step).tolist() == expected
 

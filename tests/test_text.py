@@ -1,7 +1,17 @@
 import pytest
 import torch
 
-from videoseq.text import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID, Vocabulary, normalize_caption, pad_sequences, tokenize
+from videoseq.text import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    SPECIALS,
+    UNK_ID,
+    Vocabulary,
+    normalize_caption,
+    pad_sequences,
+    tokenize,
+)
 
 
 def test_tokenize_lowercases_and_splits_punctuation_but_keeps_inner_hyphens():

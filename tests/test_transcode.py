@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, brightness_frames, write_video
 from videoseq.cli import main
 from videoseq.transcode import TranscodeJob, plan_tree, resampled_indices, scaled_size, transcode_tree
-from videoseq.video import VideoReader, read_frames, video_info
+from videoseq.video.decoder import VideoReader, read_frames, video_info
+
+from conftest import REPO, brightness_frames, write_video
 
 
 def all_files(root: Path) -> list[str]:

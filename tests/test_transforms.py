@@ -1,5 +1,5 @@
-import pytest
 import numpy as np
+import pytest
 import torch
 
 from videoseq.transforms import ClipEvalPreset, ClipTrainPreset, clip_to_tensor, eval_resize, normalize_clip

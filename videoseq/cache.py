@@ -26,9 +26,10 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
-from videoseq.datasets import read_manifest, write_csv
+from videoseq.manifest import read_manifest
+from videoseq.tables import write_csv
 from videoseq.transcode import output_fps, resampled_indices
-from videoseq.video import VideoDecodeError, VideoReader
+from videoseq.video.decoder import VideoDecodeError, VideoReader
 
 
 class CacheError(ValueError):

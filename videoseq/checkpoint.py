@@ -19,15 +19,16 @@ from __future__ import annotations
 import os
 import pickle
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from videoseq import __version__
-from videoseq.config import Config, config_from_dict
-from videoseq.models import VideoClassifier, build_captioner, build_model
-from videoseq.text import BOS_ID, EOS_ID, PAD_ID
+from videoseq.config import Config, config_from_dict, load_config
+from videoseq.models import VideoClassifier
+from videoseq.models.build import build_model_from_config
 
 CHECKPOINT_FORMAT = "videoseq-checkpoint-1"
 _TMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")
@@ -156,36 +157,12 @@ def checkpoint_payload(
     }
 
 
-def build_model_from_config(config: Config, num_classes: int, *, pretrained: bool | str | None = None,
-                            vocab_size: int | None = None) -> VideoClassifier:
-    """The model a config describes; ``pretrained`` overrides ``model.pretrained``.
-
-    With ``model.task`` caption or both, a :class:`VideoCaptioner` over ``vocab_size`` words.
-    """
-    m = config.model
-    classifier = build_model(
-        backbone=m.backbone,
-        head=m.head,
-        num_classes=num_classes,
-        pretrained=m.pretrained if pretrained is None else pretrained,
-        stage=m.stage,
-        freeze_backbone=m.freeze_backbone,
-        freeze_bn=m.freeze_bn,
-        head_args=m.head_args,
-    )
-    if m.task == "classify":
-        return classifier
-    if not vocab_size:
-        raise ValueError(f"model.task={m.task} needs a vocabulary size (build the vocabulary from the captions)")
-    return build_captioner(classifier, task=m.task, vocab_size=vocab_size, decoder_args=m.decoder,
-                           special_ids={"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID})
-
-
 def model_from_checkpoint(payload: dict[str, Any], path: str | Path = "checkpoint") -> tuple[VideoClassifier, Config]:
     """Rebuild the model from a checkpoint alone (no config file, no weight download)."""
     config = config_from_dict(payload["config"])
     if config.model.captions and not payload.get("vocab"):
-        raise CheckpointError(f"checkpoint {path} is a caption model (model.task={config.model.task}) without a vocabulary")
+        raise CheckpointError(f"checkpoint {path} is a caption model (model.task={config.model.task}) "
+                              "without a vocabulary")
     model = build_model_from_config(config, len(payload["classes"]), pretrained=False,
                                     vocab_size=len(payload.get("vocab") or []))
     load_weights(model, payload["model"], path)
@@ -209,3 +186,37 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: s
             f"unexpected keys {unexpected[:8]}, shape mismatches {shapes[:8]}"
         )
     model.load_state_dict(state)
+
+
+CONFIG_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class ModelSource:
+    """What a ``CONFIG_OR_CHECKPOINT`` argument names: a checkpoint (``payload``), or a YAML config (no ``payload``)."""
+
+    path: str
+    config: Config
+    payload: dict[str, Any] | None = None
+
+    def model(self, num_classes: int = 1, *, pretrained: bool | str | None = None) -> VideoClassifier:
+        """The checkpoint's trained model, or the model the config describes, in eval mode.
+
+        A config's backbone takes its ``model.pretrained`` weights (``pretrained``
+        overrides them); its random layers are seeded by ``train.seed``, the same on every run.
+        """
+        if self.payload is not None:
+            return model_from_checkpoint(self.payload, self.path)[0]
+        torch.manual_seed(self.config.train.seed)
+        return build_model_from_config(self.config, num_classes, pretrained=pretrained).eval()
+
+
+def open_source(source: str | Path, overrides: list[str] | None = None) -> ModelSource:
+    """A checkpoint (``.pt``) or a YAML config (``.yaml``, ``--set`` overrides): its config, its model on demand."""
+    path = str(source)
+    if Path(path).suffix.lower() in CONFIG_SUFFIXES:
+        return ModelSource(path, load_config(path, overrides))
+    if overrides:
+        raise ValueError("--set applies to a YAML config, not to a checkpoint")
+    payload = load_checkpoint(path)
+    return ModelSource(path, config_from_dict(payload["config"]), payload)

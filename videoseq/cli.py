@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from videoseq import __version__
 
 def cmd_train(args: argparse.Namespace) -> int:
     from videoseq.config import load_config
-    from videoseq.engine import fit
+    from videoseq.engine.trainer import fit
     from videoseq.resume import TrainingInterrupted
 
     config = load_config(args.config, args.set)
@@ -26,12 +27,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from videoseq.evaluation import run_eval
+def given(args: argparse.Namespace, options: type) -> dict:
+    """The flags of ``args`` that set a field of the dataclass ``options``; the others keep its defaults."""
+    fields = [f.name for f in dataclasses.fields(options)]
+    return {name: getattr(args, name) for name in fields if getattr(args, name, None) is not None}
 
-    run_eval(args.checkpoint, out_dir=args.out, manifest=args.manifest, split=args.split, views=args.views,
-             aggregate=args.aggregate, per_view=args.per_view, batch_size=args.batch_size,
-             num_workers=args.workers, device=args.device, seed=args.seed, beam=args.beam)
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from videoseq.evaluation import EvalOptions, run_eval
+
+    run_eval(args.checkpoint, out_dir=args.out, manifest=args.manifest, options=EvalOptions(**given(args, EvalOptions)))
     return 0
 
 
@@ -43,7 +48,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from videoseq.evaluation import compare_evals
+    from videoseq.compare import compare_evals
 
     compare_evals(args.a, args.b, top=args.top)
     return 0
@@ -82,9 +87,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from videoseq.config import DataConfig
     from videoseq.prepare import prepare_dataset
 
-    data = DataConfig(root=args.root, format=args.format, splits_dir=args.splits_dir, fold=args.fold,
-                      group_pattern=args.group_pattern, val_fraction=args.val_fraction,
-                      test_fraction=args.test_fraction)
+    data = DataConfig(**given(args, DataConfig))  # root, format and the flags given
     _, summary = prepare_dataset(data, args.out)
     print(summary)
     print(f"wrote {Path(args.out) / 'manifest.csv'} and classes.txt")
@@ -139,7 +142,8 @@ def add_features(sub) -> None:
                                    "configs/ucf101_resnet18_gru.yaml --manifest data/ucf101_f1/manifest.csv --frames "
                                    "--out data/ucf101_f1_frames, then train with "
                                    "--set data.frame_cache=data/ucf101_f1_frames")
-    p.add_argument("source", metavar="CONFIG_OR_CHECKPOINT", help="YAML config (its model.pretrained) or a .pt checkpoint")
+    p.add_argument("source", metavar="CONFIG_OR_CHECKPOINT",
+                   help="YAML config (its model.pretrained) or a .pt checkpoint")
     p.add_argument("--manifest", required=True, help="manifest CSV: every video in it is extracted")
     p.add_argument("--out", required=True, help="cache folder; rerunning resumes where it stopped")
     p.add_argument("--fps", type=float, help="frame rate of the cache (default: every frame; with --frames: "
@@ -172,17 +176,18 @@ def add_eval(sub) -> None:
                        description="example: videoseq eval runs/demo/best.pt --views 5x1 --out runs/demo/eval")
     p.add_argument("checkpoint")
     p.add_argument("--manifest", help="manifest CSV (default: the data the checkpoint was trained on)")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", help="split of the manifest to evaluate (default: test, as evaluation.EvalOptions)")
     p.add_argument("--out", default="eval", help="folder for report.html, report.json, predictions.csv, figures")
     p.add_argument("--views", help="CLIPSxCROPS test views per video, e.g. 10x3 (crops 1 or 3; default: the "
                    "config's test_views x 1); more than one also reports single view beside")
-    p.add_argument("--aggregate", default="mean_softmax", choices=["mean_softmax", "mean_logits", "max"],
+    p.add_argument("--aggregate", choices=["mean_softmax", "mean_logits", "max"],
                    help="how the views' scores make the video's")
     p.add_argument("--per-view", action="store_true", help="also one predictions.csv row per view")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--workers", type=int, help="DataLoader workers (default: every available CPU core)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--batch-size", type=int, help="clips per batch")
+    p.add_argument("--workers", dest="num_workers", type=int,
+                   help="DataLoader workers (default: every available CPU core)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--seed", type=int, help="bootstrap seed of the confidence intervals")
     p.add_argument("--beam", type=int, help="caption models: beam size (default: the config's caption.beam)")
     p.set_defaults(func=cmd_eval)
 
@@ -225,7 +230,8 @@ def add_predict(sub) -> None:
 
 def cmd_stream(args: argparse.Namespace) -> int:
     from videoseq.events import EventOptions
-    from videoseq.live import SourceOptions, StreamOptions, stream_to_outputs
+    from videoseq.live import StreamOptions, stream_to_outputs
+    from videoseq.video.cameras import SourceOptions
 
     if len(args.sources) != 1:
         raise ValueError(f"--stream takes one SOURCE (a file, a camera index or a URL), got {len(args.sources)}")
@@ -241,6 +247,10 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
 
 def add_stream_arguments(p) -> None:
+    from videoseq.events import SMOOTHING, EventOptions
+    from videoseq.video.cameras import SourceOptions
+
+    source, events = SourceOptions(), EventOptions()  # the defaults of the flags below
     g = p.add_argument_group("streaming (--stream)", "example: videoseq predict best.pt 0 --stream --show "
                              "--jsonl live.jsonl --events --background Nothing")
     g.add_argument("--stream", action="store_true",
@@ -249,18 +259,23 @@ def add_stream_arguments(p) -> None:
     g.add_argument("--save-video", metavar="OUT.mp4", help="write the annotated video")
     g.add_argument("--jsonl", help="one JSON line per inference step and per gesture event")
     g.add_argument("--max-frames", type=int, help="stop after this many frames")
-    g.add_argument("--queue", type=int, default=4, help="reader queue length; a live source drops frames beyond it")
-    g.add_argument("--retries", type=int, default=3, help="reopen a failing camera/stream this many times")
-    g.add_argument("--retry-delay", type=float, default=1.0, help="seconds between retries")
-    g.add_argument("--max-frozen", type=int, default=150, help="identical frames in a row that mean a frozen camera")
-    g.add_argument("--stall-timeout", type=float, default=10.0, help="seconds without a frame before giving up")
+    g.add_argument("--queue", type=int, default=source.queue_size,
+                   help="reader queue length; a live source drops frames beyond it")
+    g.add_argument("--retries", type=int, default=source.retries, help="reopen a failing camera/stream this many times")
+    g.add_argument("--retry-delay", type=float, default=source.retry_delay, help="seconds between retries")
+    g.add_argument("--max-frozen", type=int, default=source.max_frozen,
+                   help="identical frames in a row that mean a frozen camera")
+    g.add_argument("--stall-timeout", type=float, default=source.stall_timeout,
+                   help="seconds without a frame before giving up")
     g.add_argument("--events", action="store_true", help="also write gesture events (start, end, label, peak)")
-    g.add_argument("--smooth", type=int, default=3, help="events: steps in the smoothing window")
-    g.add_argument("--smooth-method", choices=("mean", "majority"), default="mean")
-    g.add_argument("--threshold", type=float, default=0.5, help="events: smoothed score an active step needs")
+    g.add_argument("--smooth", type=int, default=events.smooth, help="events: steps in the smoothing window")
+    g.add_argument("--smooth-method", choices=SMOOTHING, default=events.method)
+    g.add_argument("--threshold", type=float, default=events.threshold,
+                   help="events: smoothed score an active step needs")
     g.add_argument("--background", help="events: the 'no gesture' class")
-    g.add_argument("--min-duration", type=float, default=0.0, help="events: shortest event in seconds")
-    g.add_argument("--refractory", type=float, default=0.0, help="events: seconds after an event with no new one")
+    g.add_argument("--min-duration", type=float, default=events.min_duration, help="events: shortest event in seconds")
+    g.add_argument("--refractory", type=float, default=events.refractory,
+                   help="events: seconds after an event with no new one")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -310,7 +325,8 @@ def add_synth(sub) -> None:
 
 def add_demo(sub) -> None:
     p = sub.add_parser("demo", help="synthesise, train, evaluate and predict in one go (CPU, minutes)",
-                       description="examples: videoseq demo --out demo_out; videoseq demo --task caption --out demo_captions")
+                       description="examples: videoseq demo --out demo_out; "
+                                   "videoseq demo --task caption --out demo_captions")
     p.add_argument("--out", default="demo_out")
     p.add_argument("--config", help="config (default configs/demo.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -331,25 +347,23 @@ def _add_transcode_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_prepare(sub) -> None:
+    from videoseq.config import DataConfig
+    from videoseq.prepare import FORMATS
+
     p = sub.add_parser("prepare", help="dataset layouts -> manifest; re-encode or extract frames",
                        description="example: videoseq prepare ucf101 data/UCF-101 --fold 1 --out data/ucf101_f1")
     kinds = p.add_subparsers(dest="format", required=True)
-    for name, example in (("ucf101", "UCF-101 --splits-dir ucfTrainTestlist --fold 2"),
-                          ("hmdb51", "hmdb51 --splits-dir testTrainMulti_7030_splits --fold 1"),
-                          ("kinetics", "kinetics400 --splits-dir kinetics400/annotations"),
-                          ("jester", "20bn-jester-v1 --splits-dir jester_csvs"),
-                          ("folder", "my_clips --val-fraction 0.1 --test-fraction 0.2"),
-                          ("msrvtt", "MSRVTT/videos --splits-dir MSRVTT/videodatainfo.json"),
-                          ("msvd", "YouTubeClips --splits-dir 'MSR Video Description Corpus.csv'")):
+    for name, dataset_format in FORMATS.items():
         f = kinds.add_parser(name, help=f"{name} layout -> manifest.csv + classes.txt",
-                             description=f"example: videoseq prepare {name} {example} --out data/{name}")
+                             description=f"example: videoseq prepare {name} {dataset_format.example} --out data/{name}")
         f.add_argument("root", help="dataset root")
         f.add_argument("--out", required=True, help="folder for manifest.csv, classes.txt, summary.txt, notes.txt")
         f.add_argument("--splits-dir", help="annotation files (default: a usual place near ROOT)")
-        f.add_argument("--fold", type=int, default=1, help="ucf101 / hmdb51 split number (1-3)")
-        f.add_argument("--group-pattern", default=r"_g(\d+)_", help="folder: regex naming a file's source video")
-        f.add_argument("--val-fraction", type=float, default=0.15, help="folder format")
-        f.add_argument("--test-fraction", type=float, default=0.15, help="folder format")
+        f.add_argument("--fold", type=int, help=f"ucf101 / hmdb51 split number (1-3; default {DataConfig.fold})")
+        f.add_argument("--group-pattern", help="folder: regex whose first group names a file's source video "
+                                               f"(default: UCF's {DataConfig.group_pattern})")
+        f.add_argument("--val-fraction", type=float, help=f"folder format (default {DataConfig.val_fraction})")
+        f.add_argument("--test-fraction", type=float, help=f"folder format (default {DataConfig.test_fraction})")
         f.set_defaults(func=cmd_prepare)
     r = kinds.add_parser("resize", help="re-encode a tree with a smaller short side (same relative paths)",
                          description="example: videoseq prepare resize data/UCF-101 --short-side 128 --out data/ucf128")

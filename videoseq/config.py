@@ -14,10 +14,12 @@ from typing import Any
 
 import yaml
 
-SAMPLING_METHODS = ("segment", "uniform", "dense")
-SHORT_VIDEO_POLICIES = ("loop", "repeat_last")
+from videoseq.prepare import FORMATS
+from videoseq.prepare.common import UCF_GROUP_PATTERN
+from videoseq.sampling import SAMPLING_METHODS, SHORT_POLICIES
+
 AMP_CHOICES = (True, False, "bf16", "fp16")
-DATA_FORMATS = ("manifest", "ucf101", "hmdb51", "kinetics", "jester", "folder", "msrvtt", "msvd")
+DATA_FORMATS = ("manifest", *FORMATS)  # a manifest CSV, or a dataset root read by one of the formats
 TASKS = ("classify", "caption", "both")
 
 
@@ -41,11 +43,11 @@ class DataConfig:
 
     manifest: str | None = None  # CSV path,label,split[,group,caption]; classes.txt beside it
     root: str | None = None  # or a dataset root, read with `format`
-    format: str = "manifest"  # manifest | ucf101 | hmdb51 | kinetics | jester | folder
+    format: str = "manifest"  # manifest, or a dataset format of prepare.FORMATS: ucf101, hmdb51, kinetics, ...
     splits_dir: str | None = None  # annotation files: ucf101 classInd.txt folder, hmdb51 split files,
     # kinetics CSV or folder of CSVs, jester label CSVs (default: a usual place near ROOT)
     fold: int = 1  # ucf101 / hmdb51 split number
-    group_pattern: str = r"_g(\d+)_"  # folder: regex whose first group names the source video
+    group_pattern: str = UCF_GROUP_PATTERN  # folder: regex whose first group names the source video (UCF's _gNN_)
     val_fraction: float = 0.15  # folder format only
     test_fraction: float = 0.15  # folder format only
     train_split: str = "train"
@@ -75,7 +77,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         _check_choice("data.format", self.format, DATA_FORMATS)
         _check_choice("data.sampling", self.sampling, SAMPLING_METHODS)
-        _check_choice("data.short_video", self.short_video, SHORT_VIDEO_POLICIES)
+        _check_choice("data.short_video", self.short_video, SHORT_POLICIES)
         _check_choice("data.on_error", self.on_error, ("skip", "raise"))
         for key in ("frames", "size", "stride", "test_views", "fold"):
             _check_positive(f"data.{key}", getattr(self, key))

@@ -1,9 +1,4 @@
-"""Manifests (CSV + class list) and the clip Dataset.
-
-A manifest is ``manifest.csv`` with columns ``path,label,split`` and optional
-``group`` and ``caption`` (several rows per video give several reference captions),
-plus ``classes.txt`` beside it: one class name per line, line order = class id.
-Relative paths are relative to the manifest's folder.
+"""The clip Dataset, its sampler and its DataLoader.
 
 Readers are opened inside ``__getitem__`` (so inside DataLoader workers), never
 before the fork. Each sample's randomness comes from ``(seed, epoch, index)`` alone,
@@ -13,171 +8,18 @@ clips as an uninterrupted one.
 
 from __future__ import annotations
 
-import csv
-import os
-import re
 import signal
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from videoseq.sampling import multi_view_indices, sample_indices
+from videoseq.sampling import ClipSampling
 from videoseq.transforms import clip_to_tensor
-from videoseq.video import VideoDecodeError, VideoReader
-
-REQUIRED_COLUMNS = ("path", "label", "split")
-OPTIONAL_COLUMNS = ("group", "caption")
-CSV_INJECTION_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-class ManifestError(ValueError):
-    """A manifest or class list is malformed; the message names the file and the fix."""
-
-
-@dataclass(frozen=True)
-class ManifestRow:
-    path: str
-    label: str
-    split: str
-    group: str = ""
-    caption: str = ""
-
-
-@dataclass
-class Manifest:
-    rows: list[ManifestRow]
-    classes: list[str]
-    root: Path  # relative paths in rows are relative to this folder
-    notes: list[str] = field(default_factory=list)  # what building it skipped or could not find
-
-    def resolve(self, path: str) -> str:
-        return path if os.path.isabs(path) else os.path.normpath(self.root / path)
-
-    def videos(self, split: str) -> list[tuple[str, int]]:
-        """Unique ``(absolute path, class id)`` pairs of one split, in manifest order."""
-        index = {name: i for i, name in enumerate(self.classes)}
-        seen: dict[str, int] = {}
-        for row in self.rows:
-            if row.split == split and row.path not in seen:
-                seen[row.path] = index[row.label]
-        return [(self.resolve(p), label) for p, label in seen.items()]
-
-    def captions(self, split: str) -> list[list[str]]:
-        """The reference captions of each video of ``videos(split)``, in the same order (may be empty)."""
-        found: dict[str, list[str]] = {}
-        for row in self.rows:
-            if row.split == split:
-                found.setdefault(row.path, [])
-                if row.caption:
-                    found[row.path].append(row.caption)
-        return list(found.values())
-
-    def splits(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for path, split in {(r.path, r.split) for r in self.rows}:
-            counts[split] = counts.get(split, 0) + 1
-        return counts
-
-
-def read_classes(path: str | Path) -> list[str]:
-    path = Path(path)
-    if not path.is_file():
-        raise ManifestError(f"class list {path} does not exist; write one class name per line")
-    classes = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if not classes:
-        raise ManifestError(f"class list {path} is empty")
-    dupes = sorted({c for c in classes if classes.count(c) > 1})
-    if dupes:
-        raise ManifestError(f"class list {path} names {dupes} more than once")
-    return classes
-
-
-def read_manifest(csv_path: str | Path, classes_path: str | Path | None = None) -> Manifest:
-    """Read and check a manifest; ``classes.txt`` beside it unless given."""
-    csv_path = Path(csv_path)
-    rows = read_manifest_rows(csv_path)
-    classes = read_classes(classes_path or csv_path.parent / "classes.txt")
-    unknown = sorted({r.label for r in rows} - set(classes))
-    if unknown:
-        raise ManifestError(
-            f"manifest {csv_path} has labels not in the class list: {unknown[:10]}; add them to classes.txt"
-        )
-    return Manifest(rows=rows, classes=classes, root=csv_path.parent.resolve())
-
-
-def read_manifest_rows(csv_path: str | Path) -> list[ManifestRow]:
-    """The rows of a manifest CSV, columns checked, labels not yet checked against a class list."""
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise ManifestError(f"manifest {csv_path} does not exist; create one with `videoseq prepare`")
-    with csv_path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ManifestError(f"manifest {csv_path} lacks column(s) {missing}; need {list(REQUIRED_COLUMNS)}")
-        return [_row(record, csv_path, n) for n, record in enumerate(reader, start=2)]
-
-
-def _row(record: dict, csv_path: Path, line: int) -> ManifestRow:
-    values = {k: read_cell((record.get(k) or "").strip()) for k in REQUIRED_COLUMNS + OPTIONAL_COLUMNS}
-    for key in REQUIRED_COLUMNS:
-        if not values[key]:
-            raise ManifestError(f"manifest {csv_path} line {line}: empty {key!r}")
-    return ManifestRow(**values)
-
-
-_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
-
-
-def safe_cell(value: object) -> object:
-    """Neutralise spreadsheet formulas: text starting with ``= + - @``, tab or CR gets a leading ``'``.
-
-    Numbers pass untouched, and so does text that is a plain negative number
-    (``"-1.5"``); ``"+1"``, ``"-x"`` or ``"=HYPERLINK(...)"`` become ``"'+1"`` etc.
-    ``read_cell`` undoes it when videoseq reads its own files back.
-    """
-    if isinstance(value, str) and value.startswith(CSV_INJECTION_PREFIXES) and not _NEGATIVE_NUMBER.match(value):
-        return "'" + value
-    return value
-
-
-def read_cell(value: str) -> str:
-    """A cell as it was before ``safe_cell`` (for manifests written by ``write_manifest``)."""
-    if value.startswith("'") and value[1:].startswith(CSV_INJECTION_PREFIXES):
-        return value[1:]
-    return value
-
-
-def write_csv(path: str | Path, header: Iterable[str], rows: Iterable[Iterable[object]]) -> Path:
-    """The one CSV writer: formula-safe cells, written to a temporary name then renamed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow([safe_cell(v) for v in header])  # headers may hold class names (confusion.csv)
-        writer.writerows([safe_cell(v) for v in row] for row in rows)
-    os.replace(tmp, path)
-    return path
-
-
-def write_manifest(manifest: Manifest, out_dir: str | Path, csv_name: str = "manifest.csv") -> Path:
-    """Write ``csv_name`` (paths relative to ``out_dir``) and ``classes.txt`` beside it."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    header = list(REQUIRED_COLUMNS) + list(OPTIONAL_COLUMNS)
-    rows = [
-        [os.path.relpath(manifest.resolve(r.path), out_dir.resolve()), r.label, r.split, r.group, r.caption]
-        for r in manifest.rows
-    ]
-    (out_dir / "classes.txt").write_text("".join(f"{c}\n" for c in manifest.classes))
-    return write_csv(out_dir / csv_name, header, rows)
-
+from videoseq.video.decoder import VideoDecodeError, VideoReader
 
 Transform = Callable[[np.ndarray, int, int], tuple[np.ndarray, int]]
 
@@ -197,28 +39,25 @@ class ClipDataset(Dataset):
     is then called with ``crop=``, as ``ClipEvalPreset(crops=3)`` accepts). A sample is
     a dict with ``video`` (uint8 ``(T, 3, H, W)``), ``label``, ``index`` (the video),
     ``view``, ``item`` and ``error`` (empty, or the decode error when ``on_error="skip"``; ``video``
-    is then None). With a ``cache`` (``framecache.FrameCache``) the frames are read from it
-    instead of decoded; the same indices and transforms apply.
+    is then None). ``clips`` says which frames make a clip. With a ``cache``
+    (``framecache.FrameCache``) the frames are read from it instead of decoded; the same
+    indices and transforms apply.
     """
 
     def __init__(
         self,
         videos: list[tuple[str, int]],
         *,
-        clip_len: int,
+        clips: ClipSampling,
         transform: Transform,
         train: bool,
-        sampling: str = "segment",
-        stride: int = 1,
-        short: str = "loop",
         views: int = 1,
         crops: int = 1,
         seed: int = 0,
         on_error: str = "skip",
         cache: CachedFrames | None = None,
     ) -> None:
-        self.videos = videos
-        self.clip_len, self.sampling, self.stride, self.short = clip_len, sampling, stride, short
+        self.videos, self.clips = videos, clips
         self.transform, self.train, self.views, self.crops = transform, train, views, crops
         if crops > 1 and (train or getattr(transform, "crops", 1) != crops):
             raise ValueError(f"crops={crops} needs an eval dataset with ClipEvalPreset(crops={crops})")
@@ -233,14 +72,10 @@ class ClipDataset(Dataset):
         return len(self.videos) * self.views * self.crops
 
     def clip_indices(self, num_frames: int, view: int, rng: np.random.Generator) -> np.ndarray:
+        """The frames of temporal clip ``view`` (a random clip in training), ``(T,)``."""
         if self.train:
-            return sample_indices(
-                self.sampling, num_frames, self.clip_len, stride=self.stride, train=True, rng=rng, short=self.short
-            )
-        views = multi_view_indices(
-            num_frames, self.clip_len, self.views, method=self.sampling, stride=self.stride, short=self.short
-        )
-        return views[view]
+            return self.clips.train_clip(num_frames, rng)
+        return self.clips.views(num_frames, self.views)[view]
 
     def read_clip(self, path: str, view: int, rng: np.random.Generator) -> np.ndarray:
         """The frames of temporal clip ``view`` of a video: from ``cache`` when there is one, else decoded."""
@@ -359,52 +194,47 @@ class ClipSampler(Sampler):
         return max(share - self.skip, 0)
 
 
-def make_loader(
-    dataset: Dataset,
-    *,
-    batch_size: int,
-    shuffle: bool,
-    num_workers: int,
-    timeout: float = 0.0,
-    seed: int = 0,
-    epoch: int = 0,
-    sampler: torch.utils.data.Sampler | None = None,
-    start_batch: int = 0,
-    shard: tuple[int, int] = (0, 1),
-    pad: bool = True,
-    persistent_workers: bool = False,
-    prefetch_factor: int | None = None,
-    pin_memory: bool | None = None,
-) -> DataLoader:
-    """A DataLoader whose order and clips depend only on ``(seed, epoch)``, from batch ``start_batch`` on.
+@dataclass(frozen=True)
+class LoaderOptions:
+    """How a loader reads its dataset: the same for every loader of a run."""
 
-    ``start_batch`` skips the first batches of the epoch without decoding them (a
-    resumed run picks up where the interrupted one stopped). ``shard=(rank, world)``
-    reads one rank's share (see ``ClipSampler``, ``pad``). Reuse the loader for later
-    epochs with ``loader.sampler.set_epoch(epoch)``: with ``persistent_workers`` its
-    workers then stay alive. Worker processes are seeded from the same ``(seed, epoch)``;
-    samples draw their randomness from ``(seed, epoch, item)``, so which worker decodes
-    a sample never matters. ``pin_memory`` defaults to whether CUDA is available
-    (page-locked batches copy to the GPU asynchronously).
+    batch_size: int
+    num_workers: int = 0  # worker processes (0: load in this process)
+    timeout: float = 0.0  # seconds a worker may take for one batch (0: no limit)
+    seed: int = 0  # the epoch order and the workers' seeds come from (seed, epoch)
+    shard: tuple[int, int] = (0, 1)  # (rank, world): this rank's share under torchrun
+    persistent_workers: bool = False  # keep the workers alive across epochs
+    prefetch_factor: int | None = None  # batches each worker loads ahead (PyTorch's default: 2)
+
+
+def make_loader(dataset: Dataset, options: LoaderOptions, *, shuffle: bool, pad: bool = True,
+                epoch: int = 0) -> DataLoader:
+    """A DataLoader whose order and clips depend only on ``(options.seed, epoch)``.
+
+    ``options.shard = (rank, world)`` reads one rank's share (see ``ClipSampler``,
+    ``pad``). Reuse the loader for later epochs with ``loader.sampler.set_epoch(epoch)``
+    (a resumed run starting mid-epoch passes ``skip=`` there): with
+    ``persistent_workers`` its workers then stay alive. Worker processes are seeded
+    from the same ``(seed, epoch)``; samples draw their randomness from ``(seed, epoch,
+    item)``, so which worker decodes a sample never matters. Batches are page-locked
+    when CUDA is available, so they copy to the GPU asynchronously.
     """
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(epoch)
-    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    if sampler is None:
-        sampler = ClipSampler(len(dataset), shuffle=shuffle, seed=seed, epoch=epoch, rank=shard[0], world=shard[1],
-                              pad=pad, skip=start_batch * batch_size)
-    elif start_batch:
-        raise ValueError("start_batch needs the loader's own order; it cannot skip into a custom sampler")
-    workers = dict(timeout=timeout, persistent_workers=persistent_workers, prefetch_factor=prefetch_factor)
+    o = options
+    generator = torch.Generator().manual_seed(o.seed * 100_003 + epoch)
+    rank, world = o.shard
+    sampler = ClipSampler(len(dataset), shuffle=shuffle, seed=o.seed, epoch=epoch, rank=rank, world=world, pad=pad)
+    workers = dict(timeout=o.timeout, persistent_workers=o.persistent_workers, prefetch_factor=o.prefetch_factor)
     return DataLoader(
         dataset,
-        batch_size=batch_size,
+        batch_size=o.batch_size,
         sampler=sampler,
-        num_workers=num_workers,
+        num_workers=o.num_workers,
         collate_fn=collate_clips,
         generator=generator,
         worker_init_fn=ignore_stop_signals,
-        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        pin_memory=torch.cuda.is_available(),
         drop_last=False,
-        **(workers if num_workers > 0 else {}),
+        **(workers if o.num_workers > 0 else {}),
     )

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from videoseq.config import load_config
-from videoseq.engine import fit
-from videoseq.evaluation import run_eval
+from videoseq.engine.trainer import fit
+from videoseq.evaluation import EvalOptions, run_eval
 from videoseq.predict import predict_to_csv
+from videoseq.resources import CONFIGS
 from videoseq.synth import write_gesture_dataset
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_CONFIG = CONFIGS / "demo.yaml"
 CAPTION_CONFIG = CONFIGS / "captions.yaml"
 # Clips per class when none is given: the caption model learns shapes from the words
@@ -40,8 +40,8 @@ def run_demo(out_dir: str | Path, *, config: str | Path | None = None, overrides
         settings = [f"data.root={data / 'videos'}", "data.format=ucf101", f"data.splits_dir={data / 'splits'}"]
     cfg = load_config(config_path, settings + list(overrides or []))
     run = fit(cfg, out / "run")
-    metrics = run_eval(run / "best.pt", out_dir=out / "eval", split="test", views="5x1",
-                       num_workers=cfg.data.num_workers)
+    metrics = run_eval(run / "best.pt", out_dir=out / "eval",
+                       options=EvalOptions(split="test", views="5x1", num_workers=cfg.data.num_workers))
     held_out = sorted((data / "videos").glob("*/*.avi"))
     test_names = set((data / "splits" / "testlist01.txt").read_text().split())
     clip = next(p for p in held_out if f"{p.parent.name}/{p.name}" in test_names)

@@ -6,7 +6,7 @@ evaluation split, listed files that are missing, files that do not decode in
 time, whose frame count disagrees with what decodes or with their header, or
 that are shorter than ``min_frames``; files on disk that no split lists; class
 ids that differ from the sorted folder names. Decoding runs in worker processes
-with a per-file time limit (``workers.run_isolated``), so a hung or crashed
+with a per-file time limit (``video.isolated.run_isolated``), so a hung or crashed
 decoder costs one file, not the run.
 
 Errors mark manifest rows as bad; ``clean_manifest`` is the manifest without them.
@@ -26,13 +26,19 @@ from pathlib import Path
 import numpy as np
 
 from videoseq.config import DataConfig
-from videoseq.datasets import Manifest, ManifestError, read_classes, read_manifest_rows, write_manifest
+from videoseq.manifest import (
+    Manifest,
+    ManifestError,
+    read_classes,
+    read_manifest_rows,
+    write_manifest,
+)
 from videoseq.prepare import FORMATS, find_splits_dir
 from videoseq.prepare.common import UCF_GROUP_PATTERN, group_of
-from videoseq.probe import inspect_video
-
-from videoseq.video import TRUNCATED, find_videos
-from videoseq.workers import run_isolated
+from videoseq.video.containers import TRUNCATED
+from videoseq.video.decoder import find_videos
+from videoseq.video.isolated import run_isolated
+from videoseq.video.probe import inspect_video
 
 TRAIN_SPLIT = "train"
 
@@ -87,7 +93,7 @@ def load_target(target: str | Path, data_format: str | None = None, splits_dir: 
     if data_format not in FORMATS:
         raise ManifestError(f"unknown format {data_format!r}; use one of {list(FORMATS)}")
     data = DataConfig(root=str(target), format=data_format, splits_dir=splits_dir, fold=fold)
-    return FORMATS[data_format](data), target.resolve()
+    return FORMATS[data_format].read(data), target.resolve()
 
 
 def data_root(manifest: Manifest) -> Path:

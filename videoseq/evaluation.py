@@ -1,4 +1,4 @@
-"""``videoseq eval``, ``metrics`` and ``compare``: a checkpoint on one split, with files people can read.
+"""``videoseq eval`` and ``metrics``: a checkpoint on one split, with files people can read.
 
 ``eval`` writes into the eval folder:
 
@@ -23,24 +23,32 @@ puts BLEU-1..4 (CIDEr-D and METEOR where they can run) under ``caption`` in ``re
 
 from __future__ import annotations
 
-import csv
 import json
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from videoseq.checkpoint import load_checkpoint, model_from_checkpoint
+from videoseq.checkpoint import open_source
 from videoseq.config import Config
-from videoseq.datasets import ClipDataset, make_loader, read_classes, read_manifest, write_csv
-from videoseq.engine import BadVideos, evaluate, evaluate_captions, select_device
+from videoseq.datasets import ClipDataset, LoaderOptions, make_loader
+from videoseq.engine.loops import BadVideos, evaluate, evaluate_captions
+from videoseq.manifest import Manifest, read_classes, read_manifest
 from videoseq.metrics import (
-    AGGREGATIONS, aggregate_views, mcnemar_exact, plot_confusion, plot_per_class, rank_classes, ranked_metrics,
+    AGGREGATIONS,
+    aggregate_views,
+    plot_confusion,
+    plot_per_class,
+    rank_classes,
+    ranked_metrics,
 )
+from videoseq.models.decoding import Decoding
 from videoseq.prepare import resolve_manifest
 from videoseq.report import write_html_report
+from videoseq.runtime import available_workers, select_device
+from videoseq.sampling import ClipSampling
+from videoseq.tables import read_csv, write_csv
 from videoseq.text import Vocabulary
 from videoseq.transforms import EVAL_CROPS, ClipEvalPreset
 
@@ -117,10 +125,7 @@ def read_predictions(path: str | Path, classes: list[str] | None = None) -> Pred
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"predictions file {path} does not exist; write one with `videoseq eval`")
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        records = list(reader)
+    header, records = read_csv(path)
     k = sum(1 for i in range(1, len(header) + 1) if f"label_{i}" in header and f"score_{i}" in header)
     missing = [c for c in ("path", "label", "label_1", "score_1") if c not in header]
     if missing or not records:
@@ -160,33 +165,142 @@ def predictions_report(preds: Predictions, seed: int = 0) -> dict:
     return report
 
 
-def available_workers() -> int:
-    """CPU cores this process may use (DataLoader workers for evaluation)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
+@dataclass(frozen=True)
+class EvalOptions:
+    """What ``run_eval`` measures and how; ``videoseq eval`` fills it from its flags."""
+
+    split: str = "test"
+    views: str | int | None = None  # "CLIPSxCROPS" test views per video (None: the config's test_views x 1)
+    aggregate: str = "mean_softmax"  # how the views' scores make the video's (metrics.AGGREGATIONS)
+    per_view: bool = False  # also one predictions.csv row per view
+    batch_size: int = 8
+    num_workers: int | None = None  # DataLoader workers (None: every available CPU core)
+    device: str = "auto"
+    seed: int = 0  # bootstrap seed of the confidence intervals
+    beam: int | None = None  # caption models: beam size (None: the config's caption.beam)
+
+    def __post_init__(self) -> None:
+        if self.aggregate not in AGGREGATIONS:
+            raise ValueError(f"--aggregate {self.aggregate!r} is not one of {list(AGGREGATIONS)}")
+        if self.views:
+            parse_views(self.views)
+
+    def workers(self) -> int:
+        return available_workers() if self.num_workers is None else self.num_workers
 
 
-def view_loader(config: Config, videos: list[tuple[str, int]], *, temporal: int, crops: int, batch_size: int,
-                num_workers: int) -> torch.utils.data.DataLoader:
-    """A loader of ``temporal`` x ``crops`` test views of every video."""
-    d = config.data
-    dataset = ClipDataset(
-        videos, clip_len=d.frames, transform=ClipEvalPreset(size=d.size, crops=crops), train=False,
-        sampling=d.sampling, stride=d.stride, short=d.short_video, views=temporal, crops=crops, on_error="skip",
-    )
-    return make_loader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, timeout=d.timeout)
+@dataclass
+class EvalRun:
+    """A checkpoint opened for evaluation on one split: the model on its device and what it is scored on."""
+
+    model: torch.nn.Module
+    config: Config
+    classes: list[str]
+    manifest: Manifest
+    videos: list[tuple[str, int]]
+    options: EvalOptions
+    device: torch.device
+    vocab: list[str] | None = None
+    bad: BadVideos = field(default_factory=lambda: BadVideos(max_fraction=1.0))
+
+    def loader(self, temporal: int, crops: int) -> torch.utils.data.DataLoader:
+        """A loader of ``temporal`` x ``crops`` test views of every video."""
+        d, o = self.config.data, self.options
+        dataset = ClipDataset(self.videos, clips=ClipSampling.from_data(d), train=False, views=temporal, crops=crops,
+                              transform=ClipEvalPreset(size=d.size, crops=crops), on_error="skip")
+        return make_loader(dataset, LoaderOptions(batch_size=o.batch_size, num_workers=o.workers(), timeout=d.timeout),
+                           shuffle=False)
+
+    def evaluate_views(self, temporal: int, crops: int) -> tuple[dict, ClipDataset]:
+        """Run the model on ``temporal`` x ``crops`` test views of every video (``engine.loops.evaluate``)."""
+        loader = self.loader(temporal, crops)
+        result = evaluate(self.model, loader, device=self.device, amp=self.config.train.amp, bad=self.bad,
+                          split=self.options.split, desc=f"eval {temporal}x{crops} views")
+        return result, loader.dataset
+
+    @property
+    def failed_videos(self) -> int:
+        return len(self.bad.failures.get(self.options.split, {}))
 
 
-def evaluate_views(model, config: Config, videos: list[tuple[str, int]], *, temporal: int, crops: int,
-                   device, batch_size: int, num_workers: int, bad: BadVideos, split: str) -> tuple[dict, ClipDataset]:
-    """Run the model on ``temporal`` x ``crops`` test views of every video (``engine.evaluate``)."""
-    loader = view_loader(config, videos, temporal=temporal, crops=crops, batch_size=batch_size,
-                         num_workers=num_workers)
-    desc = f"eval {temporal}x{crops} views"
-    result = evaluate(model, loader, device=device, amp=config.train.amp, bad=bad, split=split, desc=desc)
-    return result, loader.dataset
+def open_eval(checkpoint: str | Path, manifest: str | Path | None, options: EvalOptions) -> EvalRun:
+    """The checkpoint's model and config, and the videos of ``options.split`` of ``manifest``
+    (default: the manifest it was trained on), checked to have the checkpoint's classes."""
+    source = open_source(checkpoint)
+    model, config, payload = source.model(), source.config, source.payload
+    classes = list(payload["classes"])
+    data = read_manifest(manifest) if manifest else resolve_manifest(config.data)
+    if data.classes != classes:
+        raise ValueError(f"the manifest's classes differ from the checkpoint's ({len(data.classes)} vs "
+                         f"{len(classes)}, first {data.classes[:3]} vs {classes[:3]}); "
+                         "evaluate with a matching manifest")
+    videos = data.videos(options.split)
+    if not videos:
+        raise ValueError(f"no videos in split {options.split!r}; the manifest has {data.splits()}")
+    device = select_device(options.device)
+    return EvalRun(model.to(device), config, classes, data, videos, options, device, vocab=payload.get("vocab"))
+
+
+def run_eval(checkpoint: str | Path, *, out_dir: str | Path, manifest: str | Path | None = None,
+             options: EvalOptions = EvalOptions()) -> dict:
+    """Evaluate ``checkpoint`` on ``options.split`` of ``manifest`` (default: the one it was trained on).
+
+    ``options.views`` is ``"CLIPSxCROPS"`` (default: the config's ``test_views`` x 1). With
+    more than one view the single-view (1x1) result is measured too and reported beside
+    it. Caption models caption the first view of each video; ``options.beam`` is their
+    beam size (default: the config's ``caption.beam``).
+    """
+    run = open_eval(checkpoint, manifest, options)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "classes.txt").write_text("".join(f"{c}\n" for c in run.classes))
+    report: dict = {"checkpoint": str(checkpoint), "split": options.split}
+    if run.config.model.captions:
+        report["caption"] = eval_captions(run, out)
+        if run.config.model.task == "caption":
+            report |= {"failed_videos": run.failed_videos, "config": run.config.to_dict()}
+            if report["failed_videos"]:
+                run.bad.write(out / "bad_videos.csv")
+            (out / "report.json").write_text(json.dumps(report, indent=2))
+            print(f"-> {out}")
+            return report
+    report |= eval_classes(run, out)
+    if report["failed_videos"]:
+        run.bad.write(out / "bad_videos.csv")
+    write_report(out, report)
+    print(format_summary(report) + f"\n-> {out}")
+    return report
+
+
+def eval_classes(run: EvalRun, out: Path) -> dict:
+    """Class metrics of the chosen views (and of one view beside them); writes ``predictions.csv``."""
+    o = run.options
+    temporal, crops = parse_views(o.views) if o.views else (run.config.data.test_views, 1)
+    result, dataset = run.evaluate_views(temporal, crops)
+    preds, clips = view_predictions(result, dataset, run.classes, o.aggregate, o.per_view)
+    report = {"views": f"{temporal}x{crops}", "aggregate": o.aggregate, "failed_videos": run.failed_videos,
+              **predictions_report(preds, o.seed)}
+    report.setdefault("clip", clips.metrics(o.seed))
+    if (temporal, crops) != (1, 1):
+        single, single_set = run.evaluate_views(1, 1)
+        report["single_view"] = summary(view_predictions(single, single_set, run.classes, o.aggregate,
+                                                         False)[0].metrics(o.seed))
+    report["config"] = run.config.to_dict()
+    write_csv(out / "predictions.csv", *prediction_table(preds))
+    return report
+
+
+def eval_captions(run: EvalRun, out: Path) -> dict:
+    """Captions of the first view of every video, scored; written to ``predictions.csv`` or ``captions.csv``."""
+    o, config = run.options, run.config
+    temporal, crops = parse_views(o.views) if o.views else (config.data.test_views, 1)
+    loader = run.loader(temporal, crops)
+    decoding = Decoding.of(config.caption, o.beam)
+    found = evaluate_captions(run.model, loader, references=run.manifest.captions(o.split),
+                              vocab=Vocabulary(run.vocab), device=run.device, decoding=decoding,
+                              amp=config.train.amp, bad=run.bad, split=o.split)
+    name = "predictions.csv" if config.model.task == "caption" else "captions.csv"
+    return write_captions(out / name, found, loader.dataset, run.classes, beam=decoding.beam)
 
 
 def view_predictions(result: dict, dataset: ClipDataset, classes: list[str], aggregate: str,
@@ -205,85 +319,6 @@ def view_predictions(result: dict, dataset: ClipDataset, classes: list[str], agg
 def concat(a: Predictions, b: Predictions) -> Predictions:
     return Predictions(a.classes, a.paths + b.paths, a.views + b.views, np.concatenate([a.labels, b.labels]),
                        np.concatenate([a.ranked, b.ranked]), np.concatenate([a.scores, b.scores]))
-
-
-def run_eval(
-    checkpoint: str | Path,
-    *,
-    out_dir: str | Path,
-    manifest: str | Path | None = None,
-    split: str = "test",
-    views: str | int | None = None,
-    aggregate: str = "mean_softmax",
-    per_view: bool = False,
-    batch_size: int = 8,
-    num_workers: int | None = None,
-    device: str = "auto",
-    seed: int = 0,
-    beam: int | None = None,
-) -> dict:
-    """Evaluate ``checkpoint`` on ``split`` of ``manifest`` (default: the one it was trained on).
-
-    ``views`` is ``"CLIPSxCROPS"`` (default: the config's ``test_views`` x 1). With more
-    than one view the single-view (1x1) result is measured too and reported beside it.
-    Caption models caption the first view of each video; ``beam`` is their beam size
-    (default: the config's ``caption.beam``).
-    """
-    if aggregate not in AGGREGATIONS:
-        raise ValueError(f"--aggregate {aggregate!r} is not one of {list(AGGREGATIONS)}")
-    chosen = parse_views(views) if views else None
-    payload = load_checkpoint(checkpoint)
-    model, config = model_from_checkpoint(payload, checkpoint)
-    classes = list(payload["classes"])
-    data = read_manifest(manifest) if manifest else resolve_manifest(config.data)
-    if data.classes != classes:
-        raise ValueError(f"the manifest's classes differ from the checkpoint's ({len(data.classes)} vs "
-                         f"{len(classes)}, first {data.classes[:3]} vs {classes[:3]}); evaluate with a matching manifest")
-    videos = data.videos(split)
-    if not videos:
-        raise ValueError(f"no videos in split {split!r}; the manifest has {data.splits()}")
-    temporal, crops = chosen or (config.data.test_views, 1)
-    dev = select_device(device)
-    model = model.to(dev)
-    bad = BadVideos(max_fraction=1.0)
-    common = dict(device=dev, batch_size=batch_size, num_workers=available_workers() if num_workers is None
-                  else num_workers, bad=bad, split=split)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
-    report: dict = {"checkpoint": str(checkpoint), "split": split}
-    if config.model.captions:
-        c = config.caption
-        beam = beam or c.beam
-        loader = view_loader(config, videos, temporal=temporal, crops=crops, batch_size=batch_size,
-                             num_workers=common["num_workers"])
-        found = evaluate_captions(model, loader, references=data.captions(split), vocab=Vocabulary(payload["vocab"]),
-                                  device=dev, beam=beam, max_words=c.max_words, alpha=c.length_penalty,
-                                  amp=config.train.amp, bad=bad, split=split)
-        name = "predictions.csv" if config.model.task == "caption" else "captions.csv"
-        report["caption"] = write_captions(out / name, found, loader.dataset, classes, beam=beam)
-        if config.model.task == "caption":
-            report |= {"failed_videos": len(bad.failures.get(split, {})), "config": config.to_dict()}
-            if report["failed_videos"]:
-                bad.write(out / "bad_videos.csv")
-            (out / "report.json").write_text(json.dumps(report, indent=2))
-            print(f"-> {out}")
-            return report
-    result, dataset = evaluate_views(model, config, videos, temporal=temporal, crops=crops, **common)
-    preds, clips = view_predictions(result, dataset, classes, aggregate, per_view)
-    report |= {"views": f"{temporal}x{crops}", "aggregate": aggregate,
-               "failed_videos": len(bad.failures.get(split, {})), **predictions_report(preds, seed)}
-    report.setdefault("clip", clips.metrics(seed))
-    if (temporal, crops) != (1, 1):
-        single, single_set = evaluate_views(model, config, videos, temporal=1, crops=1, **common)
-        report["single_view"] = summary(view_predictions(single, single_set, classes, aggregate, False)[0].metrics(seed))
-    report["config"] = config.to_dict()
-    write_csv(out / "predictions.csv", *prediction_table(preds))
-    if report["failed_videos"]:
-        bad.write(out / "bad_videos.csv")
-    write_report(out, report)
-    print(format_summary(report) + f"\n-> {out}")
-    return report
 
 
 def write_captions(path: Path, found: dict, dataset: ClipDataset, classes: list[str], *, beam: int) -> dict:
@@ -359,44 +394,3 @@ def run_metrics(predictions: str | Path, *, classes: str | Path | None = None, o
         write_report(Path(out_dir), report)
         print(f"-> {out_dir}")
     return report
-
-
-def _predictions_path(where: str | Path) -> Path:
-    where = Path(where)
-    return where / "predictions.csv" if where.is_dir() else where
-
-
-def compare_evals(a: str | Path, b: str | Path, *, top: int = 10) -> dict:
-    """``videoseq compare``: metric differences, per-class recall gains and losses, McNemar on shared videos."""
-    pa, pb = (read_predictions(_predictions_path(p)).select(video_rows=True) for p in (a, b))
-    ma, mb = pa.metrics(), pb.metrics()
-    diffs = {k: (ma[k], mb[k], None if ma[k] is None or mb[k] is None else mb[k] - ma[k])
-             for k in ("top1", "top5", "mean_class_acc", "macro_f1", "ece")}
-    recall_a = {r["class"]: r for r in ma["per_class"]}
-    changes = sorted(((r["recall"] - recall_a[r["class"]]["recall"], r["class"], r["support"])
-                      for r in mb["per_class"] if r["class"] in recall_a and r["support"]), key=lambda t: (t[0], t[1]))
-    index_a = {p: i for i, p in enumerate(pa.paths)}
-    shared = [(index_a[p], j) for j, p in enumerate(pb.paths) if p in index_a]
-    if not shared:
-        raise ValueError(f"{a} and {b} share no video path; compare evaluations of the same split")
-    ia, ib = np.array(shared).T
-    test = mcnemar_exact(pa.ranked[ia, 0] == pa.labels[ia], pb.ranked[ib, 0] == pb.labels[ib])
-    result = {"a": str(a), "b": str(b), "metrics": diffs, "mcnemar": test,
-              "gains": [c for c in reversed(changes) if c[0] > 0][:top], "losses": [c for c in changes if c[0] < 0][:top]}
-    print(format_comparison(result))
-    return result
-
-
-def format_comparison(result: dict) -> str:
-    def cell(value, sign: str = "") -> str:
-        return "-" if value is None else f"{value:{sign}.4f}"
-
-    lines = [f"A = {result['a']}", f"B = {result['b']}", f"{'metric':16} {'A':>8} {'B':>8} {'B - A':>8}"]
-    for key, (va, vb, d) in result["metrics"].items():
-        lines.append(f"{key:16} {cell(va):>8} {cell(vb):>8} {cell(d, '+'):>8}")
-    for title, rows in (("classes B recalls better", result["gains"]), ("classes B recalls worse", result["losses"])):
-        lines.append(f"{title}: " + (", ".join(f"{name} {d:+.3f} (n={n})" for d, name, n in rows) or "none"))
-    t = result["mcnemar"]
-    lines.append(f"McNemar (exact) on {t['videos']} shared videos: only A right {t['a_only']}, only B right "
-                 f"{t['b_only']}, p = {t['p_value']:.4g}")
-    return "\n".join(lines)

@@ -76,7 +76,8 @@ class ExportCheck:
 
     def line(self) -> str:
         verdict = "ok" if self.ok else "FAILED"
-        return f"{self.part:6s} {self.path}: max abs diff vs PyTorch {self.max_abs_diff:.2e} (<= {TOLERANCE:g}) {verdict}"
+        return (f"{self.part:6s} {self.path}: max abs diff vs PyTorch {self.max_abs_diff:.2e} "
+                f"(<= {TOLERANCE:g}) {verdict}")
 
 
 def part_paths(out: Path, fmt: str) -> dict[str, Path]:
@@ -289,8 +290,10 @@ def load_onnx_model(path: str | Path) -> tuple[OnnxModel, Config, list[str]]:
         raise ValueError(f"{path} has no {METADATA_KEY!r} metadata; export it with videoseq export")
     meta = json.loads(meta_text)
     if meta["part"] != "clip":
-        raise ValueError(f"{path} is the {meta['part']!r} part of an export; pass the clip file (without .{meta['part']})")
-    return OnnxModel(part_paths(path, "onnx"), meta["mean"], meta["std"]), config_from_dict(meta["config"]), meta["classes"]
+        raise ValueError(f"{path} is the {meta['part']!r} part of an export; "
+                         f"pass the clip file (without .{meta['part']})")
+    model = OnnxModel(part_paths(path, "onnx"), meta["mean"], meta["std"])
+    return model, config_from_dict(meta["config"]), meta["classes"]
 
 
 def export_command(checkpoint: str, out: str | None, fmt: str, streaming: bool) -> int:

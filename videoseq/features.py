@@ -31,33 +31,28 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from videoseq.cache import CacheError, ShardCache, fill_cache, manifest_paths, open_index
-from videoseq.checkpoint import build_model_from_config, load_checkpoint, load_weights, model_from_checkpoint
-from videoseq.config import Config, load_config
-from videoseq.datasets import ClipDataset, Manifest
+from videoseq.cache import (
+    CacheError,
+    ShardCache,
+    fill_cache,
+    manifest_paths,
+    open_index,
+)
+from videoseq.checkpoint import open_source
+from videoseq.config import Config
+from videoseq.datasets import ClipDataset
 from videoseq.distributed import weights_digest
+from videoseq.manifest import Manifest
 from videoseq.models import VideoClassifier
 from videoseq.models.backbones import get_backbone_spec
+from videoseq.models.heads import get_head_class
+from videoseq.sampling import ClipSampling
 from videoseq.transforms import ClipEvalPreset, clip_to_tensor, normalize_clip
-from videoseq.video import VideoReader
+from videoseq.video.decoder import VideoReader
 
 CACHE_FORMAT = "videoseq-features-1"
 FeatureCacheError = CacheError  # the name importers of this module know
-
-
-def load_source(source: str | Path, overrides: list[str] | None = None) -> tuple[VideoClassifier, Config]:
-    """The model of a checkpoint (``.pt``) or of a YAML config (its ``model.pretrained`` weights).
-
-    A config with ``pretrained: false`` gives a random backbone seeded by ``train.seed``,
-    the same one on every run.
-    """
-    if str(source).endswith(".pt"):
-        return model_from_checkpoint(load_checkpoint(source), source)
-    config = load_config(source, overrides)
-    torch.manual_seed(config.train.seed)
-    return build_model_from_config(config, 1).eval(), config
 
 
 class Extractor:
@@ -116,9 +111,10 @@ def extract_features(
 
     ``max_videos`` stops after that many new videos (work split over several runs).
     """
+    opened = open_source(source)
+    model, config = opened.model(), opened.config
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model, config = load_source(source)
     extractor = Extractor(model, size=config.data.size, spatial=spatial, device=torch.device(device),
                           batch_frames=batch_frames)
     settings = {"backbone": config.model.backbone, "stage": model.backbone.stage, "size": config.data.size,
@@ -176,31 +172,12 @@ class FeatureClipDataset(ClipDataset):
 
 
 def feature_datasets(config: Config, manifest: Manifest) -> tuple[FeatureClipDataset, FeatureClipDataset]:
-    """Train and validation datasets over the cache ``data.features`` (like ``engine.build_datasets``)."""
+    """Train and validation datasets over the cache ``data.features`` (like ``engine.trainer.build_datasets``)."""
     d = config.data
-    spatial = config.model.head == "convlstm"
+    spatial = get_head_class(config.model.head).spatial  # the head says which features it needs
     cache = FeatureCache(d.features, spatial=spatial)
     cache.check_fits(config, spatial)
-    common = dict(clip_len=d.frames, sampling=d.sampling, stride=d.stride, short=d.short_video,
-                  seed=config.train.seed, on_error="skip")
+    common = dict(clips=ClipSampling.from_data(d), seed=config.train.seed, on_error="skip")
     train_set = FeatureClipDataset(cache, manifest.videos(d.train_split), train=True, **common)
     val_set = FeatureClipDataset(cache, manifest.videos(d.val_split), train=False, views=d.test_views, **common)
     return train_set, val_set
-
-
-class HeadOnly(nn.Module):
-    """The head of ``model`` fed cached features; the backbone takes the cache's weights and is frozen.
-
-    The checkpoint stays that of the whole ``model``, so it classifies videos as usual.
-    """
-
-    def __init__(self, model: VideoClassifier, cache_dir: str | Path) -> None:
-        super().__init__()
-        state = torch.load(Path(cache_dir) / "backbone.pt", map_location="cpu", weights_only=True)
-        load_weights(model.backbone, state["backbone"], Path(cache_dir) / "backbone.pt")
-        model.backbone.requires_grad_(False)
-        self.model = model
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """``(B, T, D)`` or ``(B, T, D, h, w)`` -> ``(B, num_classes)``."""
-        return self.model.head(features)

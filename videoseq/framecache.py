@@ -27,12 +27,18 @@ from pathlib import Path
 
 import numpy as np
 
-from videoseq.cache import CacheError, ShardCache, fill_cache, manifest_paths, open_index
-from videoseq.checkpoint import load_checkpoint
-from videoseq.config import Config, DataConfig, config_from_dict, load_config
+from videoseq.cache import (
+    CacheError,
+    ShardCache,
+    fill_cache,
+    manifest_paths,
+    open_index,
+)
+from videoseq.checkpoint import open_source
+from videoseq.config import DataConfig
 from videoseq.transcode import CHUNK, scaled_size
 from videoseq.transforms import eval_resize, short_side_resize
-from videoseq.video import VideoReader
+from videoseq.video.decoder import VideoReader
 
 CACHE_FORMAT = "videoseq-frames-1"
 
@@ -64,13 +70,6 @@ class FrameResizer:
         return width * height * 3
 
 
-def source_config(source: str | Path) -> Config:
-    """The config of a checkpoint (``.pt``) or of a YAML file."""
-    if str(source).endswith(".pt"):
-        return config_from_dict(load_checkpoint(source)["config"])
-    return load_config(source)
-
-
 def extract_frames(source: str | Path, manifest: str | Path, out_dir: str | Path, *, fps: float | None = None,
                    short_side: int | None = None, shard_videos: int = 16, max_videos: int | None = None) -> dict:
     """Build (or resume building) the frame cache of every video in ``manifest``; returns the index.
@@ -78,7 +77,7 @@ def extract_frames(source: str | Path, manifest: str | Path, out_dir: str | Path
     ``fps`` defaults to the config's ``data.fps`` (None: every frame), ``short_side`` to
     ``eval_resize(data.size)``; ``max_videos`` stops after that many new videos.
     """
-    data = source_config(source).data
+    data = open_source(source).config.data
     return cache_frames(manifest_paths(manifest), out_dir, short_side=short_side or eval_resize(data.size),
                         fps=fps or data.fps, shard_videos=shard_videos, max_videos=max_videos)
 

@@ -1,6 +1,6 @@
 """Live recognition: a frame source through ``Predictor.step`` to a window, a video, CSV / JSONL and events.
 
-``run_stream`` reads a file, camera or URL with ``stream.FrameSource``, keeps
+``run_stream`` reads a file, camera or URL with ``video.cameras.FrameSource``, keeps
 one frame per model interval, and writes one row per inference step (time,
 frame index, top-k) plus gesture events (``events.EventDetector``). Rows are
 flushed as they are written; Ctrl-C (or a failing camera) ends the loop and every
@@ -22,26 +22,20 @@ from typing import IO
 import cv2
 import numpy as np
 
-from videoseq.datasets import safe_cell
 from videoseq.events import EventDetector, EventOptions, GestureEvent
 from videoseq.predict import Predictor, topk
-from videoseq.resume import StopSignals
-from videoseq.stream import Capture, Frame, FrameSource
-from videoseq.video import open_capture
+from videoseq.runtime import StopSignals
+from videoseq.tables import safe_row
+from videoseq.video.cameras import (
+    Capture,
+    Frame,
+    FrameSource,
+    SourceOptions,
+    open_capture,
+)
 
 WINDOW_TITLE = "videoseq"
 SYSTEM_FONTS = "/usr/share/fonts/truetype/dejavu"
-
-
-@dataclass
-class SourceOptions:
-    """How a live source is read (see ``stream.FrameSource``)."""
-
-    queue_size: int = 4
-    retries: int = 3
-    retry_delay: float = 1.0
-    max_frozen: int = 150
-    stall_timeout: float = 10.0
 
 
 @dataclass
@@ -90,8 +84,8 @@ class StepLog:
         if csv_path:
             self.csv_file = self._open(csv_path)
             self.csv = csv.writer(self.csv_file)
-            self.csv.writerow(["kind", "time_s", "frame", "end_s", "end_frame"]
-                              + [c for i in range(1, k + 1) for c in (f"label_{i}", f"score_{i}")])
+            self.csv.writerow(safe_row(["kind", "time_s", "frame", "end_s", "end_frame"]
+                                       + [c for i in range(1, k + 1) for c in (f"label_{i}", f"score_{i}")]))
         if jsonl_path:
             self.jsonl = self._open(jsonl_path)
 
@@ -119,7 +113,7 @@ class StepLog:
                         "end_frame": event.end_frame, "peak": round(event.peak, 6)})
 
     def _csv_row(self, row: list) -> None:
-        self.csv.writerow([safe_cell(v) for v in row])
+        self.csv.writerow(safe_row(row))
         self.csv_file.flush()
 
     def _json(self, record: dict) -> None:
@@ -208,7 +202,7 @@ def run_stream(
     detector = EventDetector(predictor.classes, options.events) if options.events else None
     log = StepLog(options.csv, options.jsonl, k)
     viewer = Viewer(options.show, options.save_video)
-    src = FrameSource(source, opener=opener, **vars(options.source))
+    src = FrameSource(source, options.source, opener=opener)
     summary, meter, top = StreamSummary(), RateMeter(), []
     start = time.perf_counter()
     # Ctrl-C sets a flag checked after every frame: a KeyboardInterrupt raised inside a

@@ -8,7 +8,6 @@ the other files are still processed.
 
 from __future__ import annotations
 
-import csv
 import glob
 import sys
 from collections.abc import Iterator
@@ -19,16 +18,22 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from videoseq.checkpoint import load_checkpoint, model_from_checkpoint
+from videoseq.checkpoint import ModelSource, open_source
 from videoseq.config import Config
-from videoseq.datasets import safe_cell, write_csv
-from videoseq.engine import select_device
 from videoseq.models import VideoClassifier
-from videoseq.sampling import multi_view_indices, window_starts
+from videoseq.models.decoding import Decoding
+from videoseq.runtime import select_device
+from videoseq.sampling import ClipSampling, window_starts
 from videoseq.stream import FeatureRing, FrameClock, stream_interval
+from videoseq.tables import write_csv, write_rows
 from videoseq.text import Vocabulary
 from videoseq.transforms import ClipEvalPreset, clip_to_tensor, normalize_clip
-from videoseq.video import VideoDecodeError, VideoReader, find_videos, is_frame_folder
+from videoseq.video.decoder import (
+    VideoDecodeError,
+    VideoReader,
+    find_videos,
+    is_frame_folder,
+)
 
 
 class Predictor:
@@ -53,22 +58,29 @@ class Predictor:
         self.model = model.to(device).eval()
         self.config, self.classes, self.device, self.vocab = config, classes, device, vocab
         self.preset = ClipEvalPreset(size=config.data.size)
+        self.clips = ClipSampling.from_data(config.data)
         stats = getattr(model, "backbone", model)  # an ONNX export carries mean/std itself
         self.mean, self.std = tuple(stats.mean), tuple(stats.std)
         self.reset_stream()
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto") -> "Predictor":
+    def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Predictor:
         """A ``.pt`` checkpoint, or an ``.onnx`` file written by ``videoseq export``."""
         if Path(path).suffix.lower() == ".onnx":
             from videoseq.export import load_onnx_model
 
             model, config, classes = load_onnx_model(path)
             return cls(model, config, classes, torch.device("cpu"))
-        payload = load_checkpoint(path)
-        model, config = model_from_checkpoint(payload, path)
+        return cls.from_source(open_source(path), device)
+
+    @classmethod
+    def from_source(cls, source: ModelSource, device: str = "auto") -> Predictor:
+        """The trained model of an opened checkpoint (``checkpoint.open_source``)."""
+        if source.payload is None:
+            raise ValueError(f"{source.path} is a config, not a trained checkpoint; train it first (videoseq train)")
+        payload = source.payload
         vocab = Vocabulary(payload["vocab"]) if payload.get("vocab") else None
-        return cls(model, config, list(payload["classes"]), select_device(device), vocab)
+        return cls(source.model(), source.config, list(payload["classes"]), select_device(device), vocab)
 
     @property
     def classifies(self) -> bool:
@@ -108,9 +120,7 @@ class Predictor:
         """One clip, uint8 RGB ``(T, H, W, 3)`` -> a caption (beam search; default: the config's beam)."""
         if self.vocab is None:
             raise ValueError("this checkpoint has no caption decoder (model.task=classify)")
-        c = self.config.caption
-        ids = self.model.generate(self.prepare(frames[None]), beam=beam or c.beam, max_len=c.max_words + 1,
-                                  alpha=c.length_penalty)
+        ids = Decoding.of(self.config.caption, beam).generate(self.model, self.prepare(frames[None]))
         return self.vocab.decode(ids[0])
 
     def predict_clip(self, frames: np.ndarray) -> np.ndarray:
@@ -149,9 +159,8 @@ class Predictor:
         return None if logits is None else logits.softmax(0).cpu().numpy()
 
     def view_indices(self, num_frames: int, views: int | None = None) -> np.ndarray:
-        d = self.config.data
-        return multi_view_indices(num_frames, d.frames, views or d.test_views, method=d.sampling,
-                                  stride=d.stride, short=d.short_video)
+        """``views`` test clips of a video (default: ``data.test_views``), ``(V, T)``."""
+        return self.clips.views(num_frames, views or self.config.data.test_views)
 
     def read_views(self, path: str | Path, views: int | None = None) -> np.ndarray:
         """The test views of a whole video, uint8 RGB ``(V, T, H, W, 3)``."""
@@ -175,7 +184,8 @@ class Predictor:
                 end = start + length
                 yield start / info.fps, end / info.fps, reader.read(indices)
 
-    def predict_windows(self, path: str | Path, window: float, stride: float) -> Iterator[tuple[float, float, np.ndarray]]:
+    def predict_windows(self, path: str | Path, window: float,
+                        stride: float) -> Iterator[tuple[float, float, np.ndarray]]:
         """``(start_s, end_s, probabilities)`` for windows of ``window`` seconds every ``stride`` seconds."""
         for start, end, clip in self.window_clips(path, window, stride):
             yield start, end, self.predict_clip(clip)
@@ -265,9 +275,7 @@ def predict_to_csv(
         write_csv(csv_path, table.header, table.rows)
         print(f"wrote {len(table.rows)} rows to {csv_path}")
     else:
-        writer = csv.writer(sys.stdout)
-        writer.writerow(table.header)
-        writer.writerows([safe_cell(v) for v in row] for row in table.rows)
+        write_rows(sys.stdout, table.header, table.rows)
     if table.failures:
         print(f"{table.failures} input(s) failed", file=sys.stderr)
     return table.failures

@@ -1,4 +1,4 @@
-"""What exact resume needs besides weights: RNG states, stop signals, config checks.
+"""What exact resume needs besides weights: RNG states, config checks (stop signals: ``runtime.StopSignals``).
 
 A training run can stop at any step (Ctrl-C, SIGTERM from a scheduler, or
 ``train.stop_after_steps``) and continue later with ``videoseq train CONFIG
@@ -18,16 +18,11 @@ from __future__ import annotations
 
 import random
 import signal
-import threading
 from pathlib import Path
-from types import FrameType, TracebackType
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 # Config keys that may differ between an interrupted run and its resumption: they
 # change where or how fast the run goes, not the numbers it computes.
@@ -54,48 +49,6 @@ class TrainingInterrupted(Exception):
 
 def _run_dir(checkpoint: str) -> str:
     return str(Path(checkpoint).parent)
-
-
-class StopSignals:
-    """Turn the first SIGINT/SIGTERM into a request to stop after the current step.
-
-    The training loop polls ``requested``; a second signal raises
-    ``KeyboardInterrupt`` at once. Handlers are installed only in the main thread
-    (Python allows no other) and the previous ones come back on exit.
-
-    >>> with StopSignals() as stop:                          # doctest: +SKIP
-    ...     for batch in loader:
-    ...         train_step(batch)
-    ...         if stop.requested:
-    ...             save_and_quit(stop.signum)
-    """
-
-    def __init__(self, then: str = "saving a resumable checkpoint after this step") -> None:
-        self.signum: int | None = None
-        self.then = then  # what happens next, for the message
-        self._previous: dict[int, Any] = {}
-
-    @property
-    def requested(self) -> bool:
-        return self.signum is not None
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum is not None:
-            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: quitting without saving")
-        self.signum = signum
-        tqdm.write(f"{signal.Signals(signum).name}: {self.then} (press Ctrl-C again to quit at once)")
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS}
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous = {}
 
 
 def rng_state() -> dict[str, Any]:

@@ -5,12 +5,23 @@ the clip are handled by one policy (``short``):
 
 - ``loop``: wrap around to the start (``0 1 2 0 1 2 ...``);
 - ``repeat_last``: hold the last frame (``0 1 2 2 2 ...``).
+
+``ClipSampling`` holds the clip settings of a config (``data.frames``,
+``data.sampling``, ``data.stride``, ``data.short_video``) and cuts training clips and
+test views with them: training, evaluation, the caches and prediction share it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+if TYPE_CHECKING:
+    from videoseq.config import DataConfig
+
+SAMPLING_METHODS = ("segment", "uniform", "dense")
 SHORT_POLICIES = ("loop", "repeat_last")
 
 
@@ -175,4 +186,42 @@ def sample_indices(
         return uniform_indices(num_frames, clip_len, short=short)
     if method == "dense":
         return dense_indices(num_frames, clip_len, stride, train=train, rng=rng, short=short)
-    raise ValueError(f"sampling method {method!r} is not one of ['segment', 'uniform', 'dense']")
+    raise ValueError(f"sampling method {method!r} is not one of {list(SAMPLING_METHODS)}")
+
+
+@dataclass(frozen=True)
+class ClipSampling:
+    """How clips are cut from a video: ``frames`` indices by ``method``, ``stride`` apart for ``dense``,
+    videos shorter than the clip fitted with ``short``.
+
+    >>> ClipSampling(frames=4, method="uniform").views(10)
+    array([[0, 3, 6, 9]])
+    """
+
+    frames: int
+    method: str = "segment"
+    stride: int = 1
+    short: str = "loop"
+
+    def __post_init__(self) -> None:
+        if self.method not in SAMPLING_METHODS:
+            raise ValueError(f"sampling method {self.method!r} is not one of {list(SAMPLING_METHODS)}")
+        if self.short not in SHORT_POLICIES:
+            raise ValueError(f"short video policy {self.short!r} is not one of {list(SHORT_POLICIES)}")
+        if self.frames < 1 or self.stride < 1:
+            raise ValueError(f"clip frames and stride must be >= 1, got {self.frames} and {self.stride}")
+
+    @classmethod
+    def from_data(cls, data: DataConfig) -> ClipSampling:
+        """The clip settings of a data config: ``frames``, ``sampling``, ``stride`` and ``short_video``."""
+        return cls(frames=data.frames, method=data.sampling, stride=data.stride, short=data.short_video)
+
+    def train_clip(self, num_frames: int, rng: np.random.Generator) -> np.ndarray:
+        """One random training clip, ``(frames,)``."""
+        return sample_indices(self.method, num_frames, self.frames, stride=self.stride, train=True, rng=rng,
+                              short=self.short)
+
+    def views(self, num_frames: int, views: int = 1) -> np.ndarray:
+        """``views`` deterministic test clips, ``(views, frames)`` (see ``multi_view_indices``)."""
+        return multi_view_indices(num_frames, self.frames, views, method=self.method, stride=self.stride,
+                                  short=self.short)

@@ -21,7 +21,6 @@ increasing angle turns clockwise as seen by a viewer of the image.
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,6 +28,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 from tqdm import tqdm
+
+from videoseq.tables import write_csv
 
 GESTURE_CLASSES: tuple[str, ...] = (
     "MoveLeft",
@@ -503,28 +504,24 @@ def write_gesture_dataset(
             test.append(relative)
         else:
             train.append(f"{relative} {GESTURE_CLASSES.index(label) + 1}")
-        caption_rows += rows if captions else []
+        caption_rows += [(path, text, group) for path, text in rows] if captions else []
     _write_lines(root / "splits" / "classInd.txt", [f"{i} {c}" for i, c in enumerate(GESTURE_CLASSES, 1)])
     _write_lines(root / "splits" / "trainlist01.txt", train)
     _write_lines(root / "splits" / "testlist01.txt", test)
     if captions:
-        with open(root / "captions.csv", "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["path", "caption"])
-            writer.writerows(caption_rows)
+        write_csv(root / "captions.csv", ["path", "caption"], [(path, text) for path, text, _ in caption_rows])
         _write_caption_manifest(root, caption_rows, chosen)
     return root
 
 
-def _write_caption_manifest(root: Path, caption_rows: list[tuple[str, str]],
+def _write_caption_manifest(root: Path, caption_rows: list[tuple[str, str, int]],
                             test_groups: tuple[int, ...]) -> Path:
-    """``manifest.csv`` + ``classes.txt``: one row per (clip, reference caption), the splits of the tree."""
-    from videoseq.datasets import Manifest, ManifestRow, write_manifest
+    """``manifest.csv`` + ``classes.txt``: one row per (clip, reference caption, group), the splits of the tree."""
+    from videoseq.manifest import Manifest, ManifestRow, write_manifest
 
     rows = []
-    for relative, text in caption_rows:
+    for relative, text, group in caption_rows:
         label = relative.split("/", 1)[0]
-        group = int(relative.rsplit("_g", 1)[1][:2])
         split = "test" if group in test_groups else "train"
         rows.append(ManifestRow(f"videos/{relative}", label, split, f"{label}_{group:02d}", text))
     return write_manifest(Manifest(rows, list(GESTURE_CLASSES), root.resolve()), root)

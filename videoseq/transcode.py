@@ -4,7 +4,7 @@
 at the same relative path: ``resize`` writes a video with a shorter short side
 (and optionally fewer frames per second), ``frames`` writes a folder of
 ``00001.jpg ...`` named like the video without its extension (the Jester layout,
-read by ``video.VideoReader`` like a video).
+read by ``video.decoder.VideoReader`` like a video).
 
 Every output is written under a hidden temporary name beside its target
 (``.name.part.mp4``, ``.name.part/``) and renamed when complete, so an
@@ -28,8 +28,8 @@ import av
 import cv2
 import numpy as np
 
-from videoseq.video import VideoReader, find_videos
-from videoseq.workers import run_isolated
+from videoseq.video.decoder import VideoReader, find_videos
+from videoseq.video.isolated import run_isolated
 
 # Encoder per container; ``quality`` is x264/VP9 CRF or the MPEG-4 quantiser scale.
 CODECS = {".mp4": "libx264", ".m4v": "libx264", ".mkv": "libx264", ".mov": "libx264", ".avi": "mpeg4",
@@ -151,7 +151,8 @@ def write_jpegs(reader: VideoReader, folder: Path, job: TranscodeJob) -> int:
     for frames in resized_chunks(reader, indices, size):
         for frame in frames:
             written += 1
-            if not cv2.imwrite(str(folder / FRAME_NAME.format(written)), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), params):
+            bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+            if not cv2.imwrite(str(folder / FRAME_NAME.format(written)), bgr, params):
                 raise OSError(f"cannot write {folder / FRAME_NAME.format(written)}")
     return written
 

@@ -29,7 +29,13 @@ from torch import nn
 
 from videoseq.config import TASKS
 from videoseq.models.classifier import VideoClassifier
-from videoseq.models.decoding import Hypothesis, State, beam_search, greedy_decode, select_rows
+from videoseq.models.decoding import (
+    Hypothesis,
+    State,
+    beam_search,
+    greedy_decode,
+    select_rows,
+)
 
 DECODER_CELLS = {"gru": nn.GRUCell, "lstm": nn.LSTMCell}
 
@@ -43,7 +49,8 @@ class AdditiveAttention(nn.Module):
         self.memory = nn.Linear(memory_dim, attention_dim)
         self.score = nn.Linear(attention_dim, 1, bias=False)
 
-    def forward(self, query: torch.Tensor, memory: torch.Tensor, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, query: torch.Tensor, memory: torch.Tensor,
+                keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``query (N, Hq)``, ``memory (N, T, E)``, precomputed ``keys = self.memory(memory)`` ``(N, T, A)``
         -> context ``(N, E)`` and weights ``(N, T)``."""
         energy = self.score(torch.tanh(keys + self.query(query)[:, None])).squeeze(2)  # (N, T)

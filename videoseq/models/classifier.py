@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from videoseq.models.backbones import FrameBackbone
-from videoseq.models.heads import get_head_class, head_arg_names
+from videoseq.models.heads import check_head_args, get_head_class
 
 
 class VideoClassifier(nn.Module):
@@ -92,10 +92,7 @@ def build_model(
     """
     head_class = get_head_class(head)
     head_args = dict(head_args or {})
-    valid = head_arg_names(head)
-    for key in head_args:
-        if key not in valid:
-            raise ValueError(f"unknown head_args key {key!r} for head {head!r}; valid keys: {valid}")
+    check_head_args(head, head_args)
     frame_backbone = FrameBackbone(
         backbone,
         pretrained=pretrained,

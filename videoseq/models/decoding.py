@@ -17,11 +17,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 State = tuple[torch.Tensor, ...]
 StepFn = Callable[[torch.Tensor, State], tuple[torch.Tensor, State]]
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How captions are written: ``beam`` wide (1: greedy), at most ``max_words`` words, length penalty ``alpha``."""
+
+    beam: int = 1
+    max_words: int = 20
+    alpha: float = 0.0
+
+    @classmethod
+    def of(cls, caption: Any, beam: int | None = None) -> Decoding:
+        """What a ``CaptionConfig`` asks for (``beam``, ``max_words``, ``length_penalty``); ``beam`` overrides."""
+        return cls(beam=beam or caption.beam, max_words=caption.max_words, alpha=caption.length_penalty)
+
+    def generate(self, model: Any, clips: torch.Tensor) -> list[list[int]]:
+        """Token ids per clip of a captioner's ``generate`` (``max_words`` words, then room for ``<eos>``)."""
+        return model.generate(clips, beam=self.beam, max_len=self.max_words + 1, alpha=self.alpha)
 
 
 def length_penalty(length: int, alpha: float) -> float:

@@ -287,3 +287,11 @@ def head_arg_names(name: str) -> list[str]:
     """The keyword arguments head ``name`` accepts in ``head_args``."""
     params = inspect.signature(get_head_class(name).__init__).parameters.values()
     return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def check_head_args(name: str, head_args: dict) -> None:
+    """A ``ValueError`` naming the first key of ``head_args`` that head ``name`` does not take, and the valid ones."""
+    valid = head_arg_names(name)
+    for key in head_args:
+        if key not in valid:
+            raise ValueError(f"unknown head_args key {key!r} for head {name!r}; valid keys: {valid}")

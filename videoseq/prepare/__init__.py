@@ -1,17 +1,22 @@
 """Dataset preparation: every supported layout in, one manifest (CSV + class list) out.
 
-``FORMATS`` maps a format name to the function that reads that layout from a
-``DataConfig`` (root, splits_dir, fold, group pattern, split fractions).
+``FORMATS`` is the one list of dataset formats: each name maps to the function
+that reads that layout from a ``DataConfig`` (root, splits_dir, fold, group
+pattern, split fractions) and to the example its ``videoseq prepare NAME --help``
+shows. ``data.format`` accepts these names (and ``manifest``), and ``videoseq
+prepare`` has one subcommand per name. This package imports no torch, so the
+config and the command line can read the list cheaply.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from videoseq.config import DataConfig
-from videoseq.datasets import Manifest, read_manifest, write_manifest
+from videoseq.manifest import Manifest, read_manifest, write_manifest
 from videoseq.prepare.folder import manifest_from_folders
 from videoseq.prepare.hmdb51 import manifest_from_hmdb51
 from videoseq.prepare.jester import manifest_from_jester
@@ -20,10 +25,22 @@ from videoseq.prepare.msrvtt import manifest_from_msrvtt
 from videoseq.prepare.msvd import manifest_from_msvd
 from videoseq.prepare.ucf101 import find_splits_dir, manifest_from_ucf101
 
+if TYPE_CHECKING:
+    from videoseq.config import DataConfig
+
 __all__ = [
-    "FORMATS", "find_splits_dir", "manifest_from_folders", "manifest_from_hmdb51", "manifest_from_jester",
-    "manifest_from_kinetics", "manifest_from_msrvtt", "manifest_from_msvd", "manifest_from_ucf101", "prepare_dataset", "resolve_manifest", "summarize",
+    "FORMATS", "DatasetFormat", "find_splits_dir", "manifest_from_folders", "manifest_from_hmdb51",
+    "manifest_from_jester", "manifest_from_kinetics", "manifest_from_msrvtt", "manifest_from_msvd",
+    "manifest_from_ucf101", "prepare_dataset", "resolve_manifest", "summarize",
 ]
+
+
+@dataclass(frozen=True)
+class DatasetFormat:
+    """A dataset layout: how to read it from a ``DataConfig``, and an example of ``videoseq prepare NAME``."""
+
+    read: Callable[[DataConfig], Manifest]
+    example: str  # what follows `videoseq prepare NAME` in the example of its --help (then --out data/NAME)
 
 
 def _folder(data: DataConfig) -> Manifest:
@@ -32,14 +49,20 @@ def _folder(data: DataConfig) -> Manifest:
     )
 
 
-FORMATS: dict[str, Callable[[DataConfig], Manifest]] = {
-    "ucf101": lambda data: manifest_from_ucf101(data.root, data.splits_dir, data.fold),
-    "hmdb51": lambda data: manifest_from_hmdb51(data.root, data.splits_dir, data.fold),
-    "kinetics": lambda data: manifest_from_kinetics(data.root, data.splits_dir),
-    "jester": lambda data: manifest_from_jester(data.root, data.splits_dir),
-    "folder": _folder,
-    "msrvtt": lambda data: manifest_from_msrvtt(data.root, data.splits_dir),
-    "msvd": lambda data: manifest_from_msvd(data.root, data.splits_dir),
+FORMATS: dict[str, DatasetFormat] = {
+    "ucf101": DatasetFormat(lambda data: manifest_from_ucf101(data.root, data.splits_dir, data.fold),
+                            "UCF-101 --splits-dir ucfTrainTestlist --fold 2"),
+    "hmdb51": DatasetFormat(lambda data: manifest_from_hmdb51(data.root, data.splits_dir, data.fold),
+                            "hmdb51 --splits-dir testTrainMulti_7030_splits --fold 1"),
+    "kinetics": DatasetFormat(lambda data: manifest_from_kinetics(data.root, data.splits_dir),
+                              "kinetics400 --splits-dir kinetics400/annotations"),
+    "jester": DatasetFormat(lambda data: manifest_from_jester(data.root, data.splits_dir),
+                            "20bn-jester-v1 --splits-dir jester_csvs"),
+    "folder": DatasetFormat(_folder, "my_clips --val-fraction 0.1 --test-fraction 0.2"),
+    "msrvtt": DatasetFormat(lambda data: manifest_from_msrvtt(data.root, data.splits_dir),
+                            "MSRVTT/videos --splits-dir MSRVTT/videodatainfo.json"),
+    "msvd": DatasetFormat(lambda data: manifest_from_msvd(data.root, data.splits_dir),
+                          "YouTubeClips --splits-dir 'MSR Video Description Corpus.csv'"),
 }
 
 
@@ -55,7 +78,7 @@ def resolve_manifest(data: DataConfig, out_dir: str | Path | None = None) -> Man
         raise ValueError(f"set data.manifest (a manifest CSV) or data.root with data.format ({' | '.join(FORMATS)})")
     if data.format not in FORMATS:
         raise ValueError(f"data.format={data.format!r} needs data.manifest; with data.root use one of {list(FORMATS)}")
-    manifest = FORMATS[data.format](data)
+    manifest = FORMATS[data.format].read(data)
     if out_dir is not None:
         write_manifest(manifest, out_dir)
     return manifest

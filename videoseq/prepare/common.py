@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from videoseq.datasets import ManifestError
+from videoseq.manifest import ManifestError
 
 # A class name becomes a folder name, a line of classes.txt and a CSV cell: letters,
 # digits, spaces and a few marks (Kinetics has "massaging person's head"), no path
 # separators, no leading dot or dash, no ";" (Jester's CSV separator).
 SAFE_CLASS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.,'&+()-]*$")
-UCF_GROUP_PATTERN = r"_g(\d+)_"
+UCF_GROUP_PATTERN = r"_g(\d+)_"  # UCF's v_<Class>_g08_c01.avi: clips of one source video share g08
 
 
 def check_class_name(name: str, where: str) -> str:
@@ -36,6 +36,10 @@ def find_annotations(root: Path, given: str | Path | None, names: tuple[str, ...
 
 
 def group_of(name: str, label: str, pattern: re.Pattern) -> str:
-    """The source a file came from: ``<label>_<first pattern group>``, else the file itself."""
+    """The source a file came from: ``<label>_<first pattern group>``, else the file itself.
+
+    ``group_of("v_Run_g08_c01.avi", "Run", re.compile(UCF_GROUP_PATTERN))`` is ``"Run_08"``;
+    a name the pattern does not match is its own group, ``"Run/<stem>"``.
+    """
     match = pattern.search(name)
     return f"{label}_{match.group(1)}" if match else f"{label}/{Path(name).stem}"

@@ -11,11 +11,11 @@ import re
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold
 
-from videoseq.datasets import Manifest, ManifestError, ManifestRow
+from videoseq.manifest import Manifest, ManifestError, ManifestRow
 from videoseq.prepare.common import UCF_GROUP_PATTERN, check_class_name, group_of
-from videoseq.video import VIDEO_EXTENSIONS, is_frame_folder
+from videoseq.video.decoder import VIDEO_EXTENSIONS, is_frame_folder
+
 
 def list_class_videos(root: Path) -> tuple[list[str], list[tuple[str, str]], list[str]]:
     """``(classes, [(relative path, class)], skipped)``; hidden and empty folders are skipped."""
@@ -43,6 +43,10 @@ def list_class_videos(root: Path) -> tuple[list[str], list[tuple[str, str]], lis
 
 def split_groups(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of about ``fraction`` of the items, whole groups, stratified by label."""
+    from sklearn.model_selection import (
+        StratifiedGroupKFold,  # imported here: the format list stays cheap to import
+    )
+
     n_splits = max(2, int(round(1 / fraction)))
     if len(set(groups)) < n_splits:
         raise ManifestError(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from videoseq.datasets import Manifest, ManifestError, ManifestRow
+from videoseq.manifest import Manifest, ManifestError, ManifestRow
 from videoseq.prepare.common import check_class_name, find_annotations
 
 SPLIT_MARKERS = {"1": "train", "2": "test", "0": None}
@@ -47,7 +47,8 @@ def read_hmdb51_split(path: Path, label: str) -> tuple[list[ManifestRow], int]:
         if split is None:
             unused += 1
             continue
-        rows.append(ManifestRow(path=f"{label}/{parts[0]}", label=label, split=split, group=hmdb51_group(parts[0], label)))
+        rows.append(ManifestRow(path=f"{label}/{parts[0]}", label=label, split=split,
+                                group=hmdb51_group(parts[0], label)))
     return rows, unused
 
 

@@ -5,7 +5,7 @@ The 20BN files are ``jester-v1-labels.csv`` (one class a line, in id order),
 and ``jester-v1-test.csv`` (ids only: left out, counted in the notes). Any CSV
 whose name holds ``train`` / ``valid`` / ``test`` / ``labels`` is read the same
 way. Class ids follow the labels file when there is one, else the sorted labels.
-Each manifest path is a frame folder, which ``video.VideoReader`` reads like a
+Each manifest path is a frame folder, which ``video.decoder.VideoReader`` reads like a
 video, so these clips go through the same samplers and transforms as files.
 """
 
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from videoseq.datasets import Manifest, ManifestError, ManifestRow
+from videoseq.manifest import Manifest, ManifestError, ManifestRow
 from videoseq.prepare.common import check_class_name, find_annotations
-from videoseq.video import is_frame_folder
+from videoseq.video.decoder import is_frame_folder
 
 SPLIT_FILES = (("train", "train"), ("valid", "val"), ("test", "test"))  # name part -> split
 

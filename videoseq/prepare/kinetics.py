@@ -17,9 +17,9 @@ import csv
 import os
 from pathlib import Path
 
-from videoseq.datasets import Manifest, ManifestError, ManifestRow
+from videoseq.manifest import Manifest, ManifestError, ManifestRow
 from videoseq.prepare.common import check_class_name, find_annotations
-from videoseq.video import find_videos
+from videoseq.video.decoder import find_videos
 
 KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end", "split")
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "validate": "val", "validation": "val",

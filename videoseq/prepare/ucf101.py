@@ -2,7 +2,8 @@
 
 Class ids follow ``classInd.txt`` (1-based there, 0-based in the manifest), not the
 sorted folder names. ``trainlistNN.txt`` lines are ``Class/v_Class_g08_c01.avi 1``;
-``testlistNN.txt`` lines carry no label, which is taken from the folder name.
+``testlistNN.txt`` lines carry no label, which is taken from the folder name. A video's
+group is its source video, ``<Class>_<NN>`` from the ``_gNN_`` of its name (``prepare.common.group_of``).
 """
 
 from __future__ import annotations
@@ -10,10 +11,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from videoseq.datasets import Manifest, ManifestError, ManifestRow
-from videoseq.prepare.common import check_class_name, find_annotations
+from videoseq.manifest import Manifest, ManifestError, ManifestRow
+from videoseq.prepare.common import (
+    UCF_GROUP_PATTERN,
+    check_class_name,
+    find_annotations,
+    group_of,
+)
 
-GROUP_PATTERN = re.compile(r"_g(\d+)_")
+GROUP_PATTERN = re.compile(UCF_GROUP_PATTERN)
 
 
 def find_splits_dir(root: str | Path, splits_dir: str | Path | None = None) -> Path:
@@ -50,9 +56,9 @@ def read_split_list(path: Path, classes: list[str], split: str) -> list[Manifest
         if label not in classes:
             raise ManifestError(f"{path} line {n}: folder {label!r} is not a class in classInd.txt")
         if len(parts) > 1 and classes[int(parts[1]) - 1] != label:
-            raise ManifestError(f"{path} line {n}: id {parts[1]} is {classes[int(parts[1]) - 1]!r}, folder says {label!r}")
-        match = GROUP_PATTERN.search(Path(rel).name)
-        group = f"{label}_g{match.group(1)}" if match else Path(rel).stem
+            raise ManifestError(f"{path} line {n}: id {parts[1]} is {classes[int(parts[1]) - 1]!r}, "
+                                f"folder says {label!r}")
+        group = group_of(Path(rel).name, label, GROUP_PATTERN)
         rows.append(ManifestRow(path=rel, label=label, split=split, group=group))
     return rows
 

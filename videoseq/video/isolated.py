@@ -10,23 +10,30 @@ Workers are started with ``spawn`` (a clean interpreter, no inherited decoder
 threads), so ``func`` must be a module-level function of a light module: keep
 torch out of its imports, or each worker pays seconds to start.
 
-``Worker.call`` is the same watch for one caller and one item at a time
-(``video.IsolatedDecoder`` is built on it).
+``Worker.call`` is the same watch for one caller and one item at a time;
+``IsolatedDecoder`` is built on it: probes and reads of one long-lived process in a
+child of its own.
 """
 
 from __future__ import annotations
 
 import faulthandler
 import multiprocessing
+import os
 import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+from types import TracebackType
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
+
+from videoseq.video.decoder import VideoDecodeError, VideoInfo, read_frames
+from videoseq.video.probe import probe_video
 
 
 @dataclass(frozen=True)
@@ -180,3 +187,70 @@ def _check(worker: Worker, timeout: float) -> Outcome | None:
     worker.stop(kill=True)
     how = signal.Signals(-code).name if code is not None and code < 0 else f"exit status {code}"
     return None if index is None else Outcome(index, error=f"the worker process died ({how})")
+
+
+_ISOLATED_OPERATIONS = {"probe": probe_video, "read": read_frames}
+
+
+def _isolated_operation(request: tuple[str, str, object]) -> object:
+    operation, path, argument = request
+    return _ISOLATED_OPERATIONS[operation](path, argument)
+
+
+class IsolatedDecoder:
+    """Decoding in a child process: a decoder crash or hang becomes a ``VideoDecodeError``.
+
+    One long-lived ``Worker``, forked like a DataLoader worker (``spawn`` would
+    re-run the caller's main script), serves the requests; if it dies (a segfault in
+    FFmpeg or decord) or takes longer than ``timeout`` seconds, this process raises
+    ``VideoDecodeError`` for the file it was reading, and the next request starts a
+    fresh child.
+
+    >>> with IsolatedDecoder(timeout=30) as decoder:         # doctest: +SKIP
+    ...     info = decoder.probe("suspect.mp4")              # VideoInfo, or VideoDecodeError
+    ...     frames = decoder.read("suspect.mp4", [0, 5, 9])  # (3, H, W, 3) uint8
+    """
+
+    def __init__(self, timeout: float = 60.0) -> None:
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
+        self.timeout = timeout
+        self._worker: Worker | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id (None before the first request)."""
+        return self._worker.process.pid if self._worker is not None else None
+
+    def probe(self, path: str | os.PathLike, frames: int = 3) -> VideoInfo:
+        """``probe_video`` in the child."""
+        return self._call("probe", path, frames)
+
+    def read(self, path: str | os.PathLike, indices: Sequence[int]) -> np.ndarray:
+        """``read_frames`` in the child: uint8 RGB ``(T, H, W, 3)``."""
+        return self._call("read", path, [int(i) for i in indices])
+
+    def _call(self, operation: str, path: str | os.PathLike, argument: object):
+        if self._worker is None or self._worker.closed:
+            self._worker = Worker(multiprocessing.get_context("fork"), _isolated_operation)
+        outcome = self._worker.call((operation, str(path), argument), self.timeout)
+        if outcome.exception is not None:
+            raise outcome.exception
+        if outcome.error:  # the child overran or died
+            raise VideoDecodeError(path, f"decoding failed: {outcome.error}",
+                                   "the file crashes or hangs the decoder; re-encode it or drop it from the manifest")
+        return outcome.value
+
+    def close(self) -> None:
+        """Stop the child (if any); a later request starts a new one."""
+        if self._worker is not None and not self._worker.closed:
+            self._worker.stop(kill=True)
+        self._worker = None
+
+    def __enter__(self) -> IsolatedDecoder:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,4 +1,4 @@
-"""Exports: every CSV a command writes is formula-safe and parses back; nothing is written outside --out.
+"""Tables: every CSV a command writes is formula-safe and parses back; nothing is written outside --out.
 
 Class names and file names below are spreadsheet formulas on purpose. A training
 run, ``videoseq eval`` and ``videoseq predict`` go through the real CLI.
@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import brightness_frames, write_video
 from videoseq.cli import main
-from videoseq.datasets import CSV_INJECTION_PREFIXES, read_manifest, write_csv, write_manifest
+from videoseq.manifest import read_manifest, write_manifest
+from videoseq.tables import CSV_INJECTION_PREFIXES, read_csv, safe_cell, write_csv
+
+from conftest import brightness_frames, write_video
 
 CLASSES = ['=HYPERLINK("http://example.com/x","click")', "@SUM(A1:A9)", "+1", "-x"]
 FILES = ["=cmd.avi", "+1.avi", "-x.avi", "@SUM(A1).avi", "\tlead.avi"]
@@ -114,3 +116,25 @@ def test_commands_write_formula_safe_csvs_only_under_their_output_folder(formula
     assert sorted(row[0] for row in rows[1:]) == sorted(
         "'" + s if s.startswith(CSV_INJECTION_PREFIXES) else s for s in sources)
     assert any("=broken.avi" in row[-1] for row in rows[1:])  # the broken file's error row
+
+
+@pytest.mark.parametrize("cell, expected", [
+    ("=HYPERLINK(\"x\")", "'=HYPERLINK(\"x\")"), ("+1x", "'+1x"), ("-x", "'-x"), ("@SUM(A1)", "'@SUM(A1)"),
+    ("\tlead", "'\tlead"), ("-1.5", "-1.5"), ("+3", "'+3"), ("plain", "plain"), (-2.0, -2.0)])
+def test_csv_cells_are_neutralised(cell, expected):
+    assert safe_cell(cell) == expected
+
+
+def test_write_csv_round_trips(tmp_path):
+    path = write_csv(tmp_path / "x.csv", ["a", "b"], [["=1+1", -3], ["a,b \"q\"", "line\nbreak"]])
+    with open(path, newline="") as f:
+        assert list(csv.reader(f)) == [["a", "b"], ["'=1+1", "-3"], ["a,b \"q\"", "line\nbreak"]]
+    assert not (tmp_path / "x.csv.tmp").exists()
+
+
+def test_read_csv_gives_back_the_cells_as_they_were_before_safe_cell(tmp_path):
+    cells = ["=HYPERLINK(\"x\")", "+1", "-x", "-1.5", "plain", "@SUM(A1)"]
+    header, rows = read_csv(write_csv(tmp_path / "x.csv", ["=h", "b", "c", "d", "e", "f"], [cells, cells[:2]]))
+    assert header == ["=h", "b", "c", "d", "e", "f"]
+    assert list(rows[0].values()) == cells
+    assert rows[1] == {"=h": cells[0], "b": "+1", "c": "", "d": "", "e": "", "f": ""}  # a short row: empty cells

@@ -1,6 +1,6 @@
-"""Per-clip captions on synthetic gestures: train from scratch on CPU, then score the test split.
+"""``videoseq bench captions``: per-clip captions on synthetic gestures, trained from scratch on CPU.
 
-    python benchmarks/bench_captions.py [--out /tmp/bench_captions] [--per-class 480] [--seed 0] [--set train.epochs=12]
+    videoseq bench captions [--out /tmp/bench_captions] [--per-class 480] [--seed 0] [--set train.epochs=12]
 
 Prints (and writes to OUT/bench.json) the corpus BLEU-1..4 of the beam-search captions
 of the held-out clips, the fraction whose motion word is right (the caption names the
@@ -12,20 +12,20 @@ training on 2 CPU cores.
 
 from __future__ import annotations
 
-import argparse
-import csv
 import json
 import resource
 import time
 from pathlib import Path
 
 from videoseq.config import load_config
-from videoseq.engine import fit
-from videoseq.evaluation import run_eval
+from videoseq.engine.trainer import fit
+from videoseq.evaluation import EvalOptions, run_eval
+from videoseq.resources import CONFIGS
 from videoseq.synth import MOTION_WORDS, PALETTE, SHAPES, write_gesture_dataset
+from videoseq.tables import read_csv
 from videoseq.text import tokenize
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "captions.yaml"
+CONFIG = CONFIGS / "captions.yaml"
 
 
 # Other forms of a motion word that the synthetic references use ("floats upward", "sinks downward").
@@ -46,8 +46,7 @@ def motion_words(caption: str) -> set[str]:
 def word_accuracies(predictions: Path) -> tuple[dict[str, float], int]:
     """Per clip, does the caption name exactly the clip's motion (from its class), shape and colour
     (from its references, which all name them) and no other? The fractions, and the clip count."""
-    with open(predictions, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_csv(predictions)[1]
     truths = {
         "motion": (MOTION_WORDS.values(), lambda r: {MOTION_WORDS[r["label"]]}),
         "shape": (SHAPES, lambda r: named(r["references"], SHAPES)),
@@ -63,32 +62,28 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="/tmp/bench_captions")
-    parser.add_argument("--per-class", type=int, default=480, help="synthetic clips per class (2/3 train, 1/3 test)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic clips and of the training run")
-    parser.add_argument("--config", default=str(CONFIG))
-    parser.add_argument("--set", action="append", default=[])
-    args = parser.parse_args()
-    out = Path(args.out)
-    data = write_gesture_dataset(out / "data", per_class=args.per_class, seed=args.seed, frames=16, size=64,
-                                 captions=True)
-    config = load_config(args.config, [f"data.manifest={data / 'manifest.csv'}", f"train.seed={args.seed}"] + args.set)
+def bench_captions(out: str | Path, *, per_class: int = 480, seed: int = 0, config: str | Path | None = None,
+                   overrides: list[str] | None = None) -> dict:
+    """Synthesise, train, caption the test split; prints and returns the summary (also ``OUT/bench.json``)."""
+    out = Path(out)
+    data = write_gesture_dataset(out / "data", per_class=per_class, seed=seed, frames=16, size=64, captions=True)
+    config = load_config(config or CONFIG, [f"data.manifest={data / 'manifest.csv'}", f"train.seed={seed}"]
+                         + list(overrides or []))
     wall, cpu = time.time(), cpu_seconds()
     run = fit(config, out / "run")
     train_wall, train_cpu = time.time() - wall, cpu_seconds() - cpu
-    metrics = run_eval(run / "best.pt", out_dir=out / "eval", split="test", num_workers=config.data.num_workers)
+    metrics = run_eval(run / "best.pt", out_dir=out / "eval", options=EvalOptions(num_workers=config.data.num_workers))
     captions = out / "eval" / ("predictions.csv" if config.model.task == "caption" else "captions.csv")
     words, clips = word_accuracies(captions)
     motion = words["motion"]
     caption = metrics["caption"]
     summary = {
-        "clips": clips, "beam": caption["beam"], **{k: round(caption[k], 4) for k in ("bleu1", "bleu2", "bleu3", "bleu4")},
+        "clips": clips, "beam": caption["beam"],
+        **{k: round(caption[k], 4) for k in ("bleu1", "bleu2", "bleu3", "bleu4")},
         "motion_word_accuracy": round(motion, 4), "shape_word_accuracy": round(words["shape"], 4),
         "colour_word_accuracy": round(words["colour"], 4), "train_wall_s": round(train_wall, 1),
         "train_cpu_s": round(train_cpu, 1), "epochs": config.train.epochs, "task": config.model.task,
-        "per_class": args.per_class, "seed": args.seed,
+        "per_class": per_class, "seed": seed,
         **{k: round(caption[k], 4) for k in ("cider_d", "meteor") if k in caption},
     }
     if "video" in metrics:
@@ -97,7 +92,4 @@ def main() -> None:
     print(json.dumps(summary, indent=2))
     goal = summary["bleu4"] >= 0.6 and motion >= 0.95
     print(f"goal (BLEU-4 >= 0.6, motion word right >= 95%): {'met' if goal else 'missed'}")
-
-
-if __name__ == "__main__":
-    main()
+    return summary

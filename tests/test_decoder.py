@@ -1,4 +1,4 @@
-"""The decoder: real clips, rotation, broken inputs, frame order, frame folders, captures."""
+"""The decoder: real clips, rotation, broken inputs, frame order, frame folders, decode plans."""
 
 from __future__ import annotations
 
@@ -12,20 +12,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, brightness_frames, write_video
 
-from videoseq.video import (
+from videoseq.video.cameras import capture_frames, open_capture
+from videoseq.video.decoder import (
     VIDEO_EXTENSIONS,
     VideoDecodeError,
     VideoInfo,
     VideoReader,
-    capture_frames,
     is_frame_folder,
-    open_capture,
     read_frames,
     rotate_frames,
     video_info,
 )
+
+from conftest import REPO, brightness_frames, write_video
 
 
 def levels(frames: np.ndarray) -> np.ndarray:
@@ -347,30 +347,6 @@ def test_is_frame_folder(tmp_path):
     assert is_frame_folder(tmp_path / "clip")
 
 
-# --- captures -----------------------------------------------------------------
-
-
-def test_open_capture_reads_a_file(tmp_path):
-    path = write_video(tmp_path / "cap.avi", brightness_frames(6))
-    capture = open_capture(str(path))
-    frames = np.stack(list(capture_frames(capture)))
-    capture.release()
-    assert frames.shape == (6, 32, 32, 3)
-    np.testing.assert_allclose(levels(frames), 10 + 8 * np.arange(6), atol=3)
-
-
-@pytest.mark.parametrize("source", [99, "99"])
-def test_open_capture_on_a_missing_camera_raises(source):
-    with pytest.raises(VideoDecodeError, match="99") as caught:
-        open_capture(source)
-    assert "camera" in caught.value.hint
-
-
-def test_open_capture_on_a_missing_file_raises(tmp_path):
-    with pytest.raises(VideoDecodeError, match="nothing.mp4"):
-        open_capture(str(tmp_path / "nothing.mp4"))
-
-
 def test_video_extensions():
     assert set(VIDEO_EXTENSIONS) >= {".avi", ".mp4", ".mkv", ".mov", ".webm"}
     assert all(ext.startswith(".") and ext == ext.lower() for ext in VIDEO_EXTENSIONS)
@@ -384,7 +360,7 @@ def test_video_extensions():
     ([0, 1, 2], list(range(100)), "sequential"),  # 3 x 2.5 = 7.5 > 3
 ])
 def test_decode_plan_picks_the_cheaper_way(indices, keyframes, plan):
-    from videoseq.video import decode_plan
+    from videoseq.video.decoder import decode_plan
 
     assert decode_plan(np.array(indices), np.array(keyframes)) == plan
 
@@ -393,7 +369,7 @@ def test_decode_plan_picks_the_cheaper_way(indices, keyframes, plan):
 def test_sequential_and_seeking_reads_give_the_same_pixels(shared_video, name):
     import decord
 
-    from videoseq.video import opencv_read_sorted
+    from videoseq.video.decoder import opencv_read_sorted
 
     path = shared_video(name)
     seeking = decord.VideoReader(str(path), num_threads=1)

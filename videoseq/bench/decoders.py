@@ -1,4 +1,4 @@
-"""Decode speed of sparse training clips: decord side by side with OpenCV.
+"""``videoseq bench decord``: decode speed of sparse training clips, decord side by side with OpenCV.
 
 For every clip in ../shared/videos (the corrupt one is skipped) and for synthetic
 320x240 videos written here, decode ``--clips`` random TSN clips of 8 and of 16
@@ -7,16 +7,14 @@ for every clip as a training data loader does. Prints clips/s (1 / median time
 per clip) for decord and for OpenCV (sequential grab up to the last wanted
 frame, as many FFmpeg threads as decord) and their ratio decord / OpenCV.
 
-Needs only decord, numpy and opencv-python, so it runs in any environment that
-has some build of the ``decord`` module (decord 0.6.0 or the decord2 fork)::
+It runs with any build of the ``decord`` module (decord 0.6.0 or the decord2 fork)::
 
-    python benchmarks/bench_decord.py --json /tmp/decord.json
-    python benchmarks/bench_decord.py --compare /tmp/decord.json /tmp/decord2.json
+    videoseq bench decord --json /tmp/decord.json
+    videoseq bench decord --compare /tmp/decord.json /tmp/decord2.json
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -28,20 +26,11 @@ import cv2
 import decord
 import numpy as np
 
-SHARED_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "videos"
+from videoseq.resources import shared_videos
+from videoseq.sampling import segment_indices
+
 SKIP = {"corrupted.mp4"}  # decord raises on it by design: a test input, not a benchmark one
 CLIP_LENGTHS = (8, 16)
-
-
-def segment_indices(num_frames: int, clip_len: int, rng: np.random.Generator) -> list[int]:
-    """One random frame in each of ``clip_len`` equal segments (TSN training sampling).
-
-    Segments shorter than one frame reuse their start, so short videos repeat frames.
-    """
-    edges = np.linspace(0, num_frames, clip_len + 1)
-    starts = np.floor(edges[:-1]).astype(int)
-    lengths = np.maximum(np.floor(edges[1:]).astype(int) - starts, 1)
-    return [min(int(s + rng.integers(n)), num_frames - 1) for s, n in zip(starts, lengths)]
 
 
 def decode_decord(path: Path, indices: list[int], threads: int) -> np.ndarray:
@@ -80,7 +69,7 @@ def clips_per_second(decoder, path: Path, num_frames: int, clip_len: int, clips:
     The median keeps a busy machine's stalls out of the figure.
     """
     rng = np.random.default_rng(seed)
-    plans = [segment_indices(num_frames, clip_len, rng) for _ in range(clips)]
+    plans = [segment_indices(num_frames, clip_len, train=True, rng=rng).tolist() for _ in range(clips)]
     decoder(path, plans[0], threads)  # warm up caches and lazy library loading
     seconds = []
     for indices in plans:
@@ -133,8 +122,9 @@ def benchmark(videos: list[Path], clips: int, threads: int, seed: int) -> dict:
     return results
 
 
-def compare(first: Path, second: Path) -> None:
+def compare(first: str | Path, second: str | Path) -> None:
     """Print decord clips/s of two saved runs and their ratio (second / first)."""
+    first, second = Path(first), Path(second)
     a, b = json.loads(first.read_text()), json.loads(second.read_text())
     print(f"decord clips/s: A = {a['decord_version']} ({first.name}), B = {b['decord_version']} ({second.name})")
     print(f"{'video':34s} {'T':>3s} {'A':>9s} {'B':>9s} {'B/A':>6s}")
@@ -151,32 +141,20 @@ def compare(first: Path, second: Path) -> None:
         print(f"geometric mean B/A: {float(np.exp(np.mean(np.log(ratios)))):.2f}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--videos", type=Path, default=SHARED_VIDEOS, help="folder of real clips")
-    parser.add_argument("--clips", type=int, default=20, help="clips per video, clip length and decoder")
-    parser.add_argument("--threads", type=int, default=1, help="decord decoding threads")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, help="write the results here")
-    parser.add_argument("--compare", type=Path, nargs=2, metavar=("A", "B"), help="compare two --json files")
-    args = parser.parse_args()
-    if args.compare:
-        compare(*args.compare)
-        return
+def bench_decord(videos: str | Path | None = None, *, clips: int = 20, threads: int = 1, seed: int = 0,
+                 json_path: str | Path | None = None) -> dict:
+    """Time decord and OpenCV on the real clips of ``videos`` and on synthetic ones; prints the table."""
+    videos = Path(videos) if videos else shared_videos()
     print(f"decord {decord.__version__} ({Path(decord.__file__).parent}), opencv {cv2.__version__}, "
           f"numpy {np.__version__}, python {platform.python_version()}, {os.cpu_count()} CPUs, "
-          f"decord threads {args.threads}, {args.clips} clips each")
-    real = sorted(p for p in args.videos.glob("*") if p.suffix.lower() in {".avi", ".mp4", ".mkv", ".mov"}
-                  and p.name not in SKIP) if args.videos.is_dir() else []
+          f"decord threads {threads}, {clips} clips each")
+    real = sorted(p for p in videos.glob("*") if p.suffix.lower() in {".avi", ".mp4", ".mkv", ".mov"}
+                  and p.name not in SKIP) if videos.is_dir() else []
     if not real:
-        print(f"(no real clips in {args.videos})")
+        print(f"(no real clips in {videos})")
     with tempfile.TemporaryDirectory() as tmp:
-        videos = real + write_synthetic(Path(tmp))
-        results = benchmark(videos, args.clips, args.threads, args.seed)
-    if args.json:
-        args.json.write_text(json.dumps({"decord_version": decord.__version__, "results": results}, indent=1))
-        print(f"wrote {args.json}")
-
-
-if __name__ == "__main__":
-    main()
+        results = benchmark(real + write_synthetic(Path(tmp)), clips, threads, seed)
+    if json_path:
+        Path(json_path).write_text(json.dumps({"decord_version": decord.__version__, "results": results}, indent=1))
+        print(f"wrote {json_path}")
+    return results

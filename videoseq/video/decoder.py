@@ -1,9 +1,9 @@
-"""The decoder: video files, frame folders, cameras and streams to uint8 RGB frames.
+"""The decoder: video files and frame folders to uint8 RGB frames.
 
 Files are decoded with decord (CPU, one thread by default); JPEG/PNG frame folders
 (Jester style ``<id>/00001.jpg ...``) read like videos, and a single image is a one-frame
 video (so image captioning takes the same path); cameras and network streams
-go through OpenCV (``open_capture``). Every failure is a ``VideoDecodeError`` that
+go through OpenCV (``video.cameras``). Every failure is a ``VideoDecodeError`` that
 names the file and says what to do: a broken file never escapes as a raw decord
 traceback, and a read never returns fewer or duplicated frames in silence.
 
@@ -22,7 +22,7 @@ reopens the file there.
 
 Decoders are C code: a crafted or damaged file may crash or hang them. Training
 decodes in DataLoader workers (a crash there cannot take the main process down and
-``data.timeout`` bounds a hang); ``IsolatedDecoder`` runs probes and reads in a
+``data.timeout`` bounds a hang); ``video.isolated.IsolatedDecoder`` runs probes and reads in a
 child process of its own and turns a crash or a hang into a ``VideoDecodeError``
 naming the file, for checking many unknown files in one long-lived process.
 """
@@ -30,28 +30,17 @@ naming the file, for checking many unknown files in one long-lived process.
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
 
-# decord reads its limits once, when its library loads: set them first. The EOF
-# retry counter bounds the busy-wait for the last frames of a file whose header
-# promises more frames than it holds (decord's default is 10240). It counts spins,
-# not frames, so very low values fail on sound files: 16-256 made the real sample
-# clips fail at random with 1-4 decoder threads, 1024 never did.
-os.environ.setdefault("DECORD_EOF_RETRY_MAX", "1024")
+import cv2
+import decord
+import numpy as np
 
-import multiprocessing  # noqa: E402
-import re  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-from types import TracebackType  # noqa: E402
-from typing import Iterator, Sequence  # noqa: E402
-
-# decord before cv2: with OpenCV's libraries loaded first, decord's bundled FFmpeg makes
-# OpenCV's Qt windows (cv2.imshow, predict --show) crash with a segmentation fault.
-import decord  # noqa: E402, I001
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-
-from videoseq.workers import Worker  # noqa: E402
+from videoseq.video.containers import TRUNCATED, container_truncation
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (
     ".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv"
@@ -337,99 +326,6 @@ class _DecordFile:
         self._forget_inherited()
 
 
-TRUNCATED = "the file is truncated:"  # start of the reason of a file cut short (doctor reports these apart)
-
-
-def container_truncation(path: str | os.PathLike) -> str | None:
-    """Why an AVI, MP4/MOV or Matroska/WebM file is cut short, or None when it is whole.
-
-    The top-level structure of these containers declares its own length: RIFF
-    chunks (AVI), ISO boxes (MP4, MOV) and the EBML Segment (MKV, WebM). A file
-    that ends before its last declared element was cut off in a copy or download;
-    decoders then return a half-decoded last picture without any error (seen with
-    UCF101's MPEG-4 AVIs), so such a file is refused instead. Other formats, and
-    elements of unknown size (live recordings), are not judged.
-    """
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        head = f.read(12)
-        if head[:4] == b"RIFF":
-            return _riff_truncation(f, size)
-        if head[4:8] in _ISO_TOP_BOXES:
-            return _iso_truncation(f, size)
-        if head[:4] == b"\x1a\x45\xdf\xa3":
-            return _ebml_truncation(f, size)
-    return None
-
-
-_ISO_TOP_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid", b"moof", b"styp"}
-
-
-def _riff_truncation(f, size: int) -> str | None:
-    """AVI: a chain of ``RIFF`` chunks (more than one past 1 GB, OpenDML)."""
-    position = 0
-    while position + 8 <= size:
-        f.seek(position)
-        header = f.read(8)
-        if header[:4] != b"RIFF":
-            return None  # trailing bytes after the last chunk: not ours to judge
-        end = position + 8 + int.from_bytes(header[4:8], "little")
-        if end > size:
-            return f"a RIFF chunk declares {end} bytes, the file has {size}"
-        position = end + (end & 1)
-    return None
-
-
-def _iso_truncation(f, size: int) -> str | None:
-    """MP4/MOV: top-level boxes, each ``size`` (32 bit, or 64 bit after size 1) + type."""
-    position = 0
-    while position + 8 <= size:
-        f.seek(position)
-        header = f.read(16)
-        length, kind = int.from_bytes(header[:4], "big"), header[4:8]
-        if not (kind.isascii() and kind.isalnum() or kind in _ISO_TOP_BOXES):
-            return None
-        if length == 0:  # the box runs to the end of the file
-            return None
-        if length == 1:
-            length = int.from_bytes(header[8:16], "big")
-        if length < 8:
-            return f"box {kind.decode('latin-1')!r} at byte {position} declares an impossible size {length}"
-        if position + length > size:
-            return f"box {kind.decode('latin-1')!r} at byte {position} declares {length} bytes, {size - position} remain"
-        position += length
-    return None
-
-
-def _ebml_truncation(f, size: int) -> str | None:
-    """Matroska/WebM: the EBML header, then a Segment whose size covers the rest."""
-    f.seek(4)
-    header_size, width = _ebml_size(f)
-    if header_size is None:
-        return None
-    f.seek(4 + width + header_size)
-    if f.read(4) != b"\x18\x53\x80\x67":  # Segment
-        return None
-    segment_start = f.tell()
-    segment_size, width = _ebml_size(f)
-    if segment_size is None:  # unknown size: a live recording
-        return None
-    end = segment_start + width + segment_size
-    return f"its Segment declares {end} bytes, the file has {size}" if end > size else None
-
-
-def _ebml_size(f) -> tuple[int | None, int]:
-    """An EBML variable-length size: ``(value or None when unknown, bytes used)``."""
-    first = f.read(1)
-    if not first or first[0] == 0:
-        return None, 1
-    width = 9 - first[0].bit_length()
-    value = first[0] & ((1 << (8 - width)) - 1)
-    for byte in f.read(width - 1):
-        value = (value << 8) | byte
-    unknown = value == (1 << (7 * width)) - 1
-    return (None if unknown else value), width
-
 
 # Decoding one frame with decord (seek, decode, convert to RGB) costs about this many
 # OpenCV grabs (decode only: frames that are not wanted are never converted). Measured
@@ -543,120 +439,6 @@ class _FrameFolder:
     def close(self) -> None:
         pass
 
-
-def probe_video(path: str | os.PathLike, frames: int = 3) -> VideoInfo:
-    """Open a video and decode ``frames`` frames spread from its first to its last.
-
-    What a health check needs: a file that passes opens, reports its geometry and
-    decodes at both ends. Raises ``VideoDecodeError`` otherwise.
-    """
-    with VideoReader(path) as reader:
-        n = reader.info.num_frames
-        if n < 1:
-            raise VideoDecodeError(path, "the container reports no video frames")
-        reader.read(np.unique(np.linspace(0, n - 1, max(1, min(frames, n))).round().astype(np.int64)))
-        return reader.info
-
-
-_ISOLATED_OPERATIONS = {"probe": probe_video, "read": read_frames}
-
-
-def _isolated_operation(request: tuple[str, str, object]) -> object:
-    operation, path, argument = request
-    return _ISOLATED_OPERATIONS[operation](path, argument)
-
-
-class IsolatedDecoder:
-    """Decoding in a child process: a decoder crash or hang becomes a ``VideoDecodeError``.
-
-    One long-lived ``workers.Worker``, forked like a DataLoader worker (``spawn`` would
-    re-run the caller's main script), serves the requests; if it dies (a segfault in
-    FFmpeg or decord) or takes longer than ``timeout`` seconds, this process raises
-    ``VideoDecodeError`` for the file it was reading, and the next request starts a
-    fresh child.
-
-    >>> with IsolatedDecoder(timeout=30) as decoder:         # doctest: +SKIP
-    ...     info = decoder.probe("suspect.mp4")              # VideoInfo, or VideoDecodeError
-    ...     frames = decoder.read("suspect.mp4", [0, 5, 9])  # (3, H, W, 3) uint8
-    """
-
-    def __init__(self, timeout: float = 60.0) -> None:
-        if timeout <= 0:
-            raise ValueError(f"timeout must be positive, got {timeout}")
-        self.timeout = timeout
-        self._worker: Worker | None = None
-
-    @property
-    def pid(self) -> int | None:
-        """The child's process id (None before the first request)."""
-        return self._worker.process.pid if self._worker is not None else None
-
-    def probe(self, path: str | os.PathLike, frames: int = 3) -> VideoInfo:
-        """``probe_video`` in the child."""
-        return self._call("probe", path, frames)
-
-    def read(self, path: str | os.PathLike, indices: Sequence[int]) -> np.ndarray:
-        """``read_frames`` in the child: uint8 RGB ``(T, H, W, 3)``."""
-        return self._call("read", path, [int(i) for i in indices])
-
-    def _call(self, operation: str, path: str | os.PathLike, argument: object):
-        if self._worker is None or self._worker.closed:
-            self._worker = Worker(multiprocessing.get_context("fork"), _isolated_operation)
-        outcome = self._worker.call((operation, str(path), argument), self.timeout)
-        if outcome.exception is not None:
-            raise outcome.exception
-        if outcome.error:  # the child overran or died
-            raise VideoDecodeError(path, f"decoding failed: {outcome.error}",
-                                   "the file crashes or hangs the decoder; re-encode it or drop it from the manifest")
-        return outcome.value
-
-    def close(self) -> None:
-        """Stop the child (if any); a later request starts a new one."""
-        if self._worker is not None and not self._worker.closed:
-            self._worker.stop(kill=True)
-        self._worker = None
-
-    def __enter__(self) -> IsolatedDecoder:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-def open_capture(source: str | int, *, api_preference: int = cv2.CAP_ANY) -> cv2.VideoCapture:
-    """An opened OpenCV capture for a camera index (int or digit string), a URL or a file.
-
-    OpenCV turns rotated files upright itself (``CAP_PROP_ORIENTATION_AUTO``), so
-    frames from ``capture_frames`` need no further rotation. Raises
-    ``VideoDecodeError`` when the source cannot be opened.
-    """
-    target: str | int = int(source) if isinstance(source, str) and source.isdigit() else source
-    if isinstance(target, os.PathLike):
-        target = str(target)
-    capture = cv2.VideoCapture(target, api_preference)
-    if not capture.isOpened():
-        capture.release()
-        raise VideoDecodeError(target, "OpenCV cannot open it", _capture_hint(target))
-    return capture
-
-
-def capture_frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
-    """Frames of an open capture as uint8 RGB ``(H, W, 3)`` until it ends or fails."""
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            return
-        yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-
-
-def _capture_hint(target: str | int) -> str:
-    if isinstance(target, int):
-        return "check that a camera with this index exists (ls /dev/video*) and no other program holds it"
-    if "://" in target:
-        return "check that the stream URL is reachable and in a format OpenCV's FFmpeg backend reads"
-    return "check the path and that the file is a playable video"
 
 
 def _stream_geometry(path: Path) -> tuple[int, int, int]:

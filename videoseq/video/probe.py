@@ -1,8 +1,9 @@
 """Probe one video file or frame folder: does it open, decode, and hold what it says?
 
-``inspect_video`` runs in a worker process (see ``workers.run_isolated``), so it
-imports no torch. It opens the video with ``VideoReader`` (decord), decodes the
-first, middle and last frames and a few random ones, and counts the frames that
+``probe_video`` opens a video and decodes a few frames spread over it.
+``inspect_video`` runs in a worker process (see ``video.isolated.run_isolated``), so
+it imports no torch. It probes the video (decord: the first, middle and last
+frames and a few random ones), and counts the frames that
 really decode (one OpenCV pass), to compare with decord's count and with the
 count the container header promises. A truncated file typically opens, reports
 what is left and decodes it, while its header still names the full length.
@@ -17,16 +18,34 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from videoseq.video import VideoDecodeError, VideoReader
+from videoseq.video.decoder import VideoDecodeError, VideoInfo, VideoReader
 
 RANDOM_FRAMES = 3
 
 
-def probe_frame_indices(num_frames: int, seed: int, extra: int = RANDOM_FRAMES) -> list[int]:
-    """First, middle, last and ``extra`` random frame indices, sorted and distinct."""
-    fixed = [0, num_frames // 2, num_frames - 1]
-    rng = np.random.default_rng(seed)
-    return sorted(set(fixed) | set(rng.integers(0, num_frames, size=extra).tolist()))
+def probe_indices(num_frames: int, frames: int = 3, seed: int | None = None, extra: int = RANDOM_FRAMES) -> np.ndarray:
+    """``frames`` indices spread from the first frame to the last, plus ``extra`` random ones with a ``seed``.
+
+    Sorted and distinct; the spread rounds halves up, so 3 of 10 frames are ``[0, 5, 9]``.
+    """
+    spread = np.floor(np.linspace(0, num_frames - 1, max(1, min(frames, num_frames))) + 0.5).astype(np.int64)
+    if seed is not None:
+        spread = np.append(spread, np.random.default_rng(seed).integers(0, num_frames, size=extra))
+    return np.unique(spread)
+
+
+def probe_video(path: str | os.PathLike, frames: int = 3, seed: int | None = None) -> VideoInfo:
+    """Open a video and decode ``frames`` frames spread from its first to its last (see ``probe_indices``).
+
+    What a health check needs: a file that passes opens, reports its geometry and
+    decodes at both ends. Raises ``VideoDecodeError`` otherwise.
+    """
+    with VideoReader(path) as reader:
+        n = reader.info.num_frames
+        if n < 1:
+            raise VideoDecodeError(path, "the container reports no video frames")
+        reader.read(probe_indices(n, frames, seed))
+        return reader.info
 
 
 def count_decodable_frames(path: str) -> tuple[int, int]:
@@ -44,7 +63,9 @@ def count_decodable_frames(path: str) -> tuple[int, int]:
 
 def failure_reason(err: VideoDecodeError, path: str) -> str:
     """The reason of ``err``, naming the image when one frame of a frame folder failed."""
-    return err.reason if os.path.normpath(err.path) == os.path.normpath(path) else f"{Path(err.path).name}: {err.reason}"
+    if os.path.normpath(err.path) == os.path.normpath(path):
+        return err.reason
+    return f"{Path(err.path).name}: {err.reason}"
 
 
 def decode_every_frame(path: str, chunk: int = 64) -> str:
@@ -68,16 +89,11 @@ def inspect_video(path: str) -> dict:
     result = {"error": "", "frames": 0, "decoded": 0, "header_frames": 0, "fps": 0.0, "duration": 0.0,
               "width": 0, "height": 0}
     try:
-        with VideoReader(path) as reader:
-            info = reader.info
-            result.update(frames=info.num_frames, fps=info.fps, duration=info.duration,
-                          width=info.width, height=info.height)
-            if info.num_frames == 0:
-                raise VideoDecodeError(path, "it holds no frames")
-            reader.read(probe_frame_indices(info.num_frames, zlib.crc32(path.encode())))
+        info = probe_video(path, seed=zlib.crc32(path.encode()))
     except VideoDecodeError as err:
         result["error"] = failure_reason(err, path)
         return result
+    result.update(frames=info.num_frames, fps=info.fps, duration=info.duration, width=info.width, height=info.height)
     if Path(path).is_dir():
         error = decode_every_frame(path)
         result.update(error=error, decoded=0 if error else result["frames"])

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from videoseq.workers import Outcome, Worker, run_isolated
+from videoseq.video.isolated import Outcome, Worker, run_isolated
 
 
 def test_isolated_workers_survive_a_hang_and_a_crash():

@@ -1,0 +1,144 @@
+"""Benchmarks behind ``videoseq bench KIND``; one entry per kind in :data:`BENCH_KINDS`.
+
+Each kind lives in its own module (``bench/stream.py``, ``loader.py``, ``train.py``,
+``heads.py``, ``captions.py``, ``decoders.py``), imported only when that kind runs:
+this registry names the kinds and their arguments and imports nothing heavy, so
+building the command line costs no torch import.
+
+Timings are medians, minima or totals of one run on this machine; compare the
+ratios, which are measured side by side, rather than the absolute figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BenchKind:
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def _stream_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("example: videoseq bench stream configs/gestures.yaml --source clip.avi "
+                     "(a checkpoint, an .onnx export, or a config with random weights)")
+    p.add_argument("model", help="checkpoint .pt, exported .onnx, or a YAML config (random weights)")
+    p.add_argument("--source", help="video file (default: a synthetic 320x240 25 fps clip)")
+    p.add_argument("--frames", type=int, default=300, help="length of the synthetic clip")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--repeats", type=int, default=3, help="runs per mode; the fastest counts")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key of a YAML config")
+
+
+def _stream_run(args: argparse.Namespace) -> int:
+    from videoseq.bench.stream import bench_stream
+
+    bench_stream(args.model, args.source, frames=args.frames, threads=args.threads, overrides=args.set,
+                 repeats=args.repeats)
+    return 0
+
+
+def _loader_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = "example: videoseq bench loader --clips 20"
+    p.add_argument("--clips", type=int, default=20, help="timed clips per video and clip length")
+    p.add_argument("--rss-clips", type=int, default=1000, help="clips loaded while watching memory")
+
+
+def _loader_run(args: argparse.Namespace) -> int:
+    from videoseq.bench.loader import bench_loader
+
+    bench_loader(clips=args.clips, rss_clips=args.rss_clips)
+    return 0
+
+
+TRAIN_PARTS = ("peers", "cache")
+
+
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("example: videoseq bench train --epochs 3; "
+                     "videoseq bench train --parts cache --size 112 --per-class 20")
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--per-class", type=int, default=6, help="synthetic gesture clips per class")
+    p.add_argument("--size", type=int, default=64, help="clip side in pixels (the issue's peers: 112)")
+    p.add_argument("--frames", type=int, default=8, help="frames per clip")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto (model timings; AMP as train.amp on CUDA)")
+    p.add_argument("--parts", nargs="+", choices=TRAIN_PARTS, default=list(TRAIN_PARTS),
+                   help="peers: default model vs r3d_18; cache: feature-cache vs frozen end-to-end epochs")
+
+
+def _train_run(args: argparse.Namespace) -> int:
+    from videoseq.bench.train import bench_train
+
+    bench_train(epochs=args.epochs, per_class=args.per_class, size=args.size, frames=args.frames, device=args.device,
+                parts=tuple(args.parts))
+    return 0
+
+
+def _heads_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = "example: videoseq bench heads --per-class 60 --out /tmp/bench_heads"
+    p.add_argument("--out", default="/tmp/bench_heads", help="data, runs and evaluations (a finished run is reused)")
+    p.add_argument("--per-class", type=int, default=40, help="synthetic gesture clips per class")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key of the demo config")
+
+
+def _heads_run(args: argparse.Namespace) -> int:
+    from videoseq.bench.heads import bench_heads
+
+    bench_heads(args.out, per_class=args.per_class, overrides=args.set)
+    return 0
+
+
+def _captions_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = "example: videoseq bench captions --per-class 480 --seed 0 --out /tmp/bench_captions"
+    p.add_argument("--out", default="/tmp/bench_captions")
+    p.add_argument("--per-class", type=int, default=480, help="synthetic clips per class (2/3 train, 1/3 test)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic clips and of the training run")
+    p.add_argument("--config", help="caption config (default: the shipped configs/captions.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+
+
+def _captions_run(args: argparse.Namespace) -> int:
+    from videoseq.bench.captions import bench_captions
+
+    bench_captions(args.out, per_class=args.per_class, seed=args.seed, config=args.config, overrides=args.set)
+    return 0
+
+
+def _decord_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("examples: videoseq bench decord --json /tmp/decord.json; "
+                     "videoseq bench decord --compare /tmp/decord.json /tmp/decord2.json")
+    p.add_argument("--videos", help="folder of real clips (default: the shared sample clips)")
+    p.add_argument("--clips", type=int, default=20, help="clips per video, clip length and decoder")
+    p.add_argument("--threads", type=int, default=1, help="decord decoding threads")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="write the results here")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two --json files")
+
+
+def _decord_run(args: argparse.Namespace) -> int:
+    from videoseq.bench.decoders import bench_decord, compare
+
+    if args.compare:
+        compare(*args.compare)
+    else:
+        bench_decord(args.videos, clips=args.clips, threads=args.threads, seed=args.seed, json_path=args.json)
+    return 0
+
+
+BENCH_KINDS: dict[str, BenchKind] = {
+    "stream": BenchKind("streaming vs window re-run per frame, decoding included", _stream_arguments, _stream_run),
+    "loader": BenchKind("clips/s: our loader vs decord ceiling, PyAV and OpenCV decode-all, frame cache; RSS",
+                        _loader_arguments, _loader_run),
+    "train": BenchKind("default model vs r3d_18; feature-cache vs frozen end-to-end epochs",
+                       _train_arguments, _train_run),
+    "heads": BenchKind("does the temporal head use time? mean vs the demo's head on synthetic gestures",
+                       _heads_arguments, _heads_run),
+    "captions": BenchKind("captions of held-out synthetic clips: BLEU and right motion/shape/colour words",
+                          _captions_arguments, _captions_run),
+    "decord": BenchKind("decode speed of sparse clips: decord beside OpenCV (compares two saved runs)",
+                        _decord_arguments, _decord_run),
+}

@@ -1,0 +1,106 @@
+"""The runtime of a process: device, CPU cores, mixed precision, seeding, and stop signals.
+
+What every command that runs a model sets up before it starts: which device
+(``select_device``) and how many CPU cores it may use (``available_workers``), which
+autocast dtype on the device (``amp_dtype``, ``autocast_for``), the seeds of python,
+numpy and torch (``seed_everything``), and Ctrl-C / SIGTERM turned into a request
+to stop after the current step (``StopSignals``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+from contextlib import nullcontext
+from types import FrameType, TracebackType
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def select_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"train.device={name!r} but CUDA is not available; use auto or cpu")
+    return torch.device(name)
+
+
+def available_workers() -> int:
+    """CPU cores this process may use (DataLoader workers for evaluation)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def amp_dtype(device: torch.device, amp: bool | str) -> torch.dtype | None:
+    """The autocast dtype ``train.amp`` asks for on ``device``: None off CUDA or when off.
+
+    ``true`` is bf16 where the GPU supports it, else fp16; ``bf16`` / ``fp16`` force one.
+    """
+    if device.type != "cuda" or amp is False:
+        return None
+    if amp == "fp16" or (amp is True and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
+
+
+def autocast_for(device: torch.device, amp: bool | str):
+    """Autocast to ``amp_dtype`` on CUDA; a no-op on CPU or when off."""
+    dtype = amp_dtype(device, amp)
+    return nullcontext() if dtype is None else torch.autocast("cuda", dtype=dtype)
+
+
+class StopSignals:
+    """Turn the first SIGINT/SIGTERM into a request to stop after the current step.
+
+    The training loop polls ``requested``; a second signal raises
+    ``KeyboardInterrupt`` at once. Handlers are installed only in the main thread
+    (Python allows no other) and the previous ones come back on exit.
+
+    >>> with StopSignals() as stop:                          # doctest: +SKIP
+    ...     for batch in loader:
+    ...         train_step(batch)
+    ...         if stop.requested:
+    ...             save_and_quit(stop.signum)
+    """
+
+    def __init__(self, then: str = "saving a resumable checkpoint after this step") -> None:
+        self.signum: int | None = None
+        self.then = then  # what happens next, for the message
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: quitting without saving")
+        self.signum = signum
+        tqdm.write(f"{signal.Signals(signum).name}: {self.then} (press Ctrl-C again to quit at once)")
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS}
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}

@@ -1,0 +1,75 @@
+"""Tables: the one CSV writer, formula-safe cells, and reading them back.
+
+Every CSV videoseq writes (manifests, predictions, metrics, reports, bad-video lists,
+live step logs) goes through here: cells that a spreadsheet would run as a formula
+get a leading ``'`` (``safe_cell``), and ``read_csv`` (``read_cell``) undoes it when
+videoseq reads its own files back.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO
+
+CSV_INJECTION_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+def safe_cell(value: object) -> object:
+    """Neutralise spreadsheet formulas: text starting with ``= + - @``, tab or CR gets a leading ``'``.
+
+    Numbers pass untouched, and so does text that is a plain negative number
+    (``"-1.5"``); ``"+1"``, ``"-x"`` or ``"=HYPERLINK(...)"`` become ``"'+1"`` etc.
+    ``read_cell`` undoes it when videoseq reads its own files back.
+    """
+    if isinstance(value, str) and value.startswith(CSV_INJECTION_PREFIXES) and not _NEGATIVE_NUMBER.match(value):
+        return "'" + value
+    return value
+
+
+def read_cell(value: str) -> str:
+    """A cell as it was before ``safe_cell`` (for manifests written by ``write_manifest``)."""
+    if value.startswith("'") and value[1:].startswith(CSV_INJECTION_PREFIXES):
+        return value[1:]
+    return value
+
+
+def safe_row(row: Iterable[object]) -> list[object]:
+    """Every cell of a row through ``safe_cell``."""
+    return [safe_cell(v) for v in row]
+
+
+def write_rows(f: IO[str], header: Iterable[str], rows: Iterable[Iterable[object]]) -> None:
+    """Formula-safe header and rows to an open text file (a file being written, or stdout)."""
+    writer = csv.writer(f)
+    writer.writerow(safe_row(header))  # headers may hold class names (confusion.csv)
+    writer.writerows(safe_row(row) for row in rows)
+
+
+def write_csv(path: str | Path, header: Iterable[str], rows: Iterable[Iterable[object]]) -> Path:
+    """The one CSV writer: formula-safe cells, written to a temporary name then renamed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        write_rows(f, header, rows)
+    os.replace(tmp, path)
+    return path
+
+
+def read_csv(path: str | Path, *, strip: bool = False) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and the rows (dicts by column) of a CSV, each cell as it was before ``safe_cell``.
+
+    A row shorter than the header gets ``""`` for the missing cells; ``strip`` trims
+    white space around every cell first.
+    """
+    with Path(path).open(newline="") as f:
+        reader = csv.DictReader(f)
+        header = [read_cell(name) for name in reader.fieldnames or []]
+        rows = [{read_cell(key): read_cell((value or "").strip() if strip else value or "")
+                 for key, value in record.items() if key is not None} for record in reader]
+    return header, rows
