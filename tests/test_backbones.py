@@ -11,10 +11,9 @@ import onnxruntime
 import pytest
 import torch
 import torchvision
+from test_models import SIZE, B, bn_buffers, clip
 from torch import nn
 
-from conftest import informative_model
-from test_models import B, SIZE, bn_buffers, clip
 from videoseq.checkpoint import checkpoint_payload, save_checkpoint
 from videoseq.config import config_from_dict
 from videoseq.export import TOLERANCE, export_checkpoint
@@ -28,6 +27,8 @@ from videoseq.models.backbones import (
     weights_preprocessing,
 )
 from videoseq.models.fx_cut import find_stages
+
+from conftest import informative_model
 
 T, NUM_CLASSES = 2, 5  # two frames: the light end of a clip
 SLOW = pytest.mark.slow

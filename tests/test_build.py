@@ -9,7 +9,7 @@ from videoseq.models.heads import HEADS
 
 
 @pytest.mark.parametrize("override, valid", [
-    ("model.backbone=resnet19", "valid backbones"), ("model.stage=layer9", "valid stages"),
+    ("model.backbone=resnet19", "close matches"), ("model.stage=layer9", "valid stages"),
     ("model.head=transformer", "valid heads"), ("model.head_args={hiden: 8}", "valid keys"),
 ])
 def test_a_wrong_name_is_named_with_the_valid_ones(override, valid):
