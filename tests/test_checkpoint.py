@@ -19,12 +19,12 @@ from videoseq.checkpoint import (
     load_checkpoint,
     model_from_checkpoint,
     non_finite_keys,
-    remove_partial_checkpoints,
     save_checkpoint,
 )
 from videoseq.config import load_config
 from videoseq.engine.loops import NonFiniteLoss
 from videoseq.engine.trainer import fit
+from videoseq.outputs import remove_partial_outputs
 
 from conftest import REPO
 
@@ -58,7 +58,7 @@ def test_sigkill_while_saving_leaves_the_previous_checkpoint_whole(tmp_path):
     payload = load_checkpoint(target)  # complete, whichever version it is
     assert torch.equal(payload["x"], torch.full((8_000_000,), float(payload["version"])))
     assert [p.name for p in tmp_path.iterdir()] in (["last.pt"], ["last.pt", partial.name], [partial.name, "last.pt"])
-    remove_partial_checkpoints(tmp_path)  # what the next training start does
+    remove_partial_outputs(tmp_path)  # what the next training start does
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
@@ -66,7 +66,7 @@ def test_partial_files_of_live_processes_and_other_files_are_kept(tmp_path):
     mine = tmp_path / f".last.pt.tmp-{os.getpid()}"
     mine.write_bytes(b"being written")
     (tmp_path / "notes.tmp-1").write_text("not a checkpoint temp file")
-    assert remove_partial_checkpoints(tmp_path) == [] and mine.exists()
+    assert remove_partial_outputs(tmp_path) == [] and mine.exists()
 
 
 def test_a_reduce_payload_anywhere_is_refused_and_never_runs(tmp_path):

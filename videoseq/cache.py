@@ -18,7 +18,6 @@ the work was split into runs.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -27,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from videoseq.manifest import read_manifest
+from videoseq.outputs import atomic_output
 from videoseq.tables import write_csv
 from videoseq.transcode import output_fps, resampled_indices
 from videoseq.video.decoder import VideoDecodeError, VideoReader
@@ -72,9 +72,8 @@ def estimate_bytes(videos: list[str], fps: float | None, frame_bytes: Callable[[
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """``write(tmp)`` to a temporary name beside ``path``, then rename it: never a half-written ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        write(tmp)
 
 
 def write_shard(path: Path, parts: list[np.ndarray]) -> None:

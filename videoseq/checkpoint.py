@@ -10,15 +10,13 @@ Writing goes to a hidden temporary name beside the target (``.last.pt.tmp-<pid>`
 is fsynced, then renamed over the target, so a crash or SIGKILL at any moment leaves
 either the previous checkpoint or the new one, never a partial file under the real
 name. A temporary file orphaned by a killed process is removed by
-``remove_partial_checkpoints`` when training starts again in that folder. A payload
+``outputs.remove_partial_outputs`` when training starts again in that folder. A payload
 holding a NaN or infinite tensor is refused before anything is written.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +27,9 @@ from videoseq import __version__
 from videoseq.config import Config, config_from_dict, load_config
 from videoseq.models import VideoClassifier
 from videoseq.models.build import build_model_from_config
+from videoseq.outputs import atomic_output
 
 CHECKPOINT_FORMAT = "videoseq-checkpoint-1"
-_TMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")
 
 
 class CheckpointError(RuntimeError):
@@ -51,22 +49,8 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
             f"refusing to write {path}: non-finite values (NaN/inf) in {bad[:8]}; the previous checkpoint "
             "is kept. Lower train.lr, keep train.clip_grad, or set train.on_nonfinite: skip"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 
@@ -82,36 +66,6 @@ def non_finite_keys(value: Any, prefix: str = "") -> list[str]:
     else:
         return []
     return [k for key, item in items for k in non_finite_keys(item, f"{prefix}.{key}" if prefix else str(key))]
-
-
-def remove_partial_checkpoints(folder: str | Path) -> list[Path]:
-    """Delete temporary checkpoint files left by a process that was killed while saving.
-
-    Only names of the form ``.NAME.tmp-PID`` whose process is gone are removed (a
-    live process may still be writing its own). Returns the removed paths.
-    """
-    removed = []
-    folder = Path(folder)
-    if not folder.is_dir():
-        return removed
-    for tmp in folder.iterdir():
-        match = _TMP_NAME.match(tmp.name)
-        if match and tmp.is_file() and not _process_alive(int(match["pid"])):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

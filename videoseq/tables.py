@@ -9,11 +9,12 @@ videoseq reads its own files back.
 from __future__ import annotations
 
 import csv
-import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
+
+from videoseq.outputs import atomic_output
 
 CSV_INJECTION_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 _NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
@@ -53,11 +54,8 @@ def write_rows(f: IO[str], header: Iterable[str], rows: Iterable[Iterable[object
 def write_csv(path: str | Path, header: Iterable[str], rows: Iterable[Iterable[object]]) -> Path:
     """The one CSV writer: formula-safe cells, written to a temporary name then renamed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_output(path) as tmp, tmp.open("w", newline="") as f:
         write_rows(f, header, rows)
-    os.replace(tmp, path)
     return path
 
 

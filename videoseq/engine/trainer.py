@@ -21,7 +21,6 @@ from videoseq.checkpoint import (
     checkpoint_payload,
     load_checkpoint,
     load_weights,
-    remove_partial_checkpoints,
     save_checkpoint,
 )
 from videoseq.config import Config, TrainConfig, save_config
@@ -49,6 +48,7 @@ from videoseq.metrics import plot_curves
 from videoseq.models import VideoClassifier
 from videoseq.models.build import build_model_from_config, check_model_names
 from videoseq.models.decoding import Decoding
+from videoseq.outputs import remove_partial_outputs
 from videoseq.prepare import resolve_manifest
 from videoseq.resume import (
     TrainingInterrupted,
@@ -343,7 +343,7 @@ def start_run(config: Config, run_dir: Path, device: torch.device, *,
     main = distributed.is_main()
     run_dir.mkdir(parents=True, exist_ok=True)
     if main:
-        for partial in remove_partial_checkpoints(run_dir):
+        for partial in remove_partial_outputs(run_dir):
             print(f"removed {partial}: a checkpoint write that was killed before it finished")
     saved = load_resume_checkpoint(run_dir, config) if resume else None
     seed_everything(config.train.seed)
