@@ -298,13 +298,13 @@ def add_export(sub) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
+    from videoseq.serve import missing_extra
     from videoseq.serve.limits import ServeLimits
 
     try:
         from videoseq.serve.app import serve_checkpoint
     except ImportError as err:
-        raise RuntimeError(f"videoseq serve needs the serve extra ({err.name} is missing): "
-                           "pip install 'videoseq[serve]'") from err
+        raise missing_extra("videoseq serve", err) from err
     limits = ServeLimits(**{f.name: getattr(args, f.name) for f in fields(ServeLimits)})
     serve_checkpoint(args.checkpoint, host=args.host, port=args.port, limits=limits, device=args.device)
     return 0

@@ -5,8 +5,9 @@ Routes: ``GET /`` (the page), ``/static/*``, ``GET /v1/model``, ``GET /healthz``
 ``WS /v1/stream`` (``session``). Every refusal is a JSON error
 (``{"error": {"status", "code", "message"}}``, see ``limits.ApiError``); an
 unexpected failure is a JSON 500 that names the exception type, and its traceback
-goes to the server log only. Model work runs in a thread pool of
-``limits.workers`` threads; the event loop only parses, schedules and sends.
+goes to the server log only. Model work runs in thread pools of
+``limits.workers`` threads, one for uploads and one for stream frames (a live frame
+never waits behind a long upload); the event loop only parses, schedules and sends.
 """
 
 from __future__ import annotations
@@ -51,12 +52,14 @@ class ServerState:
     predictor: Predictor
     limits: ServeLimits
     name: str
-    pool: ThreadPoolExecutor = field(init=False)
+    pool: ThreadPoolExecutor = field(init=False)  # uploads
+    stream_pool: ThreadPoolExecutor = field(init=False)  # stream frames: never behind a long upload
     metrics: ServeMetrics = field(default_factory=ServeMetrics)
     streams: int = 0
 
     def __post_init__(self) -> None:
-        self.pool = ThreadPoolExecutor(self.limits.workers, thread_name_prefix="videoseq-model")
+        self.pool = ThreadPoolExecutor(self.limits.workers, thread_name_prefix="videoseq-upload")
+        self.stream_pool = ThreadPoolExecutor(self.limits.workers, thread_name_prefix="videoseq-stream")
 
 
 def model_card(state: ServerState) -> dict:
@@ -142,7 +145,7 @@ async def run_upload(state: ServerState, request: Request) -> dict:
                                                       state.limits, cancel)
     try:
         return await asyncio.wait_for(work, state.limits.timeout)
-    except TimeoutError:
+    except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11 on
         cancel.set()
         raise ApiError(504, "timeout", f"the prediction took longer than the {state.limits.timeout:g} s limit "
                        "(serve --timeout), waiting for a model thread included; send a shorter video, a larger "
@@ -163,7 +166,7 @@ async def open_stream(websocket: WebSocket, state: ServerState) -> None:
     state.streams += 1
     state.metrics.streams.inc()
     try:
-        await StreamSession(websocket, state.predictor, params, state.limits, state.pool, state.metrics).run()
+        await StreamSession(websocket, state.predictor, params, state.limits, state.stream_pool, state.metrics).run()
     finally:
         state.streams -= 1
         state.metrics.streams.dec()
@@ -190,7 +193,8 @@ def create_app(predictor: Predictor, limits: ServeLimits | None = None, *, name:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
-        state.pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (state.pool, state.stream_pool):
+            pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="videoseq", version=__version__, docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=lifespan)

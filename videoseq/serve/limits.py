@@ -25,7 +25,7 @@ class ApiError(Exception):
 
 
 def default_workers() -> int:
-    """Model threads: one per core, at most 4 (each runs one torch thread)."""
+    """Model threads of each pool: one per core, at most 4 (each runs one torch thread)."""
     return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
@@ -42,7 +42,7 @@ class ServeLimits:
     max_pixels: int = _limit(1920 * 1080, "largest frame, width x height, of uploads and stream frames (422 above)")
     max_streams: int = _limit(4, "WebSocket streams at once (a further one is refused and closed)")
     timeout: float = _limit(60.0, "seconds one upload may take, waiting for a model thread included (504 after)")
-    workers: int = _limit(0, "model threads, one core each (0: one per core, at most 4)")
+    workers: int = _limit(0, "model threads for uploads, and as many for stream frames (0: one per core, at most 4)")
     max_frame_kb: float = _limit(1024.0, "largest JPEG frame of a stream in KB")
     stream_queue: int = _limit(1, "frames of a stream waiting for the model; a newer one pushes out the oldest")
 
