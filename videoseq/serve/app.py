@@ -230,7 +230,7 @@ def serve_checkpoint(checkpoint: str | Path, *, host: str = "127.0.0.1", port: i
     app = create_app(predictor, limits, name=Path(checkpoint).name)
     shown = f"[{host}]" if ":" in host else host
     print(f"serving {checkpoint} ({len(predictor.classes)} classes, {predictor.clip_len} frames of "
-          f"{predictor.config.data.size} px) with {limits.workers} model thread(s)\n"
+          f"{predictor.config.data.size} px), {limits.workers} model thread(s) for uploads and as many for streams\n"
           f"  open http://{shown}:{port}/ in a browser; API: {ROUTES}", flush=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {host}: every machine that reaches this one can use the model", flush=True)
