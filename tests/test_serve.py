@@ -2,6 +2,7 @@
 
 import csv
 import itertools
+import sys
 import threading
 from pathlib import Path
 
@@ -237,3 +238,13 @@ def test_serve_binds_to_loopback_unless_told_otherwise():
     assert (args.host, args.port, args.max_streams, args.timeout) == ("127.0.0.1", 8000, 4, 60.0)
     with pytest.raises(ValueError, match="max_streams"):
         ServeLimits(max_streams=0)
+
+
+@pytest.mark.parametrize("argv, missing, module", [(["serve", "best.pt"], "fastapi", "videoseq.serve.app"),
+                                                   (["bench", "serve", "best.pt"], "httpx2", "videoseq.bench.serve")])
+def test_without_the_serve_extra_the_commands_say_what_to_install(argv, missing, module, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, missing, None)  # importing it now raises ImportError
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"needs the serve extra ({missing} is missing): pip install 'videoseq[serve]'" in err, err

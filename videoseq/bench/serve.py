@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
+import httpx2
 import numpy as np
+import websockets
 
 from videoseq.bench.stream import write_test_video
 from videoseq.resources import shared_videos
@@ -48,10 +50,10 @@ class StreamStats:
     sent: int = 0
     processed: int = 0
     steps: int = 0
-    dropped: int = 0
     latencies: list[float] = field(default_factory=list)  # seconds from sending a frame to its result
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    summary: dict = field(default_factory=dict)  # the server's closing counts (received, dropped, ...)
 
 
 def free_port() -> int:
@@ -77,8 +79,6 @@ def start_server(checkpoint: str, port: int, workers: int, streams: int, log: Pa
 
 
 async def wait_healthy(client, base: str, process: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
-    import httpx2
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -94,8 +94,6 @@ async def wait_healthy(client, base: str, process: subprocess.Popen, log: Path, 
 
 async def upload_client(client, base: str, clips: list[tuple[str, bytes]], count: int, offset: int,
                         stats: UploadStats) -> None:
-    import httpx2
-
     for i in range(count):
         name, data = clips[(offset + i) % len(clips)]
         start = time.perf_counter()
@@ -113,8 +111,6 @@ async def upload_client(client, base: str, clips: list[tuple[str, bytes]], count
 
 async def stream_client(url: str, frames: list[bytes], fps: float, seconds: float) -> StreamStats:
     """Send frames at ``fps`` for ``seconds`` (never waiting for answers), then end the stream."""
-    import websockets
-
     stats, sent_at = StreamStats(), {}
     async with websockets.connect(url, max_size=None) as ws:
         json.loads(await ws.recv())  # ready
@@ -143,7 +139,7 @@ async def stream_results(ws, sent_at: dict[int, float], stats: StreamStats) -> N
         elif message["type"] == "error":
             stats.errors.append(f"{message['code']}: {message['message']}")
         elif message["type"] == "summary":
-            stats.dropped = message["dropped"]
+            stats.summary = message
             return
 
 
@@ -172,8 +168,6 @@ def stream_frames(count: int = 120, long_side: int = 320) -> list[bytes]:
 
 
 async def load(args: argparse.Namespace, base: str, process: subprocess.Popen, log: Path) -> dict:
-    import httpx2
-
     limits = httpx2.Limits(max_connections=args.clients + 4)
     async with httpx2.AsyncClient(limits=limits) as client:
         await wait_healthy(client, base, process, log)
@@ -211,7 +205,7 @@ def report(args: argparse.Namespace, found: dict) -> int:
         errors += s.errors
         print(f"stream {i}: {s.sent} frames sent ({s.sent / s.seconds:.1f}/s), {s.processed} answered "
               f"({s.processed / s.seconds:.1f} frames/s), {s.steps} predictions ({s.steps / s.seconds:.1f}/s), "
-              f"{s.dropped} dropped; result latency ms {percentiles(s.latencies, 1e3)}")
+              f"{s.summary.get('dropped', 0)} dropped; result latency ms {percentiles(s.latencies, 1e3)}")
     print(f"errors: {len(errors)}")
     for error in errors[:10]:
         print(f"  {error}")

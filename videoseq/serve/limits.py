@@ -9,7 +9,6 @@ a WebSocket stream sends the same object as ``{"type": "error", ...}``.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field, fields
 
 
@@ -26,7 +25,9 @@ class ApiError(Exception):
 
 def default_workers() -> int:
     """Model threads of each pool: one per core, at most 4 (each runs one torch thread)."""
-    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    from videoseq.runtime import available_workers  # torch: not when the command line is only being built
+
+    return max(1, min(4, available_workers()))
 
 
 def _limit(default: float, help: str):
