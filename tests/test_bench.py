@@ -1,6 +1,7 @@
-"""The bench kinds: streaming vs window timings, and the loader / training peers (same frames, our clip layout)."""
+"""The bench kinds: streaming vs window timings, the loader / training peers (same frames, our clip layout), serving."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -103,7 +104,9 @@ def test_race_times_every_reader_and_r3d_takes_our_clip_layout():
 
 
 def test_every_bench_kind_is_a_subcommand_of_bench():
-    assert set(BENCH_KINDS) == {"stream", "loader", "train", "heads", "captions", "decord"}
+    assert set(BENCH_KINDS) == {"stream", "loader", "train", "heads", "captions", "decord", "serve"}
+    args = build_parser().parse_args(["bench", "serve", "best.pt", "--clients", "2", "--seconds", "5"])
+    assert args.func is BENCH_KINDS["serve"].run and (args.clients, args.seconds, args.streams) == (2, 5.0, 4)
     args = build_parser().parse_args(["bench", "loader", "--clips", "3", "--rss-clips", "10"])
     assert args.func is BENCH_KINDS["loader"].run and (args.clips, args.rss_clips) == (3, 10)
     args = build_parser().parse_args(["bench", "train", "--epochs", "2", "--per-class", "3"])
@@ -128,3 +131,19 @@ def test_the_decoder_benchmark_decodes_the_same_frames_both_ways_and_compares_sa
         (tmp_path / name).write_text(json.dumps(run))
     compare(tmp_path / "a.json", tmp_path / "b.json")
     assert "geometric mean B/A: 1.50" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_bench_serve_reports_uploads_streams_drops_and_memory(tiny_run, capsys):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("websockets")
+    code = main(["bench", "serve", str(tiny_run / "best.pt"), "--clients", "2", "--uploads", "2", "--streams", "1",
+                 "--seconds", "2", "--stream-fps", "20"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "uploads: 4 ok, 0 errors" in out and "\nerrors: 0\n" in out
+    sent, answered, dropped = map(int, re.search(r"stream 1: (\d+) frames sent .*?, (\d+) answered .*?(\d+) dropped",
+                                                 out).groups())
+    assert 30 <= sent <= 42 and answered > 0 and answered + dropped == sent
+    start, end = map(float, re.search(r"server RSS: (\d+) MB at start, (\d+) MB at end", out).groups())
+    assert 0 < start <= end * 1.5

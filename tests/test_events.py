@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from videoseq.events import EventDetector, EventOptions
+from videoseq.events import EventDetector, EventOptions, detect_events
 
 CLASSES = ["Nothing", "Swipe", "Grow"]
 
@@ -14,9 +14,9 @@ def probs(label: str, score: float) -> np.ndarray:
 
 
 def run(steps, options):
-    detector = EventDetector(CLASSES, options)
-    events = [e for i, (label, score) in enumerate(steps) for e in detector.update(i / 10, i, probs(label, score))]
-    return events + detector.flush()
+    """The events of ``(label, score)`` steps 0.1 s apart."""
+    return detect_events(CLASSES, [(i / 10, i, probs(label, score)) for i, (label, score) in enumerate(steps)],
+                         options)
 
 
 def test_worked_example_of_the_module_docstring():
@@ -64,3 +64,14 @@ def test_bad_options_are_named(kwargs, match):
 def test_unknown_background_class_is_named():
     with pytest.raises(ValueError, match="'No gesture'"):
         EventDetector(CLASSES, EventOptions(background="No gesture"))
+
+
+def test_a_finished_sequence_has_the_events_of_a_live_detector_and_the_open_one_at_the_end():
+    steps = [("Swipe", 0.9)] * 4 + [("Nothing", 0.9)] * 3 + [("Grow", 0.8)] * 4  # Grow still open at the end
+    options = EventOptions(smooth=1, background="Nothing")
+    live = EventDetector(CLASSES, options)
+    closed = [e for i, (label, score) in enumerate(steps) for e in live.update(i / 10, i, probs(label, score))]
+    assert [e.label for e in closed] == ["Swipe"]
+    events = run(steps, options)
+    assert events == closed + live.flush()
+    assert [(e.label, e.start_frame, e.end_frame) for e in events] == [("Swipe", 0, 3), ("Grow", 7, 10)]

@@ -23,6 +23,10 @@ TESTED_IN = {
     "videoseq.models.backbones": "test_backbones.py", "videoseq.models.fx_cut": "test_backbones.py",
     "videoseq.models.classifier": "test_models.py",
     "videoseq.report": "test_evaluation.py",
+    # videoseq serve's rooms are tested through the app, with FastAPI's test client, as a client meets them:
+    # uploads, parameters, limits and metrics over HTTP; the stream session over the WebSocket
+    **{f"videoseq.serve.{room}": "test_serve.py" for room in ("app", "uploads", "params", "limits", "metrics")},
+    "videoseq.serve.session": "test_serve_stream.py",
 }
 TESTED_WITH_THEIR_PACKAGE = ("videoseq.prepare.", "videoseq.bench.")  # test_prepare.py, test_bench.py
 
@@ -94,8 +98,15 @@ def test_the_decoder_room_imports_only_itself():
 
 
 def test_inference_needs_no_training_code():
-    for name in ("videoseq.predict", "videoseq.live", "videoseq.export", "videoseq.stream"):
+    for name in ("videoseq.predict", "videoseq.live", "videoseq.export", "videoseq.stream",
+                 *imported_by("videoseq.serve")):
         assert not any(d.startswith("videoseq.engine") for d in GRAPH[name]), name
+
+
+def test_only_the_server_and_its_benchmark_import_the_server():
+    outside = {name: {d for d in deps if d.startswith("videoseq.serve")} for name, deps in GRAPH.items()
+               if not name.startswith(("videoseq.serve", "videoseq.bench."))}
+    assert {name: deps for name, deps in outside.items() if deps} == {}
 
 
 def test_only_the_entry_points_import_the_commands_and_benchmarks():
@@ -106,18 +117,31 @@ def test_only_the_entry_points_import_the_commands_and_benchmarks():
             assert not any(d.startswith("videoseq.bench") for d in deps), name
 
 
+def expected_test_file(name: str) -> str | None:
+    """The test file of a module (None: a package's own file or the entry point)."""
+    last = name.rsplit(".", 1)[-1]
+    if last in ("__main__", "videoseq", "engine", "video", "models", "bench", "prepare"):
+        return None
+    test = "test_prepare.py" if name.startswith(TESTED_WITH_THEIR_PACKAGE[0]) else None
+    test = "test_bench.py" if name.startswith(TESTED_WITH_THEIR_PACKAGE[1]) else test
+    return TESTED_IN.get(name, test or f"test_{last}.py")
+
+
 def test_every_module_has_its_test_file():
-    missing = []
-    for name in MODULES:
-        last = name.rsplit(".", 1)[-1]
-        if last in ("__main__", "videoseq", "engine", "video", "models", "bench", "prepare"):
-            continue  # packages' own files and the entry point
-        test = "test_prepare.py" if name.startswith(TESTED_WITH_THEIR_PACKAGE[0]) else None
-        test = "test_bench.py" if name.startswith(TESTED_WITH_THEIR_PACKAGE[1]) else test
-        test = TESTED_IN.get(name, test or f"test_{last}.py")
-        if not (REPO / "tests" / test).is_file():
-            missing.append(f"{name}: {test}")
+    missing = [f"{name}: {test}" for name in MODULES
+               if (test := expected_test_file(name)) and not (REPO / "tests" / test).is_file()]
     assert missing == []
+
+
+def test_modules_of_one_name_in_two_rooms_say_where_they_are_tested():
+    """``videoseq.metrics`` and ``videoseq.serve.metrics`` would both fall to test_metrics.py: one needs an entry."""
+    claims: dict[str, list[str]] = {}
+    for name in MODULES:
+        if name in TESTED_IN or name.startswith(TESTED_WITH_THEIR_PACKAGE):
+            continue  # said where, or tested with their package
+        if test := expected_test_file(name):
+            claims.setdefault(test, []).append(name)
+    assert {test: names for test, names in claims.items() if len(names) > 1} == {}
 
 
 HELP_WITHOUT_TORCH = """
@@ -136,7 +160,9 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision
 @pytest.mark.parametrize("commands", [[["--help"]], [["predict", "--help"]],
                                       [[c, "--help"] for c in ("train", "eval", "prepare", "doctor", "features",
                                                                "metrics", "compare", "export", "demo", "synth")]
-                                      + [["bench", k, "--help"] for k in ("stream", "loader", "train", "heads")]],
+                                      + [["serve", "--help"]]
+                                      + [["bench", k, "--help"]
+                                         for k in ("stream", "loader", "train", "heads", "serve")]],
                          ids=["videoseq", "predict", "every-command"])
 def test_help_imports_no_torch(commands):
     code = HELP_WITHOUT_TORCH.format(commands=commands)

@@ -68,6 +68,21 @@ def test_step_returns_probabilities_and_reset_empties_the_buffer():
     assert predictor.step(frames[2]) is None
 
 
+def test_stream_copies_share_the_model_and_keep_states_of_their_own():
+    """Two streams interleaved frame by frame give what each gives alone (one copy per live connection)."""
+    predictor = make_predictor("gru", {"hidden": 8}, frames=3, stride=1)
+    a_frames, b_frames = random_frames(6, seed=1), random_frames(6, seed=2)
+    a, b = predictor.stream_copy(source_fps=10), predictor.stream_copy(source_fps=10)
+    assert a.model is predictor.model and a.ring is not b.ring and a.clock is not b.clock
+    mixed = [(a.step(fa, i / 10), b.step(fb, i / 10)) for i, (fa, fb) in enumerate(zip(a_frames, b_frames))]
+    for frames, column in ((a_frames, 0), (b_frames, 1)):
+        alone = predictor.stream_copy(source_fps=10)
+        for i, frame in enumerate(frames):
+            expected, got = alone.step(frame, i / 10), mixed[i][column]
+            assert (expected is None) == (got is None) and (got is None or np.allclose(got, expected, atol=1e-6))
+    assert a.frames_kept == b.frames_kept == 6 and predictor.frames_kept == 0
+    assert not np.allclose(mixed[-1][0], mixed[-1][1], atol=1e-3)  # the two streams really differ
+
 @pytest.mark.parametrize(
     "fps, interval, kept",
     [(25.0, 0.16, [0, 4, 8, 12, 16]),  # stride 2 at 12.5 fps: every 4th frame of a 25 fps file

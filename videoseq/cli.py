@@ -295,6 +295,41 @@ def add_export(sub) -> None:
     p.set_defaults(func=cmd_export)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from videoseq.serve import missing_extra
+    from videoseq.serve.limits import ServeLimits
+
+    try:
+        from videoseq.serve.app import serve_checkpoint
+    except ImportError as err:
+        raise missing_extra("videoseq serve", err) from err
+    limits = ServeLimits(**{f.name: getattr(args, f.name) for f in fields(ServeLimits)})
+    serve_checkpoint(args.checkpoint, host=args.host, port=args.port, limits=limits, device=args.device)
+    return 0
+
+
+def add_serve(sub) -> None:
+    from dataclasses import fields
+
+    from videoseq.serve.limits import ServeLimits
+
+    p = sub.add_parser("serve", help="an HTTP API and a browser page for a model: uploads and live webcam",
+                       description="example: videoseq serve demo_out/run/best.pt, then open http://127.0.0.1:8000/ "
+                       "(API: POST /v1/predict, WS /v1/stream, GET /v1/model, /healthz, /metrics; "
+                       "curl -F file=@clip.mp4 'http://127.0.0.1:8000/v1/predict?window=2&stride=1')")
+    p.add_argument("checkpoint", help=".pt checkpoint or exported .onnx (streams need the --streaming parts)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--device", default="auto")
+    for f in fields(ServeLimits):
+        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
+                       help=f"{f.metadata['help']} (default {f.default})")
+    p.set_defaults(func=cmd_serve)
+
+
 def add_bench(sub) -> None:
     from videoseq.bench import BENCH_KINDS
 
@@ -402,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"videoseq {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (add_train, add_eval, add_predict, add_synth, add_demo, add_prepare, add_doctor, add_features,
-                add_metrics, add_compare, add_export, add_bench):
+                add_metrics, add_compare, add_export, add_bench, add_serve):
         add(sub)
     return parser
 

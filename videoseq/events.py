@@ -16,6 +16,7 @@ Worked example (threshold 0.5, smooth 1, min_duration 0.2): top-1 scores of
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,3 +104,15 @@ class EventDetector:
             return []
         self.last_end = end_s
         return [GestureEvent(label, start_s, end_s, start_frame, end_frame, peak)]
+
+
+def detect_events(classes: list[str], steps: Iterable[tuple[float, int, np.ndarray]],
+                  options: EventOptions) -> list[GestureEvent]:
+    """Every event of a finished sequence of ``(time_s, index, probabilities (C,))`` steps.
+
+    The same :class:`EventDetector` as a live stream, fed every step and flushed at
+    the end (``videoseq serve`` merges sliding windows into segments with it).
+    """
+    detector = EventDetector(classes, options)
+    events = [event for time_s, index, probs in steps for event in detector.update(time_s, index, probs)]
+    return events + detector.flush()

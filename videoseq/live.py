@@ -100,17 +100,14 @@ class StepLog:
             cells = [v for label, score in top for v in (label, round(score, 6))]
             self._csv_row(["step", round(time_s, 3), frame, "", ""] + cells)
         if self.jsonl:
-            self._json({"kind": "step", "time_s": round(time_s, 3), "frame": frame,
-                        "topk": [{"label": label, "score": round(score, 6)} for label, score in top]})
+            self._json({"kind": "step", "time_s": round(time_s, 3), "frame": frame, "topk": topk_records(top)})
 
     def event(self, event: GestureEvent) -> None:
         if self.csv:
             self._csv_row(["event", round(event.start_s, 3), event.start_frame, round(event.end_s, 3),
                            event.end_frame, event.label, round(event.peak, 6)] + ["", ""] * (self.k - 1))
         if self.jsonl:
-            self._json({"kind": "event", "label": event.label, "start_s": round(event.start_s, 3),
-                        "end_s": round(event.end_s, 3), "start_frame": event.start_frame,
-                        "end_frame": event.end_frame, "peak": round(event.peak, 6)})
+            self._json({"kind": "event", **event_record(event)})
 
     def _csv_row(self, row: list) -> None:
         self.csv.writerow(safe_row(row))
@@ -123,6 +120,17 @@ class StepLog:
     def close(self) -> None:
         for handle in self.files:
             handle.close()
+
+
+def topk_records(top: list[tuple[str, float]]) -> list[dict]:
+    """``[{"label": ..., "score": ...}]`` as JSON lines and the WebSocket stream write them."""
+    return [{"label": label, "score": round(score, 6)} for label, score in top]
+
+
+def event_record(event: GestureEvent) -> dict:
+    """One gesture event as JSON lines and the WebSocket stream write it."""
+    return {"label": event.label, "start_s": round(event.start_s, 3), "end_s": round(event.end_s, 3),
+            "start_frame": event.start_frame, "end_frame": event.end_frame, "peak": round(event.peak, 6)}
 
 
 def annotate(image: np.ndarray, top: list[tuple[str, float]], fps: float) -> np.ndarray:
@@ -243,16 +251,28 @@ def _close_stream(src: FrameSource, detector: EventDetector | None, log: StepLog
 def _step(predictor: Predictor, frame: Frame, k: int, log: StepLog, detector: EventDetector | None,
           summary: StreamSummary) -> list[tuple[str, float]] | None:
     """One frame through the model; logs the step and any closed event. The top-k, or None."""
-    probs = predictor.step(frame.image, frame.time_s)
-    if probs is None:
+    top, events = step_frame(predictor, frame.image, frame.time_s, frame.index, k, detector)
+    if top is None:
         return None
     summary.steps += 1
-    top = topk(probs, predictor.classes, k)
     log.step(frame.time_s, frame.index, top)
-    for event in detector.update(frame.time_s, frame.index, probs) if detector else []:
+    for event in events:
         log.event(event)
         summary.events += 1
     return top
+
+
+def step_frame(predictor: Predictor, image: np.ndarray, time_s: float | None, index: int, k: int,
+               detector: EventDetector | None) -> tuple[list[tuple[str, float]] | None, list[GestureEvent]]:
+    """One uint8 RGB frame ``(H, W, 3)`` through ``Predictor.step``: its top-k (None: no prediction
+    yet, or the clock skipped the frame) and the events it closed. ``predict --stream`` and the
+    WebSocket stream of ``videoseq serve`` both run their frames through here.
+    """
+    probs = predictor.step(image, time_s)
+    if probs is None:
+        return None, []
+    events = detector.update(time_s, index, probs) if detector else []
+    return topk(probs, predictor.classes, k), events
 
 
 def stream_to_outputs(checkpoint: str, source: str, options: StreamOptions, device: str = "auto") -> int:

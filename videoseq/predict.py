@@ -8,6 +8,7 @@ the other files are still processed.
 
 from __future__ import annotations
 
+import copy
 import glob
 import sys
 from collections.abc import Iterator
@@ -136,6 +137,13 @@ class Predictor:
         """Start a new stream: empty feature buffer, frame clock for ``source_fps``."""
         self.clock = FrameClock(self.stream_interval(source_fps))
         self.ring = FeatureRing(self.clip_len)
+        self.frames_kept = 0  # frames of this stream that entered the model
+
+    def stream_copy(self, source_fps: float | None = None) -> Predictor:
+        """The same model (shared, not copied) with a stream state of its own: one per live connection."""
+        other = copy.copy(self)
+        other.reset_stream(source_fps)
+        return other
 
     @torch.no_grad()
     def step_logits(self, frame: np.ndarray, time_s: float | None = None) -> torch.Tensor | None:
@@ -147,6 +155,7 @@ class Predictor:
         """
         if not self.clock.take(time_s):
             return None
+        self.frames_kept += 1
         x = self.prepare(frame[None, None])[0]  # (1, 3, S, S)
         self.ring.push(self.model.forward_frames(x))  # (1, D) or (1, D, h, w)
         if not self.ring.full:
@@ -237,31 +246,49 @@ def prediction_rows(
     result = PredictionRows(header, [])
     for path in tqdm(expand_sources(sources), desc="predict", dynamic_ncols=True):
         try:
-            if window:
-                spans = [(s, e, clip[None]) for s, e, clip in predictor.window_clips(path, window, stride or window)]
-            else:
-                spans = [(None, None, predictor.read_views(path))]
-            cells = [_prediction_cells(predictor, clips, k, beam) for _, _, clips in spans]
+            spans = list(predict_spans(predictor, path, window=window, stride=stride, beam=beam))
         except VideoDecodeError as err:
             print(f"error: {err}", file=sys.stderr)
             result.rows.append([path] + [""] * (len(header) - 2) + [str(err)])
             result.failures += 1
             continue
-        for (start, end, _), row in zip(spans, cells):
-            times = [round(start, 3), round(end, 3)] if window else []
-            result.rows.append([path] + times + row + [""])
+        for span in spans:
+            times = [round(span.start_s, 3), round(span.end_s, 3)] if window else []
+            result.rows.append([path] + times + _prediction_cells(span, predictor.classes, k) + [""])
     return result
 
 
-def _prediction_cells(predictor: Predictor, clips: np.ndarray, k: int, beam: int | None) -> list:
-    """Top-k label/score cells (mean over the views ``(V, T, H, W, 3)``) and the caption of the first view."""
-    cells: list = []
-    if k:
-        scores = predictor.predict_clips(clips).mean(0)
-        cells += [v for label, score in topk(scores, predictor.classes, k) for v in (label, round(score, 6))]
-    if predictor.captions:
-        cells.append(predictor.caption_clip(clips[0], beam))
-    return cells
+@dataclass(frozen=True)
+class SpanPrediction:
+    """A whole video (``start_s`` / ``end_s`` None) or one window of it."""
+
+    start_s: float | None
+    end_s: float | None
+    scores: np.ndarray | None  # (C,) probabilities, mean over the views; None for a model that only captions
+    caption: str | None = None  # of the first view, for caption models
+
+
+def predict_spans(predictor: Predictor, path: str | Path, *, window: float | None = None,
+                  stride: float | None = None, beam: int | None = None) -> Iterator[SpanPrediction]:
+    """The whole video (its test views) or, with ``window`` seconds, one span per window every ``stride`` s.
+
+    ``videoseq predict`` and ``videoseq serve`` compute their numbers here. Raises
+    ``VideoDecodeError`` for a file that cannot be read.
+    """
+    if window:
+        spans = ((s, e, clip[None]) for s, e, clip in predictor.window_clips(path, window, stride or window))
+    else:
+        spans = iter([(None, None, predictor.read_views(path))])
+    for start, end, clips in spans:  # clips: (V, T, H, W, 3)
+        scores = predictor.predict_clips(clips).mean(0) if predictor.classifies else None
+        caption = predictor.caption_clip(clips[0], beam) if predictor.captions else None
+        yield SpanPrediction(start, end, scores, caption)
+
+
+def _prediction_cells(span: SpanPrediction, classes: list[str], k: int) -> list:
+    """Top-k label/score cells and the caption cell of one span."""
+    cells = [v for label, score in topk(span.scores, classes, k) for v in (label, round(score, 6))] if k else []
+    return cells + ([span.caption] if span.caption is not None else [])
 
 
 def predict_to_csv(

@@ -1,7 +1,7 @@
 """Benchmarks behind ``videoseq bench KIND``; one entry per kind in :data:`BENCH_KINDS`.
 
 Each kind lives in its own module (``bench/stream.py``, ``loader.py``, ``train.py``,
-``heads.py``, ``captions.py``, ``decoders.py``), imported only when that kind runs:
+``heads.py``, ``captions.py``, ``decoders.py``, ``serve.py``), imported only when that kind runs:
 this registry names the kinds and their arguments and imports nothing heavy, so
 building the command line costs no torch import.
 
@@ -129,6 +129,28 @@ def _decord_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("example: videoseq bench serve demo_out/run/best.pt (8 clients x 25 uploads + 4 streams for "
+                     "30 s, all on 127.0.0.1)")
+    p.add_argument("model", help="checkpoint .pt or exported .onnx to serve")
+    p.add_argument("--clients", type=int, default=8, help="upload clients at once")
+    p.add_argument("--uploads", type=int, default=25, help="uploads per client, one after another")
+    p.add_argument("--streams", type=int, default=4, help="webcam-like WebSocket streams")
+    p.add_argument("--seconds", type=float, default=30.0, help="how long each stream sends")
+    p.add_argument("--stream-fps", type=float, default=30.0, help="frames per second each stream sends")
+    p.add_argument("--workers", type=int, default=0, help="the server's model threads (0: its default)")
+
+
+def _serve_run(args: argparse.Namespace) -> int:
+    from videoseq.serve import missing_extra
+
+    try:
+        from videoseq.bench.serve import bench_serve
+    except ImportError as err:
+        raise missing_extra("videoseq bench serve", err) from err
+    return bench_serve(args)
+
+
 BENCH_KINDS: dict[str, BenchKind] = {
     "stream": BenchKind("streaming vs window re-run per frame, decoding included", _stream_arguments, _stream_run),
     "loader": BenchKind("clips/s: our loader vs decord ceiling, PyAV and OpenCV decode-all, frame cache; RSS",
@@ -141,4 +163,6 @@ BENCH_KINDS: dict[str, BenchKind] = {
                           _captions_arguments, _captions_run),
     "decord": BenchKind("decode speed of sparse clips: decord beside OpenCV (compares two saved runs)",
                         _decord_arguments, _decord_run),
+    "serve": BenchKind("load test of videoseq serve on loopback: concurrent uploads and webcam streams",
+                       _serve_arguments, _serve_run),
 }
