@@ -104,7 +104,7 @@ def test_race_times_every_reader_and_r3d_takes_our_clip_layout():
 
 
 def test_every_bench_kind_is_a_subcommand_of_bench():
-    assert set(BENCH_KINDS) == {"stream", "loader", "train", "heads", "captions", "decord", "serve"}
+    assert set(BENCH_KINDS) == {"stream", "loader", "train", "heads", "captions", "decord", "serve", "motion"}
     args = build_parser().parse_args(["bench", "serve", "best.pt", "--clients", "2", "--seconds", "5"])
     assert args.func is BENCH_KINDS["serve"].run and (args.clients, args.seconds, args.streams) == (2, 5.0, 4)
     args = build_parser().parse_args(["bench", "loader", "--clips", "3", "--rss-clips", "10"])
@@ -147,3 +147,40 @@ def test_bench_serve_reports_uploads_streams_drops_and_memory(tiny_run, capsys):
     assert 30 <= sent <= 42 and answered > 0 and answered + dropped == sent
     start, end = map(float, re.search(r"server RSS: (\d+) MB at start, (\d+) MB at end", out).groups())
     assert 0 < start <= end * 1.5
+
+
+def test_motion_rows_differ_only_in_input_and_shift_and_load_with_the_shipped_config():
+    from videoseq.bench import motion
+    from videoseq.config import load_config
+
+    configs = {row: load_config(motion.CONFIG, settings) for row, settings in motion.ROWS.items()}
+    assert {row: (c.data.modality, c.model.temporal_shift) for row, c in configs.items()} == {
+        "rgb": ("rgb", None), "rgbdiff": ("rgbdiff", None), "flow": ("flow", None),
+        "tsm_rgb": ("rgb", "bidirectional"), "tsm_flow": ("flow", "bidirectional")}
+    models = {(c.model.backbone, c.model.stage, c.model.head, c.train.epochs) for c in configs.values()}
+    assert models == {("resnet18", "layer2", "gru", configs["rgb"].train.epochs)}  # the demo's model, one budget
+    assert set(motion.FUSION) <= set(motion.ROWS)
+
+
+def test_the_motion_rotation_holds_every_source_out_twice():
+    from collections import Counter
+    from pathlib import Path
+
+    from videoseq.bench import motion
+    from videoseq.camera_motion import REAL_SOURCES
+
+    held_out = Counter(name for pair in motion.ROTATION for name in pair)
+    assert held_out == {Path(name).stem: 2 for name in REAL_SOURCES}
+    assert all(len(set(pair)) == 2 for pair in motion.ROTATION)
+
+
+def test_the_motion_table_prints_every_split_and_the_mean(capsys):
+    from videoseq.bench.motion import print_table
+
+    row = {"top1": 0.5, "train_wall_s": 100.0, "train_cpu_s": 90.0}
+    results = {"a+b": {"rgb": row, "flow": dict(row, top1=0.9)}, "c+d": {"rgb": row, "flow": dict(row, top1=0.7)}}
+    print_table(results, {"rgb": 4.0, "rgbdiff": 4.5, "flow": 14.0})
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "a+b" in lines[0] and "c+d" in lines[0] and "mean" in lines[0]
+    flow = next(line for line in lines if line.startswith("flow")).split()
+    assert flow[1:4] == ["0.900", "0.700", "0.800"] and flow[-1] == "10.0"

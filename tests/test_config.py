@@ -25,7 +25,7 @@ def test_every_shipped_config_describes_a_model_that_runs_on_its_clips(path, tmp
     assert isinstance(model.head, HEADS[config.model.head]) and model.backbone.spatial == model.head.spatial
     if config.model.stage:
         assert model.backbone.stage == config.model.stage
-    clips = torch.randn(2, config.data.frames, 3, 64, 64)  # the config's clip length, small frames
+    clips = torch.randn(2, config.data.frames, config.data.input_channels(), 64, 64)  # the clip length, small frames
     with torch.no_grad():
         if config.model.task != "caption":
             logits = model(clips)

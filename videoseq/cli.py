@@ -75,6 +75,16 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_synth_camera(args: argparse.Namespace) -> int:
+    from videoseq.camera_motion import write_camera_motion_clips, write_split_manifest
+
+    clips = write_camera_motion_clips(args.out, args.sources, per_class=args.per_class, frames=args.frames,
+                                      size=args.size, seed=args.seed)
+    manifest = write_split_manifest(args.out, args.out, clips, args.test_sources, val_every=args.val_every)
+    print(f"wrote camera-motion clips of {len(clips)} sources and {manifest} (test: {', '.join(args.test_sources)})")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from videoseq.demo import run_demo
 
@@ -356,6 +366,22 @@ def add_synth(sub) -> None:
     g.add_argument("--captions", action="store_true",
                    help="also write captions.csv and manifest.csv (one row per reference caption)")
     g.set_defaults(func=cmd_synth)
+    c = kinds.add_parser("camera-motion", help="clips of real videos seen through a panning, tilting, zooming, "
+                         "rotating or still crop window, split by source video",
+                         description="example: videoseq synth camera-motion data/camera ../shared/videos/vtest.avi "
+                         "../shared/videos/box.mp4 ../shared/videos/Megamind.avi --test-sources Megamind; then "
+                         "videoseq train configs/motion.yaml --set data.manifest=data/camera/manifest.csv")
+    c.add_argument("out")
+    c.add_argument("sources", nargs="+", help="real video files to cut the clips from")
+    c.add_argument("--test-sources", nargs="+", required=True,
+                   help="file stems of the sources whose clips are the test split")
+    c.add_argument("--per-class", type=int, default=24, help="clips per class per source")
+    c.add_argument("--frames", type=int, default=20)
+    c.add_argument("--size", type=int, default=96)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--val-every", type=int, default=8,
+                   help="every N-th clip of a training source goes to val (0: none)")
+    c.set_defaults(func=cmd_synth_camera)
 
 
 def add_demo(sub) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from videoseq.flow import FLOW_METHODS, MODALITIES, MOTION_MEAN, MOTION_STD, modality_channels
 from videoseq.prepare import FORMATS
 from videoseq.prepare.common import UCF_GROUP_PATTERN
 from videoseq.sampling import SAMPLING_METHODS, SHORT_POLICIES
@@ -21,6 +22,8 @@ from videoseq.sampling import SAMPLING_METHODS, SHORT_POLICIES
 AMP_CHOICES = (True, False, "bf16", "fp16")
 DATA_FORMATS = ("manifest", *FORMATS)  # a manifest CSV, or a dataset root read by one of the formats
 TASKS = ("classify", "caption", "both")
+TEMPORAL_SHIFTS = (None, "bidirectional", "online")
+SHIFT_PLACEMENTS = ("residual", "inplace")
 
 
 class ConfigError(ValueError):
@@ -73,9 +76,15 @@ class DataConfig:
     # resized uint8 frames instead of decoded; same samplers and transforms
     persistent_workers: bool = False  # keep DataLoader workers alive across epochs
     prefetch_factor: int | None = None  # batches each worker loads ahead (PyTorch's default: 2)
+    modality: str = "rgb"  # rgb | flow | rgbdiff: what the backbone sees at each time step (videoseq/flow.py)
+    flow_method: str = "dis_fast"  # dis_ultrafast | dis_fast | dis_medium | farneback | tvl1 (opencv-contrib)
+    flow_bound: float = 20.0  # flow clipped to [-bound, bound] px (of the flow_size frames), quantised to uint8
+    flow_stack: int = 1  # L: flow fields (or RGB differences) stacked per time step, each data.stride frames apart
+    flow_size: int | None = None  # short side the frames are resized to for flow (None: the eval resize of size)
 
     def __post_init__(self) -> None:
         _check_choice("data.format", self.format, DATA_FORMATS)
+        self._check_motion()
         _check_choice("data.sampling", self.sampling, SAMPLING_METHODS)
         _check_choice("data.short_video", self.short_video, SHORT_POLICIES)
         _check_choice("data.on_error", self.on_error, ("skip", "raise"))
@@ -103,6 +112,28 @@ class DataConfig:
         if self.prefetch_factor is not None:
             _check_positive("data.prefetch_factor", self.prefetch_factor)
 
+    def _check_motion(self) -> None:
+        _check_choice("data.modality", self.modality, MODALITIES)
+        _check_choice("data.flow_method", self.flow_method, FLOW_METHODS)
+        _check_positive("data.flow_bound", self.flow_bound)
+        for key in ("flow_stack",) + (("flow_size",) if self.flow_size is not None else ()):
+            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
+                raise ConfigError(f"data.{key}: must be an integer >= 1, got {getattr(self, key)!r}")
+        if self.modality != "rgb" and self.features:
+            raise ConfigError(f"data.features with data.modality={self.modality}: a feature cache stores RGB "
+                              "features; train the motion model end to end (drop data.features)")
+
+    def input_channels(self) -> int:
+        """Channels of one time step of a clip: 3 for RGB, 2 per flow field, 3 per RGB difference."""
+        return modality_channels(self.modality, self.flow_stack)
+
+    def input_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """Per-channel mean and std of the motion images (None for RGB: the backbone's own)."""
+        if self.modality == "rgb":
+            return None
+        channels = self.input_channels()
+        return (MOTION_MEAN,) * channels, (MOTION_STD,) * channels
+
 
 @dataclass
 class ModelConfig:
@@ -119,8 +150,16 @@ class ModelConfig:
     decoder: dict[str, Any] = field(default_factory=dict)  # caption decoder: cell (gru|lstm), embed, hidden,
     # attention, dropout, class_posterior (task both: the decoder reads the class head's posterior), spatial
     # (attend over every position of every frame's feature map, not over whole frames)
+    temporal_shift: str | None = None  # null | bidirectional (offline) | online (past only, streams with a cache)
+    shift_fraction: float = 0.125  # channels shifted in each direction (TSM: 1/8)
+    shift_placement: str = "residual"  # residual (the residual branch of each block, TSM) | inplace (the block input)
 
     def __post_init__(self) -> None:
+        _check_choice("model.temporal_shift", self.temporal_shift, TEMPORAL_SHIFTS)
+        _check_choice("model.shift_placement", self.shift_placement, SHIFT_PLACEMENTS)
+        if not isinstance(self.shift_fraction, (int, float)) or not 0 < self.shift_fraction <= 0.5:
+            raise ConfigError(f"model.shift_fraction: must be in (0, 0.5] (TSM shifts 1/8 = 0.125 each way), "
+                              f"got {self.shift_fraction!r}")
         if not isinstance(self.head_args, dict):
             raise ConfigError("model.head_args: must be a mapping, e.g. {hidden: 256}")
         _check_choice("model.task", self.task, TASKS)

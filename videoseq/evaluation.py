@@ -43,6 +43,7 @@ from videoseq.metrics import (
     rank_classes,
     ranked_metrics,
 )
+from videoseq.modality import eval_preset, motion_input
 from videoseq.models.decoding import Decoding
 from videoseq.prepare import resolve_manifest
 from videoseq.report import write_html_report
@@ -50,7 +51,7 @@ from videoseq.runtime import available_workers, select_device
 from videoseq.sampling import ClipSampling
 from videoseq.tables import read_csv, write_csv
 from videoseq.text import Vocabulary
-from videoseq.transforms import EVAL_CROPS, ClipEvalPreset
+from videoseq.transforms import EVAL_CROPS
 
 TOPK = 5
 SCORE_DECIMALS = 6
@@ -207,7 +208,7 @@ class EvalRun:
         """A loader of ``temporal`` x ``crops`` test views of every video."""
         d, o = self.config.data, self.options
         dataset = ClipDataset(self.videos, clips=ClipSampling.from_data(d), train=False, views=temporal, crops=crops,
-                              transform=ClipEvalPreset(size=d.size, crops=crops), on_error="skip")
+                              transform=eval_preset(d, crops), motion=motion_input(d), on_error="skip")
         return make_loader(dataset, LoaderOptions(batch_size=o.batch_size, num_workers=o.workers(), timeout=d.timeout),
                            shuffle=False)
 

@@ -56,6 +56,9 @@ class Predictor:
 
     def __init__(self, model: VideoClassifier, config: Config, classes: list[str], device: torch.device,
                  vocab: Vocabulary | None = None) -> None:
+        if config.data.modality != "rgb":
+            raise ValueError(f"this model takes data.modality={config.data.modality} clips; predict and streaming "
+                             "read RGB frames only so far: score it with `videoseq eval CHECKPOINT --split test`")
         self.model = model.to(device).eval()
         self.config, self.classes, self.device, self.vocab = config, classes, device, vocab
         self.preset = ClipEvalPreset(size=config.data.size)

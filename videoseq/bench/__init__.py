@@ -1,7 +1,7 @@
 """Benchmarks behind ``videoseq bench KIND``; one entry per kind in :data:`BENCH_KINDS`.
 
 Each kind lives in its own module (``bench/stream.py``, ``loader.py``, ``train.py``,
-``heads.py``, ``captions.py``, ``decoders.py``, ``serve.py``), imported only when that kind runs:
+``heads.py``, ``captions.py``, ``decoders.py``, ``serve.py``, ``motion.py``), imported only when that kind runs:
 this registry names the kinds and their arguments and imports nothing heavy, so
 building the command line costs no torch import.
 
@@ -151,6 +151,34 @@ def _serve_run(args: argparse.Namespace) -> int:
     return bench_serve(args)
 
 
+MOTION_ROWS = ("rgb", "rgbdiff", "flow", "tsm_rgb", "tsm_flow", "fusion")
+MOTION_TEST_SOURCES = ("vtest", "Megamind")
+
+
+def _motion_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("example: nice -n 10 videoseq bench motion --out /tmp/bench_motion --rotate "
+                     "(camera-motion clips of the real sample videos, split by source video)")
+    p.add_argument("--out", default="/tmp/bench_motion", help="clips, runs and bench.json (finished runs are reused)")
+    p.add_argument("--config", help="the recipe (default: the shipped configs/motion.yaml)")
+    p.add_argument("--per-class", type=int, default=24, help="clips per class per source")
+    p.add_argument("--clip-frames", type=int, default=20)
+    p.add_argument("--clip-size", type=int, default=96)
+    p.add_argument("--test-sources", nargs=2, default=list(MOTION_TEST_SOURCES), help="file stems of the held-out pair")
+    p.add_argument("--rotate", action="store_true", help="every held-out pair of the rotation, not one")
+    p.add_argument("--rows", nargs="+", default=list(MOTION_ROWS), choices=MOTION_ROWS)
+    p.add_argument("--fusion-weights", nargs=2, type=float, default=[1.0, 1.5], metavar=("RGB", "FLOW"))
+    p.add_argument("--gestures", action="store_true", help="also train the rows on the synthetic gestures")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+
+
+def _motion_run(args: argparse.Namespace) -> int:
+    from videoseq.bench.motion import CONFIG, bench_motion
+
+    args.config = args.config or str(CONFIG)
+    bench_motion(args)
+    return 0
+
+
 BENCH_KINDS: dict[str, BenchKind] = {
     "stream": BenchKind("streaming vs window re-run per frame, decoding included", _stream_arguments, _stream_run),
     "loader": BenchKind("clips/s: our loader vs decord ceiling, PyAV and OpenCV decode-all, frame cache; RSS",
@@ -165,4 +193,6 @@ BENCH_KINDS: dict[str, BenchKind] = {
                         _decord_arguments, _decord_run),
     "serve": BenchKind("load test of videoseq serve on loopback: concurrent uploads and webcam streams",
                        _serve_arguments, _serve_run),
+    "motion": BenchKind("motion on unseen real footage: RGB, rgbdiff, flow, TSM and two-stream, split by source",
+                        _motion_arguments, _motion_run),
 }
