@@ -23,6 +23,7 @@ TESTED_IN = {
     "videoseq.models.backbones": "test_backbones.py", "videoseq.models.fx_cut": "test_backbones.py",
     "videoseq.models.classifier": "test_models.py",
     "videoseq.report": "test_evaluation.py",
+    "videoseq.models.fusion": "test_fusion.py",  # with videoseq.fusion: the fused model and its checkpoint
     # videoseq serve's rooms are tested through the app, with FastAPI's test client, as a client meets them:
     # uploads, parameters, limits and metrics over HTTP; the stream session over the WebSocket
     **{f"videoseq.serve.{room}": "test_serve.py" for room in ("app", "uploads", "params", "limits", "metrics")},

@@ -10,7 +10,7 @@ from videoseq.flow import MOTION_MEAN
 from videoseq.modality import eval_preset, motion_input, train_preset
 from videoseq.models.motion import shift_modules
 from videoseq.prepare import resolve_manifest
-from videoseq.transforms import ClipTrainPreset, MotionEvalPreset, MotionTrainPreset
+from videoseq.transforms import ClipTrainPreset, MotionEvalPreset, MotionTrainPreset, eval_resize
 
 
 @pytest.mark.parametrize("overrides,message", [
@@ -59,10 +59,22 @@ def test_flow_model_with_online_shift_trains_checkpoints_and_evaluates(gestures,
     assert report["failed_videos"] == 0 and np.isfinite(report["video"]["top1"])
 
 
-def test_predict_refuses_motion_checkpoints_with_a_pointer_to_eval(gestures, tmp_path):
+def test_predict_reads_motion_images_from_files_and_refuses_single_frames(gestures):
     from videoseq.models.build import build_model_from_config
     from videoseq.predict import Predictor
 
-    config = load_config(None, ["data.modality=flow", "model.stage=layer1"])
-    with pytest.raises(ValueError, match="videoseq eval"):
-        Predictor(build_model_from_config(config, 3), config, ["a", "b", "c"], torch.device("cpu"))
+    config = load_config(None, ["data.modality=flow", "model.stage=layer1", "data.frames=4", "data.size=32",
+                                "data.sampling=dense"])
+    torch.manual_seed(0)
+    model = build_model_from_config(config, 3)
+    predictor = Predictor(model, config, ["a", "b", "c"], torch.device("cpu"))
+    video = next((gestures / "videos").rglob("*.avi"))
+    views = predictor.read_views(video)
+    side = eval_resize(32)  # flow at the eval resize of the 32 px model, before the crop
+    assert views.shape == (1, 4, side, side, 2) and views.dtype == np.uint8
+    probs = predictor.predict_video(video)
+    with torch.no_grad():
+        expected = model(predictor.prepare(views)).softmax(1)[0].numpy()
+    assert probs.shape == (3,) and np.allclose(probs, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="takes 2 channels"):
+        predictor.predict_clip(np.zeros((4, 32, 32, 3), np.uint8))

@@ -27,6 +27,7 @@ from videoseq import __version__
 from videoseq.config import Config, config_from_dict, load_config
 from videoseq.models import VideoClassifier
 from videoseq.models.build import build_model_from_config
+from videoseq.models.fusion import fuse_models
 from videoseq.outputs import atomic_output
 
 CHECKPOINT_FORMAT = "videoseq-checkpoint-1"
@@ -117,11 +118,21 @@ def model_from_checkpoint(payload: dict[str, Any], path: str | Path = "checkpoin
     if config.model.captions and not payload.get("vocab"):
         raise CheckpointError(f"checkpoint {path} is a caption model (model.task={config.model.task}) "
                               "without a vocabulary")
-    model = build_model_from_config(config, len(payload["classes"]), pretrained=False,
-                                    vocab_size=len(payload.get("vocab") or []))
+    if "fusion" in payload:
+        model = fused_model(payload)
+    else:
+        model = build_model_from_config(config, len(payload["classes"]), pretrained=False,
+                                        vocab_size=len(payload.get("vocab") or []))
     load_weights(model, payload["model"], path)
     model.eval()
     return model, config
+
+
+def fused_model(payload: dict[str, Any]) -> VideoClassifier:
+    """The untrained model of a fused checkpoint (``videoseq fuse``): its streams, fused with their weights."""
+    configs = [config_from_dict(stream["config"]) for stream in payload["fusion"]["streams"]]
+    streams = [build_model_from_config(c, len(payload["classes"]), pretrained=False) for c in configs]
+    return fuse_models(streams, [c.data.input_channels() for c in configs], payload["fusion"]["weights"])
 
 
 def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:

@@ -305,6 +305,30 @@ def add_export(sub) -> None:
     p.set_defaults(func=cmd_export)
 
 
+def cmd_fuse(args: argparse.Namespace) -> int:
+    from videoseq.fusion import fuse_checkpoints
+    from videoseq.outputs import check_output
+
+    check_output(args.out, flag="--out", overwrite=args.overwrite, inputs=args.checkpoints)
+    weights = args.weights or [1.0] * len(args.checkpoints)
+    out = fuse_checkpoints(args.checkpoints, weights, args.out)
+    print(f"wrote {out}: {' + '.join(args.checkpoints)}, weights {' : '.join(f'{w:g}' for w in weights)}")
+    return 0
+
+
+def add_fuse(sub) -> None:
+    p = sub.add_parser("fuse", help="two-stream late fusion: one checkpoint of an RGB and a motion model",
+                       description="example: videoseq fuse runs/rgb/best.pt runs/flow/best.pt --weights 1 1.5 "
+                       "--out runs/fused.pt; then videoseq eval runs/fused.pt, videoseq predict runs/fused.pt "
+                       "clip.avi, videoseq export runs/fused.pt (the fused probability is the weighted mean of the "
+                       "streams' softmax; docs/motion.md)")
+    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="trained streams (e.g. RGB, then flow)")
+    p.add_argument("--weights", nargs="+", type=float, help="one per checkpoint (default: equal; TSN: 1 1.5)")
+    p.add_argument("--out", required=True, help="the fused checkpoint to write")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=cmd_fuse)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
@@ -463,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"videoseq {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (add_train, add_eval, add_predict, add_synth, add_demo, add_prepare, add_doctor, add_features,
-                add_metrics, add_compare, add_export, add_bench, add_serve):
+                add_metrics, add_compare, add_export, add_fuse, add_bench, add_serve):
         add(sub)
     return parser
 

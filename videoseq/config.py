@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from videoseq.flow import FLOW_METHODS, MODALITIES, MOTION_MEAN, MOTION_STD, modality_channels
+from videoseq.flow import FLOW_METHODS, MOTION_MEAN, MOTION_STD, modality_channels, modality_parts
 from videoseq.prepare import FORMATS
 from videoseq.prepare.common import UCF_GROUP_PATTERN
 from videoseq.sampling import SAMPLING_METHODS, SHORT_POLICIES
@@ -113,7 +113,10 @@ class DataConfig:
             _check_positive("data.prefetch_factor", self.prefetch_factor)
 
     def _check_motion(self) -> None:
-        _check_choice("data.modality", self.modality, MODALITIES)
+        try:
+            modality_parts(self.modality)
+        except ValueError as err:
+            raise ConfigError(f"data.modality: {err}") from None
         _check_choice("data.flow_method", self.flow_method, FLOW_METHODS)
         _check_positive("data.flow_bound", self.flow_bound)
         for key in ("flow_stack",) + (("flow_size",) if self.flow_size is not None else ()):

@@ -96,9 +96,7 @@ class ClipDataset(Dataset):
         if self.motion is None:
             return read(self.clip_indices(num_frames, view, rng))
         kept = shift_into_range(lambda n: self.clip_indices(n, view, rng), num_frames, self.motion.lookback)
-        table = self.motion.frame_table(kept)  # (T, L+1) frame indices
-        unique, rows = np.unique(table, return_inverse=True)
-        return self.motion(read(unique), rows.reshape(table.shape))  # (T, h, w, C)
+        return self.motion.read_clip(read, kept)  # (T, h, w, C)
 
     def to_tensor(self, clip: np.ndarray, label: int, seed: int, crop: int) -> tuple[torch.Tensor, int]:
         """The transformed clip as uint8 ``(T, C, H, W)`` and its label (a flip may swap it)."""

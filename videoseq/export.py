@@ -2,13 +2,15 @@
 
 Three parts can be written, each with a dynamic batch axis:
 
-- ``clip``: ``(B, T, 3, S, S)`` normalised frames -> logits ``(B, C)`` (always);
-- ``frames``: ``(B, 3, S, S)`` -> per-frame features ``(B, D)`` or ``(B, D, h, w)``;
+- ``clip``: ``(B, T, K, S, S)`` normalised frames -> logits ``(B, C)`` (always);
+- ``frames``: ``(B, K, S, S)`` -> per-frame features ``(B, D)`` or ``(B, D, h, w)``;
 - ``head``: the feature buffer ``(B, T, D[, h, w])`` -> logits ``(B, C)``.
 
 ``frames`` + ``head`` (``--streaming``) are what a stream needs: the backbone once
 per new frame, the head over the buffer. Next to ``OUT.onnx`` they are
-``OUT.frames.onnx`` and ``OUT.head.onnx``. Every file carries the resolved config,
+``OUT.frames.onnx`` and ``OUT.head.onnx``. ``K`` is the input's channels: 3 for RGB, those of
+the motion images otherwise, and for a fused two-stream model (``videoseq fuse``) the
+streams' channels side by side: one graph runs every stream and their fusion. Every file carries the resolved config,
 class names and normalisation (ONNX metadata ``videoseq``, a TorchScript extra
 file ``videoseq.json``), so ``videoseq predict OUT.onnx ...`` needs nothing else.
 Each export is run on a random batch of another size than the one traced (which
@@ -91,7 +93,7 @@ def part_paths(out: Path, fmt: str) -> dict[str, Path]:
 def example_inputs(model: VideoClassifier, config: Config, batch: int) -> dict[str, torch.Tensor]:
     """Random inputs of every part for a batch of ``batch``."""
     size, frames = config.data.size, config.data.frames
-    clip = torch.randn(batch, frames, 3, size, size)  # (B, T, 3, S, S)
+    clip = torch.randn(batch, frames, config.data.input_channels(), size, size)  # (B, T, K, S, S)
     with torch.no_grad():
         one = model.forward_frames(clip[:, 0])  # (B, D) or (B, D, h, w)
     return {"clip": clip, "frames": clip[:, 0].contiguous(), "head": torch.randn(batch, frames, *one.shape[1:])}

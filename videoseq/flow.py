@@ -40,11 +40,32 @@ MOTION_MEAN = ZERO_LEVEL / 255.0
 MOTION_STD = 0.226
 
 
+def modality_parts(modality: str) -> list[str]:
+    """The inputs a modality stacks on the channel axis: ``"rgb+flow"`` -> ``["rgb", "flow"]`` (a fused model's)."""
+    parts = str(modality).split("+")
+    if any(p not in MODALITIES for p in parts) or len(set(parts)) != len(parts):
+        raise ValueError(f"modality {modality!r} is not one of {list(MODALITIES)}, nor distinct ones joined by '+' "
+                         "(rgb+flow: the input of a fused two-stream model)")
+    return parts
+
+
+def part_channels(part: str, stack: int = 1) -> int:
+    return {"rgb": 3, "flow": 2 * stack, "rgbdiff": 3 * stack}[part]
+
+
 def modality_channels(modality: str, stack: int = 1) -> int:
-    """Input channels per time step: 3 for RGB, 2 per stacked field of flow, 3 per RGB difference."""
-    if modality not in MODALITIES:
-        raise ValueError(f"modality {modality!r} is not one of {list(MODALITIES)}")
-    return {"rgb": 3, "flow": 2 * stack, "rgbdiff": 3 * stack}[modality]
+    """Input channels per time step: 3 for RGB, 2 per stacked field of flow, 3 per RGB difference (summed over
+    the parts of ``rgb+flow``)."""
+    return sum(part_channels(p, stack) for p in modality_parts(modality))
+
+
+def flow_channels(modality: str, stack: int = 1) -> slice | None:
+    """Where the flow images are among a clip's channels (None: no flow)."""
+    parts = modality_parts(modality)
+    if "flow" not in parts:
+        return None
+    start = sum(part_channels(p, stack) for p in parts[: parts.index("flow")])
+    return slice(start, start + part_channels("flow", stack))
 
 
 def available_flow_methods() -> tuple[str, ...]:
@@ -156,6 +177,9 @@ def resize_short_side(frames: np.ndarray, short_side: int) -> np.ndarray:
 class MotionInput:
     """Turns decoded RGB frames into the modality's frames: flow or RGB-difference images.
 
+    ``rgb+flow`` (a fused model's input) stacks the kept frames themselves and their flow
+    on the channel axis, all at ``short_side``.
+
     ``short_side``: frames are first resized to this short side (flow vectors are in
     its pixels); ``bound``: flow clipping in px; ``stack``: fields per time step (L);
     ``step``: frames between the two frames of a field.
@@ -169,8 +193,8 @@ class MotionInput:
     method: str = "dis_fast"
 
     def __post_init__(self) -> None:
-        if self.modality not in ("flow", "rgbdiff"):
-            raise ValueError(f"MotionInput modality must be flow or rgbdiff, got {self.modality!r}")
+        if self.modality == "rgb" or modality_parts(self.modality) == ["rgb"]:
+            raise ValueError("MotionInput is for flow, rgbdiff or parts joined by '+' (rgb+flow), not rgb alone")
         if min(self.step, self.stack, self.short_side) < 1 or self.bound <= 0:
             raise ValueError(f"MotionInput needs step, stack, short_side >= 1 and bound > 0, got {self}")
         self.estimator = FlowEstimator(self.method)
@@ -187,10 +211,23 @@ class MotionInput:
     def frame_table(self, kept: np.ndarray) -> np.ndarray:
         return motion_frame_table(kept, self.step, self.stack)
 
+    def read_clip(self, read, kept: np.ndarray) -> np.ndarray:
+        """The images of kept frames ``(T,)`` through ``read(indices)`` (each frame read once): ``(T, h, w, C)``."""
+        table = self.frame_table(kept)  # (T, L+1) frame indices
+        unique, rows = np.unique(table, return_inverse=True)
+        return self(read(unique), rows.reshape(table.shape))
+
     def __call__(self, frames: np.ndarray, table: np.ndarray) -> np.ndarray:
         """Frames ``(N, H, W, 3)`` and a table ``(T, L+1)`` of rows into them -> uint8 ``(T, h, w, C)``."""
         frames = resize_short_side(frames, self.short_side)
-        if self.modality == "rgbdiff":
+        parts = [self.part_images(part, frames, table) for part in modality_parts(self.modality)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)  # (T, h, w, C)
+
+    def part_images(self, part: str, frames: np.ndarray, table: np.ndarray) -> np.ndarray:
+        """One part's images ``(T, h, w, C_part)``: the kept frames (rgb), their RGB differences or their flow."""
+        if part == "rgb":
+            return frames[table[:, -1]]
+        if part == "rgbdiff":
             fields = {pair: frames[pair[1]].astype(np.int16) - frames[pair[0]] for pair in _pairs(table)}
             quantize = quantize_difference
         else:
@@ -198,7 +235,7 @@ class MotionInput:
             fields = {pair: self.estimator(grey[pair[0]], grey[pair[1]]) for pair in _pairs(table)}
             quantize = lambda f: quantize_flow(f, self.bound)  # noqa: E731
         steps = [np.concatenate([fields[(a, b)] for a, b in zip(row[:-1], row[1:])], axis=-1) for row in table]
-        return quantize(np.stack(steps))  # (T, h, w, C)
+        return quantize(np.stack(steps))  # (T, h, w, C_part)
 
 
 def _pairs(table: np.ndarray) -> set[tuple[int, int]]:

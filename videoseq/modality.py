@@ -11,7 +11,7 @@ right under the geometry.
 from __future__ import annotations
 
 from videoseq.config import DataConfig
-from videoseq.flow import MotionInput
+from videoseq.flow import MotionInput, flow_channels
 from videoseq.transforms import (
     ClipEvalPreset,
     ClipTrainPreset,
@@ -29,8 +29,10 @@ def motion_input(d: DataConfig) -> MotionInput | None:
                        bound=d.flow_bound, method=d.flow_method)
 
 
-def _bound(d: DataConfig) -> float | None:
-    return d.flow_bound if d.modality == "flow" else None
+def _flow(d: DataConfig) -> dict:
+    """The flow settings of the motion presets: the bound and where the flow channels are (none: no flow)."""
+    where = flow_channels(d.modality, d.flow_stack)
+    return {} if where is None else {"flow_bound": d.flow_bound, "flow_channels": where}
 
 
 def train_preset(d: DataConfig, flip_swap: dict[int, int]) -> ClipTrainPreset | MotionTrainPreset:
@@ -39,11 +41,11 @@ def train_preset(d: DataConfig, flip_swap: dict[int, int]) -> ClipTrainPreset | 
         return ClipTrainPreset(size=d.size, crop_scale=d.crop_scale, color_jitter=d.color_jitter, flip=d.flip,
                                flip_swap=flip_swap)
     return MotionTrainPreset(size=d.size, crop_scale=d.crop_scale, flip=d.flip, flip_swap=flip_swap,
-                             flow_bound=_bound(d))
+                             **_flow(d))
 
 
 def eval_preset(d: DataConfig, crops: int = 1) -> ClipEvalPreset | MotionEvalPreset:
     """The evaluation transform of the modality (``crops``: 1 centre crop, or 3 along the long side)."""
     if d.modality == "rgb":
         return ClipEvalPreset(size=d.size, crops=crops)
-    return MotionEvalPreset(size=d.size, crops=crops, flow_bound=_bound(d))
+    return MotionEvalPreset(size=d.size, crops=crops, **_flow(d))

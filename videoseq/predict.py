@@ -21,6 +21,8 @@ from tqdm import tqdm
 
 from videoseq.checkpoint import ModelSource, open_source
 from videoseq.config import Config
+from videoseq.flow import shift_into_range
+from videoseq.modality import eval_preset, motion_input
 from videoseq.models import VideoClassifier
 from videoseq.models.decoding import Decoding
 from videoseq.runtime import select_device
@@ -28,7 +30,7 @@ from videoseq.sampling import ClipSampling, window_starts
 from videoseq.stream import FeatureRing, FrameClock, stream_interval
 from videoseq.tables import write_csv, write_rows
 from videoseq.text import Vocabulary
-from videoseq.transforms import ClipEvalPreset, clip_to_tensor, normalize_clip
+from videoseq.transforms import clip_to_tensor, normalize_clip
 from videoseq.video.decoder import (
     VideoDecodeError,
     VideoReader,
@@ -52,16 +54,17 @@ class Predictor:
     and ``model.forward_head``.
 
     ``classifies`` / ``captions`` say which the model can do (``model.task``).
+
+    A model of motion inputs (``data.modality`` flow, rgbdiff, or a fused model's
+    rgb+flow) reads its clips' images from the frames of the file (``read_views``,
+    windows); ``prepare`` then takes those images, not RGB frames.
     """
 
     def __init__(self, model: VideoClassifier, config: Config, classes: list[str], device: torch.device,
                  vocab: Vocabulary | None = None) -> None:
-        if config.data.modality != "rgb":
-            raise ValueError(f"this model takes data.modality={config.data.modality} clips; predict and streaming "
-                             "read RGB frames only so far: score it with `videoseq eval CHECKPOINT --split test`")
         self.model = model.to(device).eval()
         self.config, self.classes, self.device, self.vocab = config, classes, device, vocab
-        self.preset = ClipEvalPreset(size=config.data.size)
+        self.preset, self.motion = eval_preset(config.data), motion_input(config.data)
         self.clips = ClipSampling.from_data(config.data)
         stats = getattr(model, "backbone", model)  # an ONNX export carries mean/std itself
         self.mean, self.std = tuple(stats.mean), tuple(stats.std)
@@ -99,11 +102,17 @@ class Predictor:
         return self.config.data.frames
 
     def prepare(self, frames: np.ndarray) -> torch.Tensor:
-        """uint8 RGB ``(..., T, H, W, 3)`` -> normalised float ``(..., T, 3, S, S)`` on the device.
+        """uint8 ``(..., T, H, W, C)`` -> normalised float ``(..., T, C, S, S)`` on the device.
 
+        C is 3 (RGB frames), or the channels of the model's motion images (``read_views``).
         The eval preset resizes and centre-crops every frame alike, so one frame
         at a time gives the same pixels as the whole clip.
         """
+        channels = self.config.data.input_channels()
+        if frames.shape[-1] != channels:
+            raise ValueError(f"this model takes {channels} channels per frame (data.modality="
+                             f"{self.config.data.modality}), got {frames.shape[-1]}: give it video files "
+                             "(its motion images are computed from their frames), not single frames or images")
         lead = frames.shape[:-4]
         flat = frames.reshape(-1, *frames.shape[-4:])  # (V, T, H, W, 3)
         batch = torch.stack([clip_to_tensor(self.preset(clip, 0)[0]) for clip in flat])  # (V, T, 3, S, S)
@@ -175,9 +184,13 @@ class Predictor:
         return self.clips.views(num_frames, views or self.config.data.test_views)
 
     def read_views(self, path: str | Path, views: int | None = None) -> np.ndarray:
-        """The test views of a whole video, uint8 RGB ``(V, T, H, W, 3)``."""
+        """The test views of a whole video, uint8 ``(V, T, H, W, C)``: RGB frames, or the model's motion images."""
         with VideoReader(path) as reader:
-            indices = self.view_indices(reader.info.num_frames, views)  # (V, T)
+            num_frames = reader.info.num_frames
+            if self.motion is not None:  # kept frames with room for the frames their motion reads before them
+                indices = shift_into_range(lambda n: self.view_indices(n, views), num_frames, self.motion.lookback)
+                return np.stack([self.motion.read_clip(reader.read, kept) for kept in indices])
+            indices = self.view_indices(num_frames, views)  # (V, T)
             frames = reader.read(indices.reshape(-1))
         return frames.reshape(*indices.shape, *frames.shape[1:])
 
@@ -194,7 +207,8 @@ class Predictor:
                 length = min(size, info.num_frames - start)
                 indices = start + self.view_indices(length, 1)[0]
                 end = start + length
-                yield start / info.fps, end / info.fps, reader.read(indices)
+                clip = reader.read(indices) if self.motion is None else self.motion.read_clip(reader.read, indices)
+                yield start / info.fps, end / info.fps, clip
 
     def predict_windows(self, path: str | Path, window: float,
                         stride: float) -> Iterator[tuple[float, float, np.ndarray]]:

@@ -118,34 +118,45 @@ class MotionTrainPreset:
     """
 
     def __init__(self, *, size: int, crop_scale: Sequence[float] = (0.5, 1.0), flip: bool = True,
-                 flip_swap: dict[int, int] | None = None, flow_bound: float | None = None) -> None:
+                 flip_swap: dict[int, int] | None = None, flow_bound: float | None = None,
+                 flow_channels: slice = slice(None)) -> None:
         self.geometry = ClipTrainPreset(size=size, crop_scale=crop_scale, color_jitter=0, flip=flip,
                                         flip_swap=flip_swap)
-        self.size, self.flow_bound = size, flow_bound
+        self.size, self.flow_bound, self.flow_channels = size, flow_bound, flow_channels
 
     def __call__(self, clip: np.ndarray, label: int, seed: int) -> tuple[np.ndarray, int]:
         images, applied = self.geometry.apply(clip, seed)
         flipped = "HorizontalFlip" in applied
         if self.flow_bound is not None:
             x0, y0, x1, y1 = applied["RandomResizedCrop"]["crop_coords"]
-            images = rescale_flow(images, self.size / (x1 - x0), self.size / (y1 - y0), self.flow_bound)
-            images = negate_flow_x(images) if flipped else images
+            images = own_copy(images, clip)
+            flow = rescale_flow(images[..., self.flow_channels], self.size / (x1 - x0), self.size / (y1 - y0),
+                                self.flow_bound)
+            images[..., self.flow_channels] = negate_flow_x(flow) if flipped else flow
         return images, self.geometry.flip_swap.get(label, label) if flipped else label
 
 
 class MotionEvalPreset:
     """The eval preset on motion images: resize the short side (flow vectors scaled with it) and crop."""
 
-    def __init__(self, *, size: int, crops: int = 1, flow_bound: float | None = None) -> None:
+    def __init__(self, *, size: int, crops: int = 1, flow_bound: float | None = None,
+                 flow_channels: slice = slice(None)) -> None:
         self.geometry = ClipEvalPreset(size=size, crops=crops)
-        self.crops, self.flow_bound = crops, flow_bound
+        self.crops, self.flow_bound, self.flow_channels = crops, flow_bound, flow_channels
 
     def __call__(self, clip: np.ndarray, label: int, seed: int = 0, crop: int = 0) -> tuple[np.ndarray, int]:
         images, label = self.geometry(clip, label, seed, crop)
         if self.flow_bound is not None:
             scale = self.geometry.resize.max_size / min(clip.shape[1:3])
-            images = rescale_flow(images, scale, scale, self.flow_bound)
+            images = own_copy(images, clip)
+            images[..., self.flow_channels] = rescale_flow(images[..., self.flow_channels], scale, scale,
+                                                           self.flow_bound)
         return images, label
+
+
+def own_copy(images: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """``images``, copied if it shares memory with ``source`` (so writing into it leaves the caller's clip alone)."""
+    return images.copy() if np.shares_memory(images, source) else images
 
 
 def clip_to_tensor(clip: np.ndarray) -> torch.Tensor:

@@ -10,8 +10,9 @@ with the same recipe and budget (``configs/motion.yaml``: the demo's resnet18 cu
 layer2 + GRU, only the input and the temporal shift differ per row) on clips of three
 sources, and is scored after its last epoch on the clips of the two held-out sources
 (no checkpoint is chosen on them; the ``val`` split, from the training sources, is
-validated after the last epoch only). The two-stream row fuses the softmax scores
-of the RGB and the flow models, weights ``--fusion-weights`` (TSN: 1 : 1.5).
+validated after the last epoch only). The two-stream row is the fused checkpoint of the
+RGB and the flow models (``videoseq fuse``, weights ``--fusion-weights``; TSN: 1 : 1.5),
+scored through ``eval`` like the others.
 
 Prints the optical-flow methods' accuracy (end-point error against the window's exact
 flow over still frames) and cost, the loading cost of a clip per modality, and a table:
@@ -49,7 +50,7 @@ from videoseq.datasets import ClipDataset
 from videoseq.engine.trainer import fit
 from videoseq.evaluation import EvalOptions, open_eval
 from videoseq.flow import FlowEstimator, available_flow_methods, resize_short_side
-from videoseq.fusion import fuse_scores
+from videoseq.fusion import fuse_checkpoints
 from videoseq.manifest import read_manifest
 from videoseq.modality import eval_preset, motion_input
 from videoseq.resources import CONFIGS, shared_videos
@@ -142,11 +143,11 @@ def train_row(config: Config, run: Path) -> dict:
     return result
 
 
-def test_scores(run: Path, manifest: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax scores ``(N, C)`` of the last epoch's model on the test videos, and their labels."""
-    run_eval = open_eval(run / "last.pt", manifest, EvalOptions(split="test", device="cpu", num_workers=2))
+def test_top1(checkpoint: Path, manifest: Path) -> float:
+    """Top-1 of a checkpoint on the test videos of ``manifest`` (one clip per video)."""
+    run_eval = open_eval(checkpoint, manifest, EvalOptions(split="test", device="cpu", num_workers=2))
     result, _ = run_eval.evaluate_views(1, 1)
-    return result["video_scores"], result["video_labels"]
+    return float((result["video_scores"].argmax(1) == result["video_labels"]).mean())
 
 
 def run_rows(folder: Path, data: list[str], rows: list[str], args) -> dict[str, dict]:
@@ -155,19 +156,18 @@ def run_rows(folder: Path, data: list[str], rows: list[str], args) -> dict[str, 
     Each row's run is ``folder/ROW``; its test clips are those of ``data.manifest``, or of the manifest the
     run wrote (a dataset root).
     """
-    results, scores = {}, {}
+    results, manifest = {}, None
     for row in [r for r in rows if r in ROWS]:
         config = load_config(args.config, data + ROWS[row] + args.set)
         results[row] = train_row(config, folder / row)
         manifest = Path(config.data.manifest) if config.data.manifest else folder / row / "manifest.csv"
-        scores[row] = test_scores(folder / row, manifest)
-        results[row]["top1"] = float((scores[row][0].argmax(1) == scores[row][1]).mean())
+        results[row]["top1"] = test_top1(folder / row / "last.pt", manifest)
         print(f"{folder.name} {row}: test top-1 {results[row]['top1']:.3f} ({results[row]})")
-    if "fusion" in rows and all(r in scores for r in FUSION):
-        (rgb, labels), (flow, _) = scores[FUSION[0]], scores[FUSION[1]]
-        fused = fuse_scores([rgb, flow], args.fusion_weights)
-        results["fusion"] = {"top1": float((fused.argmax(1) == labels).mean()),
-                             **{k: sum(results[r][k] for r in FUSION) for k in ("train_wall_s", "train_cpu_s")}}
+    if "fusion" in rows and all(r in results for r in FUSION):
+        fused = fuse_checkpoints([folder / r / "last.pt" for r in FUSION], args.fusion_weights, folder / "fusion.pt")
+        results["fusion"] = {"top1": test_top1(fused, manifest),
+                             **{k: total([results[r][k] for r in FUSION]) for k in ("train_wall_s", "train_cpu_s")}}
+        print(f"{folder.name} fusion: test top-1 {results['fusion']['top1']:.3f} ({results['fusion']})")
     return results
 
 
@@ -190,6 +190,15 @@ def gestures_check(out: Path, rows: list[str], args) -> dict[str, dict]:
     return run_rows(out / "gestures_runs", settings, rows, args)
 
 
+def total(values: list[float | None]) -> float | None:
+    """The sum, or None when one of the values was not measured (a reused run without its CPU time)."""
+    return None if any(v is None for v in values) else sum(values)
+
+
+def seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
 def print_table(results: dict[str, dict[str, dict]], costs: dict[str, float]) -> None:
     """One row per model: test top-1 per held-out pair (and their mean), timings of the first pair, motion cost."""
     splits = list(results)
@@ -203,7 +212,7 @@ def print_table(results: dict[str, dict[str, dict]], costs: dict[str, float]) ->
         motion_ms = costs[MODALITY[row]] - costs["rgb"]  # computed per clip, beyond decoding
         mean = f"{np.mean(tops):8.3f}" if len(splits) > 1 else ""
         print(f"{row:9s} " + "".join(f"{t:{width}.3f}" for t in tops) + mean
-              + f"{first.get('train_wall_s', 0):14.0f}{first.get('train_cpu_s', 0):13.0f}{motion_ms:16.1f}")
+              + f"{seconds(first.get('train_wall_s')):>14s}{seconds(first.get('train_cpu_s')):>13s}{motion_ms:16.1f}")
 
 
 def bench_motion(args: argparse.Namespace) -> dict:

@@ -40,6 +40,9 @@ def build_model_from_config(config: Config, num_classes: int, *, pretrained: boo
 
 def add_motion(classifier: VideoClassifier, config: Config, *, pretrained: bool) -> None:
     """The backbone changes ``data.modality`` and ``model.temporal_shift`` ask for (``models/motion.py``)."""
+    if "+" in config.data.modality:
+        raise ValueError(f"data.modality={config.data.modality} is the input of a fused model, made from trained "
+                         "streams with `videoseq fuse`; train each stream with one modality (rgb, flow or rgbdiff)")
     stats = config.data.input_stats()
     if stats is not None:
         adapt_input(classifier.backbone, config.data.input_channels(), *stats, pretrained=pretrained)
