@@ -111,8 +111,9 @@ class Predictor:
         channels = self.config.data.input_channels()
         if frames.shape[-1] != channels:
             raise ValueError(f"this model takes {channels} channels per frame (data.modality="
-                             f"{self.config.data.modality}), got {frames.shape[-1]}: give it video files "
-                             "(its motion images are computed from their frames), not single frames or images")
+                             f"{self.config.data.modality}), got {frames.shape[-1]}: its motion images are "
+                             "computed from the frames of whole video files (predict without --stream, eval, "
+                             "serve uploads); single frames, images and streams give RGB frames only")
         lead = frames.shape[:-4]
         flat = frames.reshape(-1, *frames.shape[-4:])  # (V, T, H, W, 3)
         batch = torch.stack([clip_to_tensor(self.preset(clip, 0)[0]) for clip in flat])  # (V, T, 3, S, S)
