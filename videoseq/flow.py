@@ -227,15 +227,24 @@ class MotionInput:
         """One part's images ``(T, h, w, C_part)``: the kept frames (rgb), their RGB differences or their flow."""
         if part == "rgb":
             return frames[table[:, -1]]
-        if part == "rgbdiff":
-            fields = {pair: frames[pair[1]].astype(np.int16) - frames[pair[0]] for pair in _pairs(table)}
-            quantize = quantize_difference
-        else:
-            grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
-            fields = {pair: self.estimator(grey[pair[0]], grey[pair[1]]) for pair in _pairs(table)}
-            quantize = lambda f: quantize_flow(f, self.bound)  # noqa: E731
+        sources = {int(i): self.source(part, frames[i]) for i in np.unique(table)}
+        fields = {(a, b): self.field(part, sources[a], sources[b]) for a, b in _pairs(table)}
         steps = [np.concatenate([fields[(a, b)] for a, b in zip(row[:-1], row[1:])], axis=-1) for row in table]
-        return quantize(np.stack(steps))  # (T, h, w, C_part)
+        return np.stack(steps)  # (T, h, w, C_part)
+
+    def source(self, part: str, frame: np.ndarray) -> np.ndarray:
+        """What a field is computed from, one resized frame ``(h, w, 3)``: grey (flow) or int16 RGB (rgbdiff)."""
+        return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) if part == "flow" else frame.astype(np.int16)
+
+    def field(self, part: str, earlier: np.ndarray, later: np.ndarray) -> np.ndarray:
+        """One quantised field between two sources: uint8 ``(h, w, 2)`` flow or ``(h, w, 3)`` RGB difference.
+
+        Clips (``part_images``), streams (``stream.MotionStream``) and the frame cache all
+        compute their fields here.
+        """
+        if part == "flow":
+            return quantize_flow(self.estimator(earlier, later), self.bound)
+        return quantize_difference(later - earlier)
 
 
 def _pairs(table: np.ndarray) -> set[tuple[int, int]]:

@@ -278,6 +278,7 @@ def step_frame(predictor: Predictor, image: np.ndarray, time_s: float | None, in
 def stream_to_outputs(checkpoint: str, source: str, options: StreamOptions, device: str = "auto") -> int:
     """The ``predict --stream`` command: run, print the summary; exit status 0, 1 (source failed) or 130."""
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    predictor.check_streamable()
     summary = run_stream(predictor, source, options)
     print(summary.line())
     for path in (options.csv, options.jsonl, options.save_video):

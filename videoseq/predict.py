@@ -9,6 +9,7 @@ the other files are still processed.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import glob
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from videoseq.checkpoint import ModelSource, open_source
@@ -25,9 +27,10 @@ from videoseq.flow import shift_into_range
 from videoseq.modality import eval_preset, motion_input
 from videoseq.models import VideoClassifier
 from videoseq.models.decoding import Decoding
+from videoseq.models.motion import shift_modules
 from videoseq.runtime import select_device
 from videoseq.sampling import ClipSampling, window_starts
-from videoseq.stream import FeatureRing, FrameClock, stream_interval
+from videoseq.stream import FeatureRing, FrameClock, MotionStream, stream_interval
 from videoseq.tables import write_csv, write_rows
 from videoseq.text import Vocabulary
 from videoseq.transforms import clip_to_tensor, normalize_clip
@@ -57,7 +60,10 @@ class Predictor:
 
     A model of motion inputs (``data.modality`` flow, rgbdiff, or a fused model's
     rgb+flow) reads its clips' images from the frames of the file (``read_views``,
-    windows); ``prepare`` then takes those images, not RGB frames.
+    windows); ``prepare`` then takes those images, not RGB frames. ``step`` still takes
+    RGB frames: each kept frame's motion against the previous kept frame is computed
+    there (``stream.MotionStream``). With ``model.temporal_shift: online`` each step also
+    carries the shifted channels of the previous frame (``shift_cache``).
     """
 
     def __init__(self, model: VideoClassifier, config: Config, classes: list[str], device: torch.device,
@@ -151,10 +157,23 @@ class Predictor:
         self.clock = FrameClock(self.stream_interval(source_fps))
         self.ring = FeatureRing(self.clip_len)
         self.frames_kept = 0  # frames of this stream that entered the model
+        self.motion_stream = MotionStream(self.motion) if self.motion is not None else None
+        self.shift_cache: list[torch.Tensor] | None = None  # online temporal shift: the previous frame's channels
+
+    def check_streamable(self) -> None:
+        """A stream runs one frame at a time: a bidirectional temporal shift, which reads the next frame, cannot."""
+        if self.config.model.temporal_shift == "bidirectional" or "bidirectional" in shift_modes(self.model):
+            raise ValueError("this model has a bidirectional temporal shift (model.temporal_shift=bidirectional): "
+                             "each frame's features read the next frame, which a stream has not seen yet. Stream a "
+                             "model trained with model.temporal_shift=online, or predict whole files or --window "
+                             "spans without --stream")
 
     def stream_copy(self, source_fps: float | None = None) -> Predictor:
         """The same model (shared, not copied) with a stream state of its own: one per live connection."""
+        self.check_streamable()
         other = copy.copy(self)
+        if self.motion is not None:  # a flow estimator of its own: OpenCV's is not shared between threads
+            other.motion = dataclasses.replace(self.motion)
         other.reset_stream(source_fps)
         return other
 
@@ -166,11 +185,15 @@ class Predictor:
         buffer. None while the buffer fills or when the clock skips the frame
         (``time_s`` None: every frame is kept, the caller sets the pace).
         """
+        if self.frames_kept == 0:
+            self.check_streamable()
         if not self.clock.take(time_s):
             return None
         self.frames_kept += 1
-        x = self.prepare(frame[None, None])[0]  # (1, 3, S, S)
-        self.ring.push(self.model.forward_frames(x))  # (1, D) or (1, D, h, w)
+        image = frame if self.motion_stream is None else self.motion_stream.push(frame)  # (h, w, C)
+        x = self.prepare(image[None, None])[0]  # (1, C, S, S)
+        features, self.shift_cache = self.model.step_frames(x, self.shift_cache)  # (1, D) or (1, D, h, w)
+        self.ring.push(features)
         if not self.ring.full:
             return None
         return self.model.forward_head(self.ring.clip())[0].float()  # (C,)
@@ -216,6 +239,11 @@ class Predictor:
         """``(start_s, end_s, probabilities)`` for windows of ``window`` seconds every ``stride`` seconds."""
         for start, end, clip in self.window_clips(path, window, stride):
             yield start, end, self.predict_clip(clip)
+
+
+def shift_modes(model: object) -> set[str]:
+    """The temporal shift modes inside a PyTorch model (an ONNX export: none to see; its config says)."""
+    return {s.mode for s in shift_modules(model)} if isinstance(model, nn.Module) else set()
 
 
 def topk(scores: np.ndarray, classes: list[str], k: int) -> list[tuple[str, float]]:
