@@ -103,3 +103,65 @@ def test_streaming_an_onnx_export_without_its_parts_is_explained(tiny_run, tmp_p
     assert main(["export", str(tiny_run / "best.pt"), "--out", str(onnx_path)]) == 0
     assert main(["predict", str(onnx_path), str(shared_video("short_32frames.mp4")), "--stream"]) == 2
     assert "--streaming" in capsys.readouterr().err
+
+
+MOTION_EXPORTS = [("flow", None), ("rgb", "online"), ("flow", "online"), ("rgb", "bidirectional")]
+
+
+def write_motion_checkpoint(path, modality: str, shift: str | None, frames: int = 4, size: int = 64):
+    """A mobilenet + GRU checkpoint of ``modality`` inputs and ``shift``, BatchNorm statistics from data."""
+    from videoseq.models.backbones import reset_batchnorm_momentum
+    from videoseq.models.build import build_model_from_config
+
+    config = config_from_dict({
+        "data": {"frames": frames, "size": size, "sampling": "dense", "stride": 2, "modality": modality,
+                 "flow_size": 72},
+        "model": {"backbone": "mobilenet_v3_small", "head": "gru", "head_args": {"hidden": 16},
+                  "temporal_shift": shift, "shift_fraction": 0.25}})
+    torch.manual_seed(0)
+    model = build_model_from_config(config, 3, pretrained=False)
+    reset_batchnorm_momentum(model, None)
+    with torch.no_grad():
+        for _ in range(2):
+            model(torch.randn(4, frames, config.data.input_channels(), size, size))
+    return save_checkpoint(path, checkpoint_payload(model.eval(), config, ["a", "b", "c"]))
+
+
+@pytest.mark.parametrize("modality, shift", MOTION_EXPORTS, ids=[f"{m}-{s}" for m, s in MOTION_EXPORTS])
+def test_flow_and_temporal_shift_exports_match_pytorch(tmp_path, modality, shift):
+    ckpt = write_motion_checkpoint(tmp_path / "m.pt", modality, shift)
+    streaming = shift != "bidirectional"
+    checks = export_checkpoint(ckpt, fmt="onnx", streaming=streaming)
+    assert all(c.ok for c in checks), [c.line() for c in checks]
+    assert len(checks) == (3 if streaming else 1)
+    predictor = Predictor.from_checkpoint(ckpt, device="cpu")
+    clip = torch.randn(5, 4, predictor.config.data.input_channels(), 64, 64)
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"frames": clip.numpy()})[0]
+    with torch.no_grad():
+        expected = predictor.model(clip).numpy()
+    assert expected.std(0).max() > 1e-3
+    assert np.abs(got - expected).max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("modality", ["rgb", "flow"])
+def test_an_onnx_stream_keeps_the_online_shift_cache(tmp_path, modality, shared_video):
+    """The exported frames part takes and returns the shift cache: ONNX streams equal PyTorch streams."""
+    from videoseq.video.decoder import VideoReader
+
+    ckpt = write_motion_checkpoint(tmp_path / "m.pt", modality, "online")
+    export_checkpoint(ckpt, fmt="onnx", streaming=True)
+    with VideoReader(shared_video("vtest.avi")) as reader:
+        frames = reader.read(np.arange(0, 18, 2))
+    torch_stream, onnx_stream = (Predictor.from_checkpoint(p, device="cpu") for p in (ckpt, tmp_path / "m.onnx"))
+    steps = [(torch_stream.step_logits(f), onnx_stream.step_logits(f)) for f in frames]
+    steps = [(a, b) for a, b in steps if a is not None]
+    assert len(steps) == 6 and all(b is not None for _, b in steps)
+    assert max(torch.max(torch.abs(a - b)).item() for a, b in steps) <= TOLERANCE
+    assert torch.stack([a for a, _ in steps]).std(0).max() > 1e-3
+
+
+def test_a_bidirectional_shift_exports_no_streaming_parts(tmp_path):
+    ckpt = write_motion_checkpoint(tmp_path / "m.pt", "rgb", "bidirectional")
+    with pytest.raises(ValueError, match="bidirectional temporal shift.*temporal_shift=online"):
+        export_checkpoint(ckpt, fmt="onnx", streaming=True)

@@ -13,6 +13,10 @@ the motion images otherwise, and for a fused two-stream model (``videoseq fuse``
 streams' channels side by side: one graph runs every stream and their fusion. Every file carries the resolved config,
 class names and normalisation (ONNX metadata ``videoseq``, a TorchScript extra
 file ``videoseq.json``), so ``videoseq predict OUT.onnx ...`` needs nothing else.
+With an online temporal shift (``model.temporal_shift: online``) the frames part also takes
+the previous frame's shifted channels at every shift (``cache_0, ...``) and returns the new
+ones (``next_cache_0, ...``), so an ONNX stream keeps the cache too; the clip part runs the
+shift over the whole clip. A bidirectional shift exports its clip part only.
 Each export is run on a random batch of another size than the one traced (which
 also proves the batch axis is dynamic) and compared with PyTorch.
 """
@@ -33,6 +37,7 @@ from torch import nn
 from videoseq.checkpoint import load_checkpoint, model_from_checkpoint
 from videoseq.config import Config, config_from_dict
 from videoseq.models import VideoClassifier
+from videoseq.models.motion import shift_modules, step_frames
 
 EXPORT_FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
@@ -53,6 +58,30 @@ class FramesPart(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.backbone.forward_frames(frames)
+
+
+class StepFramesPart(nn.Module):
+    """One frame through an online-shift backbone: ``(B, K, S, S)`` and the previous frame's shifted channels
+    at every shift ``(B, fold, h, w)`` -> features and the new channels (``models.motion.step_frames``)."""
+
+    def __init__(self, model: VideoClassifier) -> None:
+        super().__init__()
+        self.backbone = model.backbone
+
+    def forward(self, frames: torch.Tensor, *cache: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        features, new = step_frames(self.backbone, frames, list(cache))
+        return (features, *new)
+
+
+class ClipFeaturesPart(nn.Module):
+    """The backbone over whole clips, ``(B, T, K, S, S)`` -> ``(B, T, D[, h, w])``: a temporal shift sees the clip."""
+
+    def __init__(self, model: VideoClassifier) -> None:
+        super().__init__()
+        self.backbone = model.backbone
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        return self.backbone(clip)
 
 
 class HeadPart(nn.Module):
@@ -90,13 +119,17 @@ def part_paths(out: Path, fmt: str) -> dict[str, Path]:
             for part in ("clip", "frames", "head")}
 
 
-def example_inputs(model: VideoClassifier, config: Config, batch: int) -> dict[str, torch.Tensor]:
-    """Random inputs of every part for a batch of ``batch``."""
+def example_inputs(model: VideoClassifier, config: Config, batch: int) -> dict[str, tuple[torch.Tensor, ...]]:
+    """Random inputs of every part for a batch of ``batch`` (the frames part: the frame, then any shift cache)."""
     size, frames = config.data.size, config.data.frames
     clip = torch.randn(batch, frames, config.data.input_channels(), size, size)  # (B, T, K, S, S)
+    online = {s.mode for s in shift_modules(model.backbone)} == {"online"}
     with torch.no_grad():
-        one = model.forward_frames(clip[:, 0])  # (B, D) or (B, D, h, w)
-    return {"clip": clip, "frames": clip[:, 0].contiguous(), "head": torch.randn(batch, frames, *one.shape[1:])}
+        one = model.forward_features(clip)[:, 0]  # (B, D) or (B, D, h, w)
+        cache = model.step_frames(clip[:, 0], None)[1] if online else []  # [(B, fold, h, w), ...]
+    cache = [torch.randn_like(c) for c in cache]
+    return {"clip": (clip,), "frames": (clip[:, 0].contiguous(), *cache),
+            "head": (torch.randn(batch, frames, *one.shape[1:]),)}
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *, fmt: str = "onnx",
@@ -110,17 +143,28 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *, 
     out = Path(out) if out else Path(checkpoint).with_suffix(SUFFIXES[fmt])
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = part_paths(out, fmt)
+    modes = {s.mode for s in shift_modules(model.backbone)}
+    if streaming and "bidirectional" in modes:
+        raise ValueError(f"{checkpoint}: --streaming with a bidirectional temporal shift: each frame reads the next "
+                         "frame, so the model cannot run frame by frame; export without --streaming, or train with "
+                         "model.temporal_shift=online")
     # eval() on the wrappers too: the exporter restores each module's own mode afterwards.
-    modules = {"clip": model, "frames": FramesPart(model).eval(), "head": HeadPart(model).eval()}
+    frames_part = StepFramesPart(model) if modes else FramesPart(model)
+    modules = {"clip": model, "frames": frames_part.eval(), "head": HeadPart(model).eval()}
     torch.manual_seed(0)
     traced, checked = example_inputs(model, config, batch=2), example_inputs(model, config, batch=3)
     meta = {part: metadata(config, payload, model, part) for part in modules}
     with tempfile.TemporaryDirectory() as tmp:
         if fmt == "onnx":
             parts = paths if streaming else part_paths(Path(tmp) / out.name, fmt)
-            for part in ("frames", "head"):
+            for part in ("frames", "head") if streaming or not modes else ("head",):
                 write_onnx(modules[part], traced[part], parts[part], meta[part])
-            write_onnx_clip(parts["frames"], parts["head"], traced, paths["clip"], meta["clip"])
+            if modes:  # the shift needs the clip: the backbone over whole clips, then the head
+                features = Path(tmp) / "features.onnx"
+                write_onnx(ClipFeaturesPart(model).eval(), traced["clip"], features, meta["clip"])
+                write_onnx_clip(features, parts["head"], traced, paths["clip"], meta["clip"], fold=False)
+            else:
+                write_onnx_clip(parts["frames"], parts["head"], traced, paths["clip"], meta["clip"])
         else:
             for part in ("clip", "frames", "head") if streaming else ("clip",):
                 write_torchscript(modules[part], traced[part], paths[part], meta[part])
@@ -133,16 +177,19 @@ def metadata(config: Config, payload: dict[str, Any], model: VideoClassifier, pa
                        "mean": list(model.backbone.mean), "std": list(model.backbone.std)})
 
 
-def write_onnx(module: nn.Module, example: torch.Tensor, path: Path, meta: str) -> None:
+def write_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path, meta: str) -> None:
     """TorchScript-based ONNX export (opset 17), dynamic batch, metadata stored in the file."""
     import onnx
 
     name_in = "features" if isinstance(module, HeadPart) else "frames"
-    name_out = "features" if isinstance(module, FramesPart) else "logits"
+    name_out = "logits" if isinstance(module, HeadPart) else "features"
+    caches = range(len(example) - 1)  # the shift cache of StepFramesPart
+    names_in = [name_in, *(f"cache_{i}" for i in caches)]
+    names_out = [name_out, *(f"next_cache_{i}" for i in caches)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and deprecation notes; the numeric check decides
-        torch.onnx.export(module, (example,), str(path), input_names=[name_in], output_names=[name_out],
-                          dynamic_axes={name_in: {0: "batch"}, name_out: {0: "batch"}},
+        torch.onnx.export(module, example, str(path), input_names=names_in, output_names=names_out,
+                          dynamic_axes={name: {0: "batch"} for name in names_in + names_out},
                           opset_version=ONNX_OPSET, dynamo=False)
     proto = onnx.load(str(path))
     set_metadata(proto, meta)
@@ -154,13 +201,14 @@ def set_metadata(proto: Any, meta: str) -> None:
     proto.metadata_props.add(key=METADATA_KEY, value=meta)
 
 
-def write_onnx_clip(frames_path: Path, head_path: Path, examples: dict[str, torch.Tensor], path: Path,
-                    meta: str) -> None:
+def write_onnx_clip(frames_path: Path, head_path: Path, examples: dict[str, tuple[torch.Tensor, ...]], path: Path,
+                    meta: str, fold: bool = True) -> None:
     """The clip model as ONNX: fold (B, T) -> frames part -> unfold -> head part, joined as graphs.
 
     Exporting the whole ``VideoClassifier`` in one trace bakes the traced batch into the
     recurrent heads' zero state (the exporter reads the intermediate feature shape as
     static), so the clip graph is assembled from the two parts, which export cleanly.
+    ``fold=False``: ``frames_path`` already maps whole clips to their features (``ClipFeaturesPart``).
     """
     import onnx
     from onnx import compose
@@ -168,13 +216,24 @@ def write_onnx_clip(frames_path: Path, head_path: Path, examples: dict[str, torc
     frames, head = onnx.load(str(frames_path)), onnx.load(str(head_path))
     for part in (frames, head):
         del part.metadata_props[:]  # each part's own; the clip gets its own below
-    clip_shape, head_shape = list(examples["clip"].shape[1:]), list(examples["head"].shape[1:])
+    if not fold:
+        model = compose.merge_models(frames, head, io_map=[("features", "features")], prefix1="clip/",
+                                     prefix2="head/")
+        rename_io(model, {"clip/frames": "frames", "head/logits": "logits"})
+        return save_onnx(model, meta, path)
+    clip_shape, head_shape = list(examples["clip"][0].shape[1:]), list(examples["head"][0].shape[1:])
     fold = reshape_model("frames", "folded", ["batch", *clip_shape], ["frames_batch", *clip_shape[1:]], frames)
     unfold = reshape_model("features", "unfolded", ["frames_batch", *head_shape[1:]], ["batch", *head_shape], frames)
     model = compose.merge_models(fold, frames, io_map=[("folded", "frames")], prefix1="fold/", prefix2="frames/")
     model = compose.merge_models(model, unfold, io_map=[("frames/features", "features")], prefix2="unfold/")
     model = compose.merge_models(model, head, io_map=[("unfold/unfolded", "features")], prefix2="head/")
     rename_io(model, {"fold/frames": "frames", "head/logits": "logits"})
+    save_onnx(model, meta, path)
+
+
+def save_onnx(model: Any, meta: str, path: Path) -> None:
+    import onnx
+
     set_metadata(model, meta)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
@@ -204,27 +263,31 @@ def rename_io(model: Any, names: dict[str, str]) -> None:
         node.output[:] = [names.get(n, n) for n in node.output]
 
 
-def write_torchscript(module: nn.Module, example: torch.Tensor, path: Path, meta: str) -> None:
+def write_torchscript(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path, meta: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        scripted = torch.jit.trace(module, (example,), check_trace=False)
+        scripted = torch.jit.trace(module, example, check_trace=False)
         torch.jit.save(scripted, str(path), _extra_files={"videoseq.json": meta})
 
 
 @torch.no_grad()
-def compare(module: nn.Module, path: Path, fmt: str, example: torch.Tensor) -> float:
-    """Max absolute difference between PyTorch and the exported file on ``example``."""
-    expected = module(example).numpy()
+def compare(module: nn.Module, path: Path, fmt: str, example: tuple[torch.Tensor, ...]) -> float:
+    """Max absolute difference between PyTorch and the exported file on ``example``, over every output."""
+    expected = as_arrays(module(*example))
     if fmt == "onnx":
         session = onnx_session(path)
-        got = session.run(None, {session.get_inputs()[0].name: example.numpy()})[0]
+        got = session.run(None, {i.name: x.numpy() for i, x in zip(session.get_inputs(), example)})
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit.load's deprecation note
-            got = torch.jit.load(str(path), map_location="cpu")(example).numpy()
-    if got.shape != expected.shape:
+            got = as_arrays(torch.jit.load(str(path), map_location="cpu")(*example))
+    if [g.shape for g in got] != [e.shape for e in expected]:
         return float("inf")
-    return float(np.max(np.abs(got - expected)))
+    return max(float(np.max(np.abs(g - e))) for g, e in zip(got, expected))
+
+
+def as_arrays(out: torch.Tensor | tuple[torch.Tensor, ...]) -> list[np.ndarray]:
+    return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
 
 
 _SESSIONS: dict[str, Any] = {}
@@ -255,23 +318,37 @@ class OnnxModel:
     def __init__(self, paths: dict[str, Path], mean: list[float], std: list[float]) -> None:
         self.paths, self.mean, self.std = paths, tuple(mean), tuple(std)
 
-    def _run(self, part: str, x: torch.Tensor) -> torch.Tensor:
+    def _run(self, part: str, *x: torch.Tensor) -> list[torch.Tensor]:
+        session = self._session(part)
+        feed = {i.name: t.detach().cpu().numpy().astype(np.float32) for i, t in zip(session.get_inputs(), x)}
+        return [torch.from_numpy(out) for out in session.run(None, feed)]
+
+    def _session(self, part: str) -> Any:
         path = self.paths[part]
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: streaming an ONNX model needs its frames and head parts; "
                                     f"write them with videoseq export CHECKPOINT --format onnx --streaming")
-        session = onnx_session(path)
-        out = session.run(None, {session.get_inputs()[0].name: x.detach().cpu().numpy().astype(np.float32)})[0]
-        return torch.from_numpy(out)
+        return onnx_session(path)
+
+    def step_frames(self, frames: torch.Tensor, cache: list[torch.Tensor] | None
+                    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """``VideoClassifier.step_frames``: features, and the online shift's cache when the frames part has one."""
+        inputs = self._session("frames").get_inputs()
+        if len(inputs) == 1:
+            return self.forward_frames(frames), None
+        if cache is None:  # a stream's first frame: zeros in place of the previous frame's channels
+            cache = [torch.zeros(frames.shape[0], *i.shape[1:]) for i in inputs[1:]]
+        features, *new = self._run("frames", frames, *cache)
+        return features, new
 
     def __call__(self, clip: torch.Tensor) -> torch.Tensor:
-        return self._run("clip", clip)
+        return self._run("clip", clip)[0]
 
     def forward_frames(self, frames: torch.Tensor) -> torch.Tensor:
-        return self._run("frames", frames)
+        return self._run("frames", frames)[0]
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self._run("head", features)
+        return self._run("head", features)[0]
 
     def to(self, device: torch.device | str) -> OnnxModel:
         if torch.device(device).type != "cpu":
