@@ -184,3 +184,15 @@ def test_the_motion_table_prints_every_split_and_the_mean(capsys):
     assert "a+b" in lines[0] and "c+d" in lines[0] and "mean" in lines[0]
     flow = next(line for line in lines if line.startswith("flow")).split()
     assert flow[1:4] == ["0.900", "0.700", "0.800"] and flow[-1] == "10.0"
+
+
+def test_bench_stream_reports_the_flow_cost_of_a_flow_model_apart(tmp_path, capsys):
+    config = tmp_path / "flow.yaml"
+    config.write_text("data: {frames: 4, size: 32, sampling: dense, stride: 2, modality: flow, flow_size: 40}\n"
+                      "model: {backbone: mobilenet_v3_small, head: gru, head_args: {hidden: 8}}\n")
+    video = write_test_video(tmp_path / "clip.avi", frames=30, width=64, height=48)
+    results = bench_stream(config, video, repeats=1)
+    assert results["stream"].steps == 12
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("motion (flow"))
+    flow_ms, step_ms = (float(v) for v in re.findall(r"([\d.]+) ms per kept frame", line))
+    assert "15 kept frames" in line and 0 < flow_ms < step_ms  # the step includes its flow

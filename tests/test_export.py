@@ -12,7 +12,7 @@ from videoseq.config import config_from_dict
 from videoseq.export import TOLERANCE, export_checkpoint, part_paths
 from videoseq.predict import Predictor
 
-from conftest import informative_model
+from conftest import informative_model, motion_model
 
 HEADS = [("mean", {}), ("gru", {"hidden": 16}), ("lstm", {"hidden": 16, "layers": 2}),
          ("gru", {"hidden": 16, "bidirectional": True}), ("convlstm", {"hidden": 8})]
@@ -108,23 +108,9 @@ def test_streaming_an_onnx_export_without_its_parts_is_explained(tiny_run, tmp_p
 MOTION_EXPORTS = [("flow", None), ("rgb", "online"), ("flow", "online"), ("rgb", "bidirectional")]
 
 
-def write_motion_checkpoint(path, modality: str, shift: str | None, frames: int = 4, size: int = 64):
-    """A mobilenet + GRU checkpoint of ``modality`` inputs and ``shift``, BatchNorm statistics from data."""
-    from videoseq.models.backbones import reset_batchnorm_momentum
-    from videoseq.models.build import build_model_from_config
-
-    config = config_from_dict({
-        "data": {"frames": frames, "size": size, "sampling": "dense", "stride": 2, "modality": modality,
-                 "flow_size": 72},
-        "model": {"backbone": "mobilenet_v3_small", "head": "gru", "head_args": {"hidden": 16},
-                  "temporal_shift": shift, "shift_fraction": 0.25}})
-    torch.manual_seed(0)
-    model = build_model_from_config(config, 3, pretrained=False)
-    reset_batchnorm_momentum(model, None)
-    with torch.no_grad():
-        for _ in range(2):
-            model(torch.randn(4, frames, config.data.input_channels(), size, size))
-    return save_checkpoint(path, checkpoint_payload(model.eval(), config, ["a", "b", "c"]))
+def write_motion_checkpoint(path, modality: str, shift: str | None):
+    model, config = motion_model(modality, shift)
+    return save_checkpoint(path, checkpoint_payload(model, config, ["a", "b", "c"]))
 
 
 @pytest.mark.parametrize("modality, shift", MOTION_EXPORTS, ids=[f"{m}-{s}" for m, s in MOTION_EXPORTS])

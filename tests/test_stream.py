@@ -9,7 +9,7 @@ from videoseq.flow import motion_frame_table
 from videoseq.predict import Predictor
 from videoseq.stream import FeatureRing, FrameClock, stream_interval
 
-from conftest import informative_model
+from conftest import informative_model, motion_model
 
 HEADS = [
     ("mean", {}),
@@ -121,23 +121,9 @@ MOTION_CASES = [("flow", None, 1), ("flow", None, 2), ("rgb", "online", 1), ("fl
                 ("rgbdiff", "online", 1)]
 
 
-def motion_predictor(modality: str, shift: str | None, stack: int = 1, frames: int = 4, size: int = 64) -> Predictor:
-    """A mobilenet + GRU model of ``modality`` inputs (flow size 72 px), BatchNorm statistics from data."""
-    from videoseq.models.backbones import reset_batchnorm_momentum
-    from videoseq.models.build import build_model_from_config
-
-    config = config_from_dict({
-        "data": {"frames": frames, "size": size, "sampling": "dense", "stride": 2, "modality": modality,
-                 "flow_stack": stack, "flow_size": 72},
-        "model": {"backbone": "mobilenet_v3_small", "head": "gru", "head_args": {"hidden": 16},
-                  "temporal_shift": shift, "shift_fraction": 0.25}})
-    torch.manual_seed(0)
-    model = build_model_from_config(config, 5, pretrained=False)
-    reset_batchnorm_momentum(model, None)
-    with torch.no_grad():
-        for _ in range(2):
-            model(torch.randn(4, frames, config.data.input_channels(), size, size))
-    return Predictor(model.eval(), config, [f"c{i}" for i in range(5)], torch.device("cpu"))
+def motion_predictor(modality: str, shift: str | None, stack: int = 1) -> Predictor:
+    model, config = motion_model(modality, shift, stack=stack, num_classes=5)
+    return Predictor(model, config, [f"c{i}" for i in range(5)], torch.device("cpu"))
 
 
 def real_frames(count: int, step: int = 2) -> np.ndarray:
