@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from videoseq.flow import MotionInput, shift_into_range
+from videoseq.flow import MotionInput, gather_fields, shift_into_range
 from videoseq.sampling import ClipSampling
 from videoseq.transforms import clip_to_tensor
 from videoseq.video.decoder import VideoDecodeError, VideoReader
@@ -85,6 +85,9 @@ class ClipDataset(Dataset):
         """The frames of temporal clip ``view`` of a video: from ``cache`` when there is one, else decoded."""
         if self.cache is not None:
             frames = self.cache.frames(path)  # (N, ...) memory-mapped
+            if self.motion is not None and getattr(self.cache, "holds_motion", False):  # stored fields: no flow here
+                kept = shift_into_range(lambda n: self.clip_indices(n, view, rng), len(frames), self.motion.lookback)
+                return gather_fields(frames, self.motion.frame_table(kept))  # (T, h, w, C)
             return self.frames_at(lambda indices: np.ascontiguousarray(frames[indices]), len(frames), view, rng)
         with VideoReader(path, known=self._known.get(path)) as reader:
             self._known[path] = reader.known  # later views and epochs skip the probing

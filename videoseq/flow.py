@@ -247,6 +247,23 @@ class MotionInput:
         return quantize_difference(later - earlier)
 
 
+def video_fields(motion: MotionInput, frames: list[np.ndarray]) -> np.ndarray:
+    """Every frame's field against the frame ``motion.step`` before it (frame 0 and the first ones: against
+    frame 0), from resized frames ``[(h, w, 3), ...]`` -> uint8 ``(N, h, w, c)``: what the frame cache stores.
+
+    Field ``j`` is the pair ``(max(j - step, 0), j)``, so time step ``t`` of a clip is
+    ``fields[table[t, 1:]]`` side by side (``gather_fields``): the frame table's own pairs.
+    """
+    (part,) = modality_parts(motion.modality)
+    sources = [motion.source(part, f) for f in frames]
+    return np.stack([motion.field(part, sources[max(j - motion.step, 0)], sources[j]) for j in range(len(frames))])
+
+
+def gather_fields(fields: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Stored fields ``(N, h, w, c)`` and a frame table ``(T, L+1)`` -> the clip's images ``(T, h, w, L c)``."""
+    return np.concatenate([fields[table[:, column]] for column in range(1, table.shape[1])], axis=-1)
+
+
 def _pairs(table: np.ndarray) -> set[tuple[int, int]]:
     """The distinct (earlier, later) frame pairs a table reads: fields shared by steps are computed once."""
     return {(int(a), int(b)) for row in table for a, b in zip(row[:-1], row[1:])}
