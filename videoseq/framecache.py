@@ -145,7 +145,7 @@ class FrameCache(ShardCache):
     command = "videoseq features CONFIG --manifest CSV --frames --out {folder}"
 
     def frames(self, path: str) -> np.ndarray:
-        """Every cached frame of one video, uint8 RGB ``(N, h, w, 3)``, or its fields ``(N, h, w, c)`` (memory-mapped)."""
+        """Every cached frame of one video, uint8 RGB ``(N, h, w, 3)``, or its fields ``(N, h, w, c)`` (mmapped)."""
         entry = self.entry(path)
         shape = (entry["frames"], entry["height"], entry["width"], entry.get("channels", 3))
         start = entry["start"]
@@ -160,7 +160,8 @@ class FrameCache(ShardCache):
         """A motion cache's fields were made with ``data``'s modality, method, bound, flow size and stride."""
         motion = motion_input(data) if data.modality in ("flow", "rgbdiff") else None
         want = motion_settings(motion) if motion else {"modality": data.modality}
-        differ = [f"{k}: cache {self.index.get(k)!r} vs config {v!r}" for k, v in want.items() if self.index.get(k) != v]
+        differ = [f"{k}: cache {self.index.get(k)!r} vs config {v!r}" for k, v in want.items()
+                  if self.index.get(k) != v]
         if differ:
             raise CacheError(f"data.frame_cache: {self.folder} holds {self.index['modality']} fields made with other "
                              f"settings ({'; '.join(differ)}); build a cache for this config with "

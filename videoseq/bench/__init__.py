@@ -43,15 +43,17 @@ def _stream_run(args: argparse.Namespace) -> int:
 
 
 def _loader_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = "example: videoseq bench loader --clips 20"
+    p.description = "example: videoseq bench loader --clips 20; videoseq bench loader --motion-only"
     p.add_argument("--clips", type=int, default=20, help="timed clips per video and clip length")
+    p.add_argument("--motion-only", action="store_true",
+                   help="only the motion table: RGB clips vs flow clips from a flow cache, on-the-fly flow cost")
     p.add_argument("--rss-clips", type=int, default=1000, help="clips loaded while watching memory")
 
 
 def _loader_run(args: argparse.Namespace) -> int:
     from videoseq.bench.loader import bench_loader
 
-    bench_loader(clips=args.clips, rss_clips=args.rss_clips)
+    bench_loader(clips=args.clips, rss_clips=args.rss_clips, motion_only=args.motion_only)
     return 0
 
 
