@@ -18,6 +18,7 @@ from videoseq.bench.loader import (
     race,
 )
 from videoseq.bench.stream import bench_stream, load_predictor, step_flops, write_test_video
+from videoseq.framecache import FrameCache
 from videoseq.bench.train import R3D18
 from videoseq.cli import build_parser, main
 from videoseq.transforms import ClipTrainPreset
@@ -196,3 +197,17 @@ def test_bench_stream_reports_the_flow_cost_of_a_flow_model_apart(tmp_path, caps
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("motion (flow"))
     flow_ms, step_ms = (float(v) for v in re.findall(r"([\d.]+) ms per kept frame", line))
     assert "15 kept frames" in line and 0 < flow_ms < step_ms  # the step includes its flow
+
+
+def test_the_motion_table_sets_flow_clips_from_a_flow_cache_beside_rgb_clips(shared_video, tmp_path, capsys):
+    from videoseq.bench.loader import motion_rows, print_motion_rows
+
+    path = shared_video("short_32frames.mp4")
+    frames = bench_frame_cache([path], tmp_path / "frames", short_side=128)
+    rows = motion_rows([path], clips=1, frames=frames, folder=tmp_path / "flow")
+    assert FrameCache(tmp_path / "flow").holds_motion
+    (row,) = rows
+    assert all(row[k] > 0 for k in ("rgb_cache", "flow_cache", "flow_fly", "flow_ms"))
+    assert row["ratio"] == row["flow_cache"] / row["rgb_cache"]
+    geo = print_motion_rows(rows)
+    assert geo == row["ratio"] and "flow clips from the flow cache / RGB clips" in capsys.readouterr().out

@@ -191,7 +191,7 @@ def print_motion_cost(predictor: Predictor, stream: ModeTiming, motion: tuple[in
         return
     d, (kept, seconds) = predictor.config.data, motion
     flow_ms, step_ms = 1000 * seconds / max(kept, 1), 1000 * stream.step_seconds / max(stream.frames, 1)
-    print(f"motion ({d.modality}, {d.flow_method}, {d.flow_size or 'eval resize'} px, stack {d.flow_stack}): "
+    print(f"motion ({d.modality}, {d.flow_method}, {predictor.motion.short_side} px, stack {d.flow_stack}): "
           f"{flow_ms:.2f} ms per kept frame, {kept} kept frames; the whole stream step costs "
           f"{1000 * stream.step_seconds / max(kept, 1):.2f} ms per kept frame ({step_ms:.2f} ms per file frame)")
 
