@@ -18,9 +18,9 @@ from videoseq.bench.loader import (
     race,
 )
 from videoseq.bench.stream import bench_stream, load_predictor, step_flops, write_test_video
-from videoseq.framecache import FrameCache
 from videoseq.bench.train import R3D18
 from videoseq.cli import build_parser, main
+from videoseq.framecache import FrameCache
 from videoseq.transforms import ClipTrainPreset
 
 
