@@ -185,6 +185,8 @@ def motion_rows(videos: list[Path], clips: int, frames: FrameCache, folder: Path
     flow_preset = MotionTrainPreset(size=size, flow_bound=20.0)
     rows = []
     for path in videos:
+        if not all(str(path) in cache.index["videos"] for cache in (frames, flow)):
+            continue  # failed to decode when the caches were built (listed in their failed.csv)
         item = [(str(path), 0)]
         datasets = {"rgb_cache": ClipDataset(item, clips=sampling, transform=rgb_preset, train=True, cache=frames),
                     "flow_cache": ClipDataset(item, clips=sampling, transform=flow_preset, train=True, cache=flow,
