@@ -62,7 +62,7 @@ def test_bench_is_a_group_of_kinds_on_the_command_line(tmp_path):
     assert "stream" in BENCH_KINDS
     args = build_parser().parse_args(["bench", "stream", "configs/gestures.yaml", "--set", "data.frames=4"])
     assert args.func is BENCH_KINDS["stream"].run and args.set == ["data.frames=4"]
-    assert main(["bench", "stream", str(tmp_path / "missing.pt")]) == 2
+    assert main(["bench", "stream", str(tmp_path / "missing.pt")]) == 1  # an input that fails
 
 
 def test_set_only_applies_to_configs(tmp_path):

@@ -25,6 +25,7 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
+from videoseq.errors import InputError
 from videoseq.manifest import read_manifest
 from videoseq.outputs import atomic_output
 from videoseq.tables import write_csv
@@ -32,7 +33,7 @@ from videoseq.transcode import output_fps, resampled_indices
 from videoseq.video.decoder import VideoDecodeError, VideoReader
 
 
-class CacheError(ValueError):
+class CacheError(InputError, ValueError):
     """A cache is missing, was made with other settings, or does not fit the config."""
 
 

@@ -34,6 +34,7 @@ from videoseq.checkpoint import open_source
 from videoseq.config import Config
 from videoseq.datasets import ClipDataset, LoaderOptions, make_loader
 from videoseq.engine.loops import BadVideos, evaluate, evaluate_captions
+from videoseq.errors import InputError, UsageError
 from videoseq.manifest import Manifest, read_classes, read_manifest
 from videoseq.metrics import (
     AGGREGATIONS,
@@ -97,7 +98,7 @@ def parse_views(text: str | int) -> tuple[int, int]:
     except ValueError:
         ok = False
     if not ok:
-        raise ValueError(f"--views {text!r}: expected CLIPSxCROPS such as 10x3 or 5x1 "
+        raise UsageError(f"--views {text!r}: expected CLIPSxCROPS such as 10x3 or 5x1 "
                          f"(clips >= 1, crops in {list(EVAL_CROPS)})")
     return temporal, crops
 
@@ -124,12 +125,12 @@ def read_predictions(path: str | Path, classes: list[str] | None = None) -> Pred
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"predictions file {path} does not exist; write one with `videoseq eval`")
+        raise InputError(f"predictions file {path} does not exist; write one with `videoseq eval`")
     header, records = read_csv(path)
     k = sum(1 for i in range(1, len(header) + 1) if f"label_{i}" in header and f"score_{i}" in header)
     missing = [c for c in ("path", "label", "label_1", "score_1") if c not in header]
     if missing or not records:
-        raise ValueError(f"{path}: needs columns path,label,label_1,score_1[,label_2,score_2...] and at least "
+        raise InputError(f"{path}: needs columns path,label,label_1,score_1[,label_2,score_2...] and at least "
                          f"one row; missing {missing}")
     if classes is None and (path.parent / "classes.txt").is_file():
         classes = read_classes(path.parent / "classes.txt")
@@ -139,7 +140,7 @@ def read_predictions(path: str | Path, classes: list[str] | None = None) -> Pred
 
     def class_id(record: dict, column: str, line: int) -> int:
         if record[column] not in index:
-            raise ValueError(f"{path} line {line}: {column} {record[column]!r} is not in the class list "
+            raise InputError(f"{path} line {line}: {column} {record[column]!r} is not in the class list "
                              f"({len(classes)} classes); pass --classes with the full list")
         return index[record[column]]
 
@@ -150,7 +151,7 @@ def read_predictions(path: str | Path, classes: list[str] | None = None) -> Pred
         try:
             scores.append([float(r[f"score_{i}"]) for i in range(1, k + 1)])
         except ValueError as err:
-            raise ValueError(f"{path} line {line}: a score is not a number ({err})") from err
+            raise InputError(f"{path} line {line}: a score is not a number ({err})") from err
     views = [r.get("view") or VIDEO_ROW for r in records]
     return Predictions(classes, [r["path"] for r in records], views, np.array(labels, dtype=np.int64),
                        np.array(ranked, dtype=np.int64).reshape(len(records), k), np.array(scores).reshape(-1, k))
@@ -181,7 +182,7 @@ class EvalOptions:
 
     def __post_init__(self) -> None:
         if self.aggregate not in AGGREGATIONS:
-            raise ValueError(f"--aggregate {self.aggregate!r} is not one of {list(AGGREGATIONS)}")
+            raise UsageError(f"--aggregate {self.aggregate!r} is not one of {list(AGGREGATIONS)}")
         if self.views:
             parse_views(self.views)
 
@@ -231,12 +232,12 @@ def open_eval(checkpoint: str | Path, manifest: str | Path | None, options: Eval
     classes = list(payload["classes"])
     data = read_manifest(manifest) if manifest else resolve_manifest(config.data)
     if data.classes != classes:
-        raise ValueError(f"the manifest's classes differ from the checkpoint's ({len(data.classes)} vs "
+        raise InputError(f"the manifest's classes differ from the checkpoint's ({len(data.classes)} vs "
                          f"{len(classes)}, first {data.classes[:3]} vs {classes[:3]}); "
                          "evaluate with a matching manifest")
     videos = data.videos(options.split)
     if not videos:
-        raise ValueError(f"no videos in split {options.split!r}; the manifest has {data.splits()}")
+        raise UsageError(f"no videos in split {options.split!r}; the manifest has {data.splits()}")
     device = select_device(options.device)
     return EvalRun(model.to(device), config, classes, data, videos, options, device, vocab=payload.get("vocab"))
 

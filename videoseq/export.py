@@ -30,6 +30,7 @@ from torch import nn
 
 from videoseq.checkpoint import load_checkpoint, model_from_checkpoint
 from videoseq.config import Config, config_from_dict
+from videoseq.errors import InputError, UsageError, one_line
 from videoseq.models import VideoClassifier
 
 EXPORT_FORMATS = ("onnx", "torchscript")
@@ -101,7 +102,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *, 
                       streaming: bool = False) -> list[ExportCheck]:
     """Write the clip model (and with ``streaming`` the frames + head parts); check each one."""
     if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"--format {fmt!r} is not one of {list(EXPORT_FORMATS)}")
+        raise UsageError(f"--format {fmt!r} is not one of {list(EXPORT_FORMATS)}")
     payload = load_checkpoint(checkpoint)
     model, config = model_from_checkpoint(payload, checkpoint)
     model = model.cpu().eval()
@@ -239,8 +240,12 @@ def onnx_session(path: Path) -> Any:
         # as many threads as torch uses (set_num_threads / OMP_NUM_THREADS), so one knob sets both
         options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        _SESSIONS[key] = (Path(path).stat().st_mtime_ns,
-                          ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime's own exception types: InvalidProtobuf, Fail, ...
+            raise InputError(f"ONNX model {path} cannot be read by onnxruntime ({type(err).__name__}: "
+                             f"{one_line(err, 200)}); write it again with videoseq export") from None
+        _SESSIONS[key] = (Path(path).stat().st_mtime_ns, session)
     return _SESSIONS[key][1]
 
 
@@ -256,7 +261,7 @@ class OnnxModel:
     def _run(self, part: str, x: torch.Tensor) -> torch.Tensor:
         path = self.paths[part]
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: streaming an ONNX model needs its frames and head parts; "
+            raise InputError(f"{path} is missing: streaming an ONNX model needs its frames and head parts; "
                                     f"write them with videoseq export CHECKPOINT --format onnx --streaming")
         session = onnx_session(path)
         out = session.run(None, {session.get_inputs()[0].name: x.detach().cpu().numpy().astype(np.float32)})[0]
@@ -273,7 +278,7 @@ class OnnxModel:
 
     def to(self, device: torch.device | str) -> OnnxModel:
         if torch.device(device).type != "cpu":
-            raise ValueError("ONNX models run on the CPU here (onnxruntime CPUExecutionProvider)")
+            raise UsageError("ONNX models run on the CPU here (onnxruntime CPUExecutionProvider)")
         return self
 
     def eval(self) -> OnnxModel:
@@ -284,16 +289,21 @@ def load_onnx_model(path: str | Path) -> tuple[OnnxModel, Config, list[str]]:
     """The clip ONNX file written by ``export_checkpoint``, with its config and classes."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"ONNX model {path} does not exist")
+        raise InputError(f"ONNX model {path} does not exist")
     meta_text = onnx_session(path).get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     if not meta_text:
-        raise ValueError(f"{path} has no {METADATA_KEY!r} metadata; export it with videoseq export")
-    meta = json.loads(meta_text)
-    if meta["part"] != "clip":
-        raise ValueError(f"{path} is the {meta['part']!r} part of an export; "
+        raise InputError(f"{path} has no {METADATA_KEY!r} metadata; export it with videoseq export")
+    try:
+        meta = json.loads(meta_text)
+        config = config_from_dict(meta["config"])
+        classes, mean, std = list(meta["classes"]), meta["mean"], meta["std"]
+    except (ValueError, KeyError, TypeError) as err:  # ConfigError is a ValueError
+        raise InputError(f"{path}: its {METADATA_KEY!r} metadata is damaged ({one_line(err, 200)}); "
+                         "write it again with videoseq export") from None
+    if meta.get("part") != "clip":
+        raise UsageError(f"{path} is the {meta['part']!r} part of an export; "
                          f"pass the clip file (without .{meta['part']})")
-    model = OnnxModel(part_paths(path, "onnx"), meta["mean"], meta["std"])
-    return model, config_from_dict(meta["config"]), meta["classes"]
+    return OnnxModel(part_paths(path, "onnx"), mean, std), config, classes
 
 
 def export_command(checkpoint: str, out: str | None, fmt: str, streaming: bool) -> int:

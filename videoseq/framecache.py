@@ -36,6 +36,7 @@ from videoseq.cache import (
 )
 from videoseq.checkpoint import open_source
 from videoseq.config import DataConfig
+from videoseq.errors import UsageError
 from videoseq.transcode import CHUNK, scaled_size
 from videoseq.transforms import eval_resize, short_side_resize
 from videoseq.video.decoder import VideoReader
@@ -86,7 +87,7 @@ def cache_frames(paths: list[str], out_dir: str | Path, *, short_side: int, fps:
                  shard_videos: int = 16, max_videos: int | None = None) -> dict:
     """The frame cache of the videos ``paths`` (absolute) in ``out_dir``; returns the index."""
     if short_side <= 0 or (fps is not None and fps <= 0):
-        raise ValueError(f"--short-side and --fps must be positive, got {short_side} and {fps}")
+        raise UsageError(f"--short-side and --fps must be positive, got {short_side} and {fps}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     index = open_index(out, CACHE_FORMAT, {"short_side": short_side, "fps": fps})

@@ -12,13 +12,14 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from videoseq.errors import InputError
 from videoseq.tables import read_csv, write_csv
 
 REQUIRED_COLUMNS = ("path", "label", "split")
 OPTIONAL_COLUMNS = ("group", "caption")
 
 
-class ManifestError(ValueError):
+class ManifestError(InputError, ValueError):
     """A manifest or class list is malformed; the message names the file and the fix."""
 
 

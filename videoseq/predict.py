@@ -21,8 +21,10 @@ from tqdm import tqdm
 
 from videoseq.checkpoint import ModelSource, open_source
 from videoseq.config import Config
+from videoseq.errors import UsageError
 from videoseq.models import VideoClassifier
 from videoseq.models.decoding import Decoding
+from videoseq.outputs import check_output
 from videoseq.runtime import select_device
 from videoseq.sampling import ClipSampling, window_starts
 from videoseq.stream import FeatureRing, FrameClock, stream_interval
@@ -78,7 +80,7 @@ class Predictor:
     def from_source(cls, source: ModelSource, device: str = "auto") -> Predictor:
         """The trained model of an opened checkpoint (``checkpoint.open_source``)."""
         if source.payload is None:
-            raise ValueError(f"{source.path} is a config, not a trained checkpoint; train it first (videoseq train)")
+            raise UsageError(f"{source.path} is a config, not a trained checkpoint; train it first (videoseq train)")
         payload = source.payload
         vocab = Vocabulary(payload["vocab"]) if payload.get("vocab") else None
         return cls(source.model(), source.config, list(payload["classes"]), select_device(device), vocab)
@@ -120,7 +122,7 @@ class Predictor:
     def caption_clip(self, frames: np.ndarray, beam: int | None = None) -> str:
         """One clip, uint8 RGB ``(T, H, W, 3)`` -> a caption (beam search; default: the config's beam)."""
         if self.vocab is None:
-            raise ValueError("this checkpoint has no caption decoder (model.task=classify)")
+            raise UsageError("this checkpoint has no caption decoder (model.task=classify)")
         ids = Decoding.of(self.config.caption, beam).generate(self.model, self.prepare(frames[None]))
         return self.vocab.decode(ids[0])
 
@@ -208,13 +210,13 @@ def topk(scores: np.ndarray, classes: list[str], k: int) -> list[tuple[str, floa
 def expand_sources(sources: list[str]) -> list[str]:
     """Files as given, folders searched recursively for videos, globs expanded, sorted per source.
 
-    A source that matches nothing is kept so it gets an error row.
+    A source that matches nothing, and a folder without videos, is kept so it gets an error row.
     """
     found: list[str] = []
     for source in sources:
         path = Path(source)
         if path.is_dir() and not is_frame_folder(path):
-            found += [str(p) for p in find_videos(path)]
+            found += [str(p) for p in find_videos(path)] or [source]  # an empty folder gets its error row
         elif not path.exists() and glob.has_magic(source):
             found += sorted(glob.glob(source, recursive=True)) or [source]
         else:
@@ -294,10 +296,19 @@ def _prediction_cells(span: SpanPrediction, classes: list[str], k: int) -> list:
 def predict_to_csv(
     checkpoint: str | Path, sources: list[str], csv_path: str | Path | None, *, k: int = 5,
     window: float | None = None, stride: float | None = None, device: str = "auto", beam: int | None = None,
+    overwrite: bool = False,
 ) -> int:
-    """Predict every source and write (or print) the CSV; returns the number of failed inputs."""
+    """Predict every source and write (or print) the CSV; returns the number of failed inputs.
+
+    ``csv_path`` is checked first (``outputs.check_output``: an existing file needs
+    ``overwrite``; a video, the checkpoint or a folder is refused) and written once,
+    whole, after every source was read.
+    """
+    found = expand_sources(sources)
+    if csv_path:
+        check_output(csv_path, flag="--csv", overwrite=overwrite, inputs=[checkpoint, *found])
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
-    table = prediction_rows(predictor, sources, k=k, window=window, stride=stride, beam=beam)
+    table = prediction_rows(predictor, found, k=k, window=window, stride=stride, beam=beam)
     if csv_path:
         write_csv(csv_path, table.header, table.rows)
         print(f"wrote {len(table.rows)} rows to {csv_path}")

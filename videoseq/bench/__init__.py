@@ -15,6 +15,8 @@ import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from videoseq.flags import non_negative_int, positive_int
+
 
 @dataclass(frozen=True)
 class BenchKind:
@@ -28,9 +30,9 @@ def _stream_arguments(p: argparse.ArgumentParser) -> None:
                      "(a checkpoint, an .onnx export, or a config with random weights)")
     p.add_argument("model", help="checkpoint .pt, exported .onnx, or a YAML config (random weights)")
     p.add_argument("--source", help="video file (default: a synthetic 320x240 25 fps clip)")
-    p.add_argument("--frames", type=int, default=300, help="length of the synthetic clip")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--repeats", type=int, default=3, help="runs per mode; the fastest counts")
+    p.add_argument("--frames", type=positive_int, default=300, help="length of the synthetic clip")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="runs per mode; the fastest counts")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key of a YAML config")
 
 
@@ -44,8 +46,8 @@ def _stream_run(args: argparse.Namespace) -> int:
 
 def _loader_arguments(p: argparse.ArgumentParser) -> None:
     p.description = "example: videoseq bench loader --clips 20"
-    p.add_argument("--clips", type=int, default=20, help="timed clips per video and clip length")
-    p.add_argument("--rss-clips", type=int, default=1000, help="clips loaded while watching memory")
+    p.add_argument("--clips", type=positive_int, default=20, help="timed clips per video and clip length")
+    p.add_argument("--rss-clips", type=positive_int, default=1000, help="clips loaded while watching memory")
 
 
 def _loader_run(args: argparse.Namespace) -> int:
@@ -61,10 +63,10 @@ TRAIN_PARTS = ("peers", "cache")
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("example: videoseq bench train --epochs 3; "
                      "videoseq bench train --parts cache --size 112 --per-class 20")
-    p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--per-class", type=int, default=6, help="synthetic gesture clips per class")
-    p.add_argument("--size", type=int, default=64, help="clip side in pixels (the issue's peers: 112)")
-    p.add_argument("--frames", type=int, default=8, help="frames per clip")
+    p.add_argument("--epochs", type=positive_int, default=4)
+    p.add_argument("--per-class", type=positive_int, default=6, help="synthetic gesture clips per class")
+    p.add_argument("--size", type=positive_int, default=64, help="clip side in pixels (the issue's peers: 112)")
+    p.add_argument("--frames", type=positive_int, default=8, help="frames per clip")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto (model timings; AMP as train.amp on CUDA)")
     p.add_argument("--parts", nargs="+", choices=TRAIN_PARTS, default=list(TRAIN_PARTS),
                    help="peers: default model vs r3d_18; cache: feature-cache vs frozen end-to-end epochs")
@@ -81,7 +83,7 @@ def _train_run(args: argparse.Namespace) -> int:
 def _heads_arguments(p: argparse.ArgumentParser) -> None:
     p.description = "example: videoseq bench heads --per-class 60 --out /tmp/bench_heads"
     p.add_argument("--out", default="/tmp/bench_heads", help="data, runs and evaluations (a finished run is reused)")
-    p.add_argument("--per-class", type=int, default=40, help="synthetic gesture clips per class")
+    p.add_argument("--per-class", type=positive_int, default=40, help="synthetic gesture clips per class")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key of the demo config")
 
 
@@ -95,8 +97,10 @@ def _heads_run(args: argparse.Namespace) -> int:
 def _captions_arguments(p: argparse.ArgumentParser) -> None:
     p.description = "example: videoseq bench captions --per-class 480 --seed 0 --out /tmp/bench_captions"
     p.add_argument("--out", default="/tmp/bench_captions")
-    p.add_argument("--per-class", type=int, default=480, help="synthetic clips per class (2/3 train, 1/3 test)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic clips and of the training run")
+    p.add_argument("--per-class", type=positive_int, default=480,
+                   help="synthetic clips per class (2/3 train, 1/3 test)")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed of the synthetic clips and of the training run")
     p.add_argument("--config", help="caption config (default: the shipped configs/captions.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
 
@@ -112,9 +116,9 @@ def _decord_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("examples: videoseq bench decord --json /tmp/decord.json; "
                      "videoseq bench decord --compare /tmp/decord.json /tmp/decord2.json")
     p.add_argument("--videos", help="folder of real clips (default: the shared sample clips)")
-    p.add_argument("--clips", type=int, default=20, help="clips per video, clip length and decoder")
-    p.add_argument("--threads", type=int, default=1, help="decord decoding threads")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clips", type=positive_int, default=20, help="clips per video, clip length and decoder")
+    p.add_argument("--threads", type=positive_int, default=1, help="decord decoding threads")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--json", help="write the results here")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two --json files")
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from videoseq.errors import UsageError
 from videoseq.manifest import Manifest, read_manifest, write_manifest
 from videoseq.prepare.folder import manifest_from_folders
 from videoseq.prepare.hmdb51 import manifest_from_hmdb51
@@ -75,9 +76,9 @@ def resolve_manifest(data: DataConfig, out_dir: str | Path | None = None) -> Man
     if data.manifest:
         return read_manifest(data.manifest)
     if not data.root:
-        raise ValueError(f"set data.manifest (a manifest CSV) or data.root with data.format ({' | '.join(FORMATS)})")
+        raise UsageError(f"set data.manifest (a manifest CSV) or data.root with data.format ({' | '.join(FORMATS)})")
     if data.format not in FORMATS:
-        raise ValueError(f"data.format={data.format!r} needs data.manifest; with data.root use one of {list(FORMATS)}")
+        raise UsageError(f"data.format={data.format!r} needs data.manifest; with data.root use one of {list(FORMATS)}")
     manifest = FORMATS[data.format].read(data)
     if out_dir is not None:
         write_manifest(manifest, out_dir)

@@ -40,6 +40,7 @@ import cv2
 import decord
 import numpy as np
 
+from videoseq.errors import InputError
 from videoseq.video.containers import TRUNCATED, container_truncation
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (
@@ -57,7 +58,7 @@ _DEFAULT_HINT = (
 )
 
 
-class VideoDecodeError(RuntimeError):
+class VideoDecodeError(InputError, RuntimeError):
     """A video (file, frame folder, camera or stream) could not be opened or decoded.
 
     ``path`` is the source, ``reason`` what went wrong; ``str()`` adds what to do.
@@ -404,8 +405,8 @@ class _FrameFolder:
         if not self.files:
             raise VideoDecodeError(
                 path,
-                "the folder holds no .jpg/.jpeg/.png frames",
-                "point to a video file or to a folder of frame images",
+                "the folder holds no .jpg/.jpeg/.png frames and no video files (searched recursively)",
+                "point to a video file, a folder of videos or a folder of frame images",
             )
         height, width = self._image(0).shape[:2]
         n = len(self.files)
