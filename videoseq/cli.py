@@ -57,14 +57,15 @@ def given(args: argparse.Namespace, options: type) -> dict:
 def cmd_eval(args: argparse.Namespace) -> int:
     from videoseq.evaluation import EvalOptions, run_eval
 
-    run_eval(args.checkpoint, out_dir=args.out, manifest=args.manifest, options=EvalOptions(**given(args, EvalOptions)))
+    run_eval(args.checkpoint, out_dir=args.out, manifest=args.manifest, options=EvalOptions(**given(args, EvalOptions)),
+             overwrite=args.overwrite)
     return 0
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
     from videoseq.evaluation import run_metrics
 
-    run_metrics(args.predictions, classes=args.classes, out_dir=args.out, seed=args.seed)
+    run_metrics(args.predictions, classes=args.classes, out_dir=args.out, seed=args.seed, overwrite=args.overwrite)
     return 0
 
 
@@ -109,7 +110,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from videoseq.prepare import prepare_dataset
 
     data = DataConfig(**given(args, DataConfig))  # root, format and the flags given
-    _, summary = prepare_dataset(data, args.out)
+    _, summary = prepare_dataset(data, args.out, overwrite=args.overwrite)
     print(summary)
     print(f"wrote {Path(args.out) / 'manifest.csv'} and classes.txt")
     return 0
@@ -128,7 +129,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     report = run_doctor(args.target, out_dir=args.out, write_clean=args.write_clean, data_format=args.format,
                         splits_dir=args.splits_dir, fold=args.fold, root=args.root, min_frames=args.min_frames,
-                        workers=args.workers, timeout=args.timeout)
+                        workers=args.workers, timeout=args.timeout, overwrite=args.overwrite)
     return 1 if report.errors() else 0
 
 
@@ -140,7 +141,8 @@ def cmd_features(args: argparse.Namespace) -> int:
     if args.short_side:
         raise UsageError("--short-side sizes the frames of a frame cache: add --frames")
     extract_features(args.source, args.manifest, args.out, fps=args.fps, spatial=args.spatial, device=args.device,
-                     shard_videos=args.shard_videos or 64, batch_frames=args.batch_frames, max_videos=args.max_videos)
+                     shard_videos=args.shard_videos or 64, batch_frames=args.batch_frames, max_videos=args.max_videos,
+                     overwrite=args.overwrite)
     return 0
 
 
@@ -150,7 +152,7 @@ def cmd_frame_cache(args: argparse.Namespace) -> int:
     if args.spatial:
         raise UsageError("--spatial stores feature maps; a frame cache (--frames) stores frames: drop one of them")
     extract_frames(args.source, args.manifest, args.out, fps=args.fps, short_side=args.short_side,
-                   shard_videos=args.shard_videos or 16, max_videos=args.max_videos)
+                   shard_videos=args.shard_videos or 16, max_videos=args.max_videos, overwrite=args.overwrite)
     return 0
 
 
@@ -167,6 +169,8 @@ def add_features(sub) -> None:
                    help="YAML config (its model.pretrained) or a .pt checkpoint")
     p.add_argument("--manifest", required=True, help="manifest CSV: every video in it is extracted")
     p.add_argument("--out", required=True, help="cache folder; rerunning resumes where it stopped")
+    p.add_argument("--overwrite", action="store_true", help="start the cache in --out afresh (or write it beside "
+                                                            "other files there)")
     p.add_argument("--fps", type=positive_float, help="frame rate of the cache (default: every frame; with --frames: "
                                              "the config's data.fps, else every frame)")
     p.add_argument("--spatial", action="store_true", help="also store feature maps (ConvLSTM); size printed first")
@@ -202,6 +206,7 @@ def add_eval(sub) -> None:
     p.add_argument("--manifest", help="manifest CSV (default: the data the checkpoint was trained on)")
     p.add_argument("--split", help="split of the manifest to evaluate (default: test, as evaluation.EvalOptions)")
     p.add_argument("--out", default="eval", help="folder for report.html, report.json, predictions.csv, figures")
+    p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier evaluation in --out")
     p.add_argument("--views", help="CLIPSxCROPS test views per video, e.g. 10x3 (crops 1 or 3; default: the "
                    "config's test_views x 1); more than one also reports single view beside")
     p.add_argument("--aggregate", choices=["mean_softmax", "mean_logits", "max"],
@@ -223,6 +228,7 @@ def add_metrics(sub) -> None:
     p.add_argument("predictions", help="predictions.csv")
     p.add_argument("--classes", help="class list, one per line (default: classes.txt beside the file)")
     p.add_argument("--out", help="also write report.json, report.html, per-class and confusion files here")
+    p.add_argument("--overwrite", action="store_true", help="replace report files already in --out")
     p.add_argument("--seed", type=non_negative_int, default=0, help="bootstrap seed")
     p.set_defaults(func=cmd_metrics)
 
@@ -310,7 +316,7 @@ def add_stream_arguments(p) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from videoseq.export import export_command
 
-    return export_command(args.checkpoint, args.out, args.format, args.streaming)
+    return export_command(args.checkpoint, args.out, args.format, args.streaming, overwrite=args.overwrite)
 
 
 def add_export(sub) -> None:
@@ -319,6 +325,7 @@ def add_export(sub) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
     p.add_argument("--out", help="output file (default: the checkpoint's name with .onnx / .torchscript.pt)")
+    p.add_argument("--overwrite", action="store_true", help="replace export files that exist already")
     p.add_argument("--streaming", action="store_true",
                    help="also write the per-frame backbone (OUT.frames.*) and the head over the buffer (OUT.head.*)")
     p.set_defaults(func=cmd_export)
@@ -423,6 +430,7 @@ def add_prepare(sub) -> None:
                              description=f"example: videoseq prepare {name} {dataset_format.example} --out data/{name}")
         f.add_argument("root", help="dataset root")
         f.add_argument("--out", required=True, help="folder for manifest.csv, classes.txt, summary.txt, notes.txt")
+        f.add_argument("--overwrite", action="store_true", help="replace the manifest files already in --out")
         f.add_argument("--splits-dir", help="annotation files (default: a usual place near ROOT)")
         f.add_argument("--fold", type=positive_int,
                        help=f"ucf101 / hmdb51 split number (1-3; default {DataConfig.fold})")
@@ -456,6 +464,7 @@ def add_doctor(sub) -> None:
     p.add_argument("--timeout", type=positive_float, default=60.0, help="seconds one file may take to check")
     p.add_argument("--out", default=".", help="folder for doctor.json")
     p.add_argument("--write-clean", metavar="OUT.csv", help="write the manifest without the bad rows")
+    p.add_argument("--overwrite", action="store_true", help="replace doctor.json / the --write-clean file")
     p.add_argument("--format", help="read a dataset root as this format (default: ucf101 if classInd.txt is near, "
                                     "else folder)")
     p.add_argument("--splits-dir", help="annotation files of a dataset root")

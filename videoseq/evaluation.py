@@ -45,6 +45,7 @@ from videoseq.metrics import (
     ranked_metrics,
 )
 from videoseq.models.decoding import Decoding
+from videoseq.outputs import check_output_folder, write_text
 from videoseq.prepare import resolve_manifest
 from videoseq.report import write_html_report
 from videoseq.runtime import available_workers, select_device
@@ -242,35 +243,49 @@ def open_eval(checkpoint: str | Path, manifest: str | Path | None, options: Eval
     return EvalRun(model.to(device), config, classes, data, videos, options, device, vocab=payload.get("vocab"))
 
 
+REPORT_FILES = ("report.json", "report.html", "per_class.csv", "confusion.csv", "confusion.png", "per_class.png")
+EVAL_FILES = ("predictions.csv", "captions.csv", "classes.txt", "bad_videos.csv", *REPORT_FILES)
+
+
 def run_eval(checkpoint: str | Path, *, out_dir: str | Path, manifest: str | Path | None = None,
-             options: EvalOptions = EvalOptions()) -> dict:
+             options: EvalOptions = EvalOptions(), overwrite: bool = False) -> dict:
     """Evaluate ``checkpoint`` on ``options.split`` of ``manifest`` (default: the one it was trained on).
 
     ``options.views`` is ``"CLIPSxCROPS"`` (default: the config's ``test_views`` x 1). With
     more than one view the single-view (1x1) result is measured too and reported beside
     it. Caption models caption the first view of each video; ``options.beam`` is their
     beam size (default: the config's ``caption.beam``).
+
+    An ``out_dir`` that holds the files of an evaluation needs ``overwrite``; they are written
+    once the checkpoint and the manifest have been opened, each whole (``outputs``).
     """
+    inputs = [checkpoint] + ([manifest] if manifest else [])
+    out = check_output_folder(out_dir, EVAL_FILES, flag="--out", overwrite=overwrite, inputs=inputs)
     run = open_eval(checkpoint, manifest, options)
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "classes.txt").write_text("".join(f"{c}\n" for c in run.classes))
+    write_text(out / "classes.txt", "".join(f"{c}\n" for c in run.classes))
     report: dict = {"checkpoint": str(checkpoint), "split": options.split}
     if run.config.model.captions:
         report["caption"] = eval_captions(run, out)
         if run.config.model.task == "caption":
             report |= {"failed_videos": run.failed_videos, "config": run.config.to_dict()}
-            if report["failed_videos"]:
-                run.bad.write(out / "bad_videos.csv")
-            (out / "report.json").write_text(json.dumps(report, indent=2))
+            write_bad_videos(run, out)
+            write_text(out / "report.json", json.dumps(report, indent=2))
             print(f"-> {out}")
             return report
     report |= eval_classes(run, out)
-    if report["failed_videos"]:
-        run.bad.write(out / "bad_videos.csv")
+    write_bad_videos(run, out)
     write_report(out, report)
     print(format_summary(report) + f"\n-> {out}")
     return report
+
+
+def write_bad_videos(run: EvalRun, out: Path) -> None:
+    """``bad_videos.csv`` of the videos that failed, or none (an earlier evaluation's list is removed)."""
+    if run.failed_videos:
+        run.bad.write(out / "bad_videos.csv")
+    else:
+        (out / "bad_videos.csv").unlink(missing_ok=True)
 
 
 def eval_classes(run: EvalRun, out: Path) -> dict:
@@ -378,15 +393,19 @@ def write_report(out: Path, report: dict) -> dict:
     plot_confusion(np.array(video["confusion"]), classes, out / "confusion.png",
                    title=f"confusion of videos{where}, rows normalised")
     plot_per_class(table, out / "per_class.png", title=f"per-class F1{where}, worst on top")
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    write_text(out / "report.json", json.dumps(report, indent=2))
     write_html_report(out / "report.html", report, summary_rows(report),
                       {"confusion": out / "confusion.png", "per_class": out / "per_class.png"})
     return report
 
 
 def run_metrics(predictions: str | Path, *, classes: str | Path | None = None, out_dir: str | Path | None = None,
-                seed: int = 0) -> dict:
-    """``videoseq metrics``: every metric from a ``predictions.csv`` alone; files too with ``out_dir``."""
+                seed: int = 0, overwrite: bool = False) -> dict:
+    """``videoseq metrics``: every metric from a ``predictions.csv`` alone; files too with ``out_dir``
+    (report files already there need ``overwrite``)."""
+    if out_dir:
+        inputs = [predictions] + ([classes] if classes else [])
+        check_output_folder(out_dir, REPORT_FILES, flag="--out", overwrite=overwrite, inputs=inputs)
     preds = read_predictions(predictions, read_classes(classes) if classes else None)
     report = {"predictions": str(predictions), **predictions_report(preds, seed)}
     print(format_summary(report))

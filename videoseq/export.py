@@ -32,6 +32,7 @@ from videoseq.checkpoint import load_checkpoint, model_from_checkpoint
 from videoseq.config import Config, config_from_dict
 from videoseq.errors import InputError, UsageError, one_line
 from videoseq.models import VideoClassifier
+from videoseq.outputs import atomic_output, check_output
 
 EXPORT_FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
@@ -99,16 +100,22 @@ def example_inputs(model: VideoClassifier, config: Config, batch: int) -> dict[s
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *, fmt: str = "onnx",
-                      streaming: bool = False) -> list[ExportCheck]:
-    """Write the clip model (and with ``streaming`` the frames + head parts); check each one."""
+                      streaming: bool = False, overwrite: bool = False) -> list[ExportCheck]:
+    """Write the clip model (and with ``streaming`` the frames + head parts); check each one.
+
+    The files are checked first (``outputs.check_output``: existing ones need ``overwrite``,
+    the checkpoint itself is refused) and each is written whole under its name, or not at all.
+    """
     if fmt not in EXPORT_FORMATS:
         raise UsageError(f"--format {fmt!r} is not one of {list(EXPORT_FORMATS)}")
+    out = Path(out) if out else Path(checkpoint).with_suffix(SUFFIXES[fmt])
+    paths = part_paths(out, fmt)
+    for part in ("clip", "frames", "head") if streaming else ("clip",):
+        check_output(paths[part], flag="--out", overwrite=overwrite, inputs=[checkpoint])
     payload = load_checkpoint(checkpoint)
     model, config = model_from_checkpoint(payload, checkpoint)
     model = model.cpu().eval()
-    out = Path(out) if out else Path(checkpoint).with_suffix(SUFFIXES[fmt])
     out.parent.mkdir(parents=True, exist_ok=True)
-    paths = part_paths(out, fmt)
     # eval() on the wrappers too: the exporter restores each module's own mode afterwards.
     modules = {"clip": model, "frames": FramesPart(model).eval(), "head": HeadPart(model).eval()}
     torch.manual_seed(0)
@@ -138,14 +145,14 @@ def write_onnx(module: nn.Module, example: torch.Tensor, path: Path, meta: str) 
 
     name_in = "features" if isinstance(module, HeadPart) else "frames"
     name_out = "features" if isinstance(module, FramesPart) else "logits"
-    with warnings.catch_warnings():
+    with atomic_output(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and deprecation notes; the numeric check decides
-        torch.onnx.export(module, (example,), str(path), input_names=[name_in], output_names=[name_out],
+        torch.onnx.export(module, (example,), str(tmp), input_names=[name_in], output_names=[name_out],
                           dynamic_axes={name_in: {0: "batch"}, name_out: {0: "batch"}},
                           opset_version=ONNX_OPSET, dynamo=False)
-    proto = onnx.load(str(path))
-    set_metadata(proto, meta)
-    onnx.save(proto, str(path))
+        proto = onnx.load(str(tmp))
+        set_metadata(proto, meta)
+        onnx.save(proto, str(tmp))
 
 
 def set_metadata(proto: Any, meta: str) -> None:
@@ -176,7 +183,8 @@ def write_onnx_clip(frames_path: Path, head_path: Path, examples: dict[str, torc
     rename_io(model, {"fold/frames": "frames", "head/logits": "logits"})
     set_metadata(model, meta)
     onnx.checker.check_model(model)
-    onnx.save(model, str(path))
+    with atomic_output(path) as tmp:
+        onnx.save(model, str(tmp))
 
 
 def reshape_model(name_in: str, name_out: str, in_shape: list, out_shape: list, like: Any) -> Any:
@@ -207,7 +215,8 @@ def write_torchscript(module: nn.Module, example: torch.Tensor, path: Path, meta
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         scripted = torch.jit.trace(module, (example,), check_trace=False)
-        torch.jit.save(scripted, str(path), _extra_files={"videoseq.json": meta})
+        with atomic_output(path) as tmp:
+            torch.jit.save(scripted, str(tmp), _extra_files={"videoseq.json": meta})
 
 
 @torch.no_grad()
@@ -306,9 +315,9 @@ def load_onnx_model(path: str | Path) -> tuple[OnnxModel, Config, list[str]]:
     return OnnxModel(part_paths(path, "onnx"), mean, std), config, classes
 
 
-def export_command(checkpoint: str, out: str | None, fmt: str, streaming: bool) -> int:
+def export_command(checkpoint: str, out: str | None, fmt: str, streaming: bool, overwrite: bool = False) -> int:
     """``videoseq export``: write, check and print every part; exit 1 when a check fails."""
-    results = export_checkpoint(checkpoint, out, fmt=fmt, streaming=streaming)
+    results = export_checkpoint(checkpoint, out, fmt=fmt, streaming=streaming, overwrite=overwrite)
     for result in results:
         print(result.line())
     return 0 if all(r.ok for r in results) else 1

@@ -11,6 +11,8 @@ import html
 import json
 from pathlib import Path
 
+from videoseq.outputs import write_text
+
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 14px; }
@@ -85,5 +87,4 @@ def render_html(report: dict, summary_rows: list[tuple[str, dict]], images: dict
 
 
 def write_html_report(path: Path, report: dict, summary_rows: list[tuple[str, dict]], images: dict[str, Path]) -> Path:
-    path.write_text(render_html(report, summary_rows, images), encoding="utf-8")
-    return path
+    return write_text(path, render_html(report, summary_rows, images))
