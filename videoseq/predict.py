@@ -185,15 +185,20 @@ class Predictor:
         return self.predict_clips(self.read_views(path, views)).mean(0)
 
     def window_clips(self, path: str | Path, window: float, stride: float) -> Iterator[tuple[float, float, np.ndarray]]:
-        """``(start_s, end_s, clip (T, H, W, 3))`` for windows of ``window`` seconds every ``stride`` seconds."""
+        """``(start_s, end_s, clip (T, H, W, 3))`` for windows of ``window`` seconds every ``stride`` seconds.
+
+        Times are the frames' own (``VideoReader.frame_times``): on a variable-frame-rate
+        file a window holds ``window`` seconds' worth of frames at the file's mean rate, and
+        its start and end are the decoded timestamps of its first frame and of its end.
+        """
         with VideoReader(path) as reader:
-            info = reader.info
-            size, step = max(1, round(window * info.fps)), max(1, round(stride * info.fps))
-            for start in window_starts(info.num_frames, size, step):
-                length = min(size, info.num_frames - start)
+            n, times = reader.info.num_frames, reader.frame_times()  # (N + 1,) seconds
+            fps = n / times[-1]
+            size, step = max(1, round(window * fps)), max(1, round(stride * fps))
+            for start in window_starts(n, size, step):
+                length = min(size, n - start)
                 indices = start + self.view_indices(length, 1)[0]
-                end = start + length
-                yield start / info.fps, end / info.fps, reader.read(indices)
+                yield float(times[start]), float(times[start + length]), reader.read(indices)
 
     def predict_windows(self, path: str | Path, window: float,
                         stride: float) -> Iterator[tuple[float, float, np.ndarray]]:

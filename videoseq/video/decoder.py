@@ -91,10 +91,11 @@ class VideoInfo:
 def is_frame_folder(path: str | os.PathLike) -> bool:
     """True for a directory that holds at least one JPEG/PNG image (a decoded video)."""
     path = Path(path)
-    if not path.is_dir():
+    try:
+        with os.scandir(path) as entries:
+            return any(e.is_file() and e.name.lower().endswith(FRAME_EXTENSIONS) for e in entries)
+    except OSError:  # not a folder, or one this user may not read
         return False
-    with os.scandir(path) as entries:
-        return any(e.is_file() and e.name.lower().endswith(FRAME_EXTENSIONS) for e in entries)
 
 
 def find_videos(root: str | os.PathLike, *, frame_folders: bool = False, skip: Path | None = None) -> list[Path]:
@@ -209,6 +210,22 @@ class VideoReader:
             return frames
         return frames[order.reshape(-1)]  # fancy indexing returns a fresh C-contiguous array
 
+    def frame_times(self) -> np.ndarray:
+        """``(N + 1,)`` seconds: where each frame starts, from the first one, and where the last one ends.
+
+        ``i / fps`` for a file whose timestamps keep the header's rate (within two frames over the
+        whole file) or make no sense (not increasing: some AVIs); a variable-frame-rate file gets
+        its decoded timestamps instead.
+        """
+        info = self.info
+        uniform = np.arange(info.num_frames + 1, dtype=np.float64) / info.fps
+        stamps = self._source.timestamps()
+        if stamps is None or not np.all(np.diff(stamps) > 0) or stamps[-1] - stamps[0] > 1e6:
+            return uniform
+        if abs((stamps[-1] - stamps[0]) - uniform[-1]) <= 2 / info.fps + 1e-6:
+            return uniform
+        return stamps - stamps[0]
+
     def close(self) -> None:
         """Release the decoder; reading again reopens the file."""
         self._source.close()
@@ -318,6 +335,16 @@ class _DecordFile:
         if not _DECORD_ROTATES and self.info.rotation:
             frames = rotate_frames(frames, self.info.rotation)
         return np.ascontiguousarray(frames, dtype=np.uint8)
+
+    def timestamps(self) -> np.ndarray | None:
+        """``(N + 1,)`` decoded presentation times in seconds: each frame's start, then the last one's end."""
+        try:
+            stamps = np.asarray(self._open().get_frame_timestamp(range(self.info.num_frames)), dtype=np.float64)
+        except Exception:  # decord keeps no timestamps for some containers
+            return None
+        if stamps.shape != (self.info.num_frames, 2) or not np.all(np.isfinite(stamps)):
+            return None
+        return np.append(stamps[:, 0], stamps[-1, 1])
 
     def close(self) -> None:
         self._forget_inherited()
@@ -436,6 +463,9 @@ class _FrameFolder:
                     "resize the frames of the folder to one size",
                 )
         return np.stack(frames)
+
+    def timestamps(self) -> None:
+        return None  # frame images carry no times: frame i starts at i / fps
 
     def close(self) -> None:
         pass
