@@ -105,14 +105,27 @@ def _numbers(value: Any) -> bool:
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value))
 
 
+MAX_CLIP_PIXELS = 2**26  # views x frames x size^2 of one video's clips: 805 MB of float32 input at most
+
+
 def checkpoint_config(payload: dict[str, Any], path: str | Path) -> Config:
-    """The validated config of a checkpoint; a config out of range names the checkpoint (before any allocation)."""
+    """The validated config of a checkpoint; a config out of range names the checkpoint (before any allocation).
+
+    Beyond the config's own ranges, one video's clips (``data.test_views`` x ``data.frames`` x
+    ``data.size``^2 pixels) must stay within ``MAX_CLIP_PIXELS``.
+    """
     check_payload(payload, Path(path))
     try:
-        return config_from_dict(payload["config"])
+        config = config_from_dict(payload["config"])
     except ConfigError as err:
         raise CheckpointError(f"checkpoint {path} holds a config videoseq refuses: {err}; "
                               "was it written by videoseq train?") from None
+    d = config.data
+    if d.test_views * d.frames * d.size**2 > MAX_CLIP_PIXELS:
+        raise CheckpointError(f"checkpoint {path} asks for clips of {d.test_views} x {d.frames} frames of "
+                              f"{d.size}x{d.size} pixels, more than the {MAX_CLIP_PIXELS:,} pixels videoseq decodes "
+                              "for one video; refused before allocating them")
+    return config
 
 
 def checkpoint_payload(

@@ -173,11 +173,17 @@ class Predictor:
         """``views`` test clips of a video (default: ``data.test_views``), ``(V, T)``."""
         return self.clips.views(num_frames, views or self.config.data.test_views)
 
+    def shrink(self, frames: np.ndarray) -> np.ndarray:
+        """The eval preset's resize of decoded frames ``(n, H, W, 3)`` (``prepare`` resizing them again changes
+        nothing): what ``read_views`` and ``window_clips`` apply as frames are decoded, so a read of a large
+        video holds small frames."""
+        return np.asarray(self.preset.resize(images=frames)["images"])
+
     def read_views(self, path: str | Path, views: int | None = None) -> np.ndarray:
-        """The test views of a whole video, uint8 RGB ``(V, T, H, W, 3)``."""
+        """The test views of a whole video, uint8 RGB ``(V, T, h, w, 3)``, resized as decoded (``shrink``)."""
         with VideoReader(path) as reader:
             indices = self.view_indices(reader.info.num_frames, views)  # (V, T)
-            frames = reader.read(indices.reshape(-1))
+            frames = reader.read(indices.reshape(-1), transform=self.shrink)
         return frames.reshape(*indices.shape, *frames.shape[1:])
 
     def predict_video(self, path: str | Path, views: int | None = None) -> np.ndarray:
@@ -198,7 +204,7 @@ class Predictor:
             for start in window_starts(n, size, step):
                 length = min(size, n - start)
                 indices = start + self.view_indices(length, 1)[0]
-                yield float(times[start]), float(times[start + length]), reader.read(indices)
+                yield float(times[start]), float(times[start + length]), reader.read(indices, transform=self.shrink)
 
     def predict_windows(self, path: str | Path, window: float,
                         stride: float) -> Iterator[tuple[float, float, np.ndarray]]:
