@@ -147,3 +147,15 @@ def test_bench_serve_reports_uploads_streams_drops_and_memory(tiny_run, capsys):
     assert 30 <= sent <= 42 and answered > 0 and answered + dropped == sent
     start, end = map(float, re.search(r"server RSS: (\d+) MB at start, (\d+) MB at end", out).groups())
     assert 0 < start <= end * 1.5
+
+
+@pytest.mark.slow  # three predict processes
+def test_bench_memory_reads_each_predict_peak_and_refuses_the_crafted_checkpoint(capsys):
+    from videoseq.bench.memory import bench_memory
+
+    peaks = bench_memory(width=640, height=360, frames=2, size=5000)  # small, so the test runs in seconds
+    assert [p.status for p in peaks] == [0, 0, 1]
+    assert all(200 < p.rss_mb < 2048 for p in peaks)  # a whole Python with torch, within the limit
+    assert "data.size: must be in [1, 1024], got 5000" in peaks[2].last_line
+    printed = capsys.readouterr().out
+    assert "peak RSS of videoseq predict" in printed and "640x360 clip, 2 frames" in printed

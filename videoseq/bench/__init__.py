@@ -1,7 +1,7 @@
 """Benchmarks behind ``videoseq bench KIND``; one entry per kind in :data:`BENCH_KINDS`.
 
 Each kind lives in its own module (``bench/stream.py``, ``loader.py``, ``train.py``,
-``heads.py``, ``captions.py``, ``decoders.py``, ``serve.py``), imported only when that kind runs:
+``heads.py``, ``captions.py``, ``decoders.py``, ``serve.py``, ``memory.py``), imported only when that kind runs:
 this registry names the kinds and their arguments and imports nothing heavy, so
 building the command line costs no torch import.
 
@@ -15,7 +15,7 @@ import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from videoseq.flags import non_negative_int, positive_int
+from videoseq.flags import non_negative_int, positive_float, positive_int
 
 
 @dataclass(frozen=True)
@@ -155,6 +155,24 @@ def _serve_run(args: argparse.Namespace) -> int:
     return bench_serve(args)
 
 
+def _memory_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = "example: videoseq bench memory (an 8K clip and a checkpoint asking for data.size: 20000)"
+    p.add_argument("--width", type=positive_int, default=7680, help="width of the large clip")
+    p.add_argument("--height", type=positive_int, default=4320, help="height of the large clip")
+    p.add_argument("--frames", type=positive_int, default=2, help="frames of the large clip")
+    p.add_argument("--size", type=positive_int, default=20000, help="data.size the crafted checkpoint asks for")
+    p.add_argument("--limit-mb", type=positive_float, default=2048.0, help="peak RSS every case must stay under")
+
+
+def _memory_run(args: argparse.Namespace) -> int:
+    from videoseq.bench.memory import bench_memory
+
+    peaks = bench_memory(width=args.width, height=args.height, frames=args.frames, size=args.size,
+                         limit_mb=args.limit_mb)
+    expected = [0, 0, 1]  # both clips predicted, the crafted checkpoint refused
+    return 0 if all(p.rss_mb <= args.limit_mb for p in peaks) and [p.status for p in peaks] == expected else 1
+
+
 BENCH_KINDS: dict[str, BenchKind] = {
     "stream": BenchKind("streaming vs window re-run per frame, decoding included", _stream_arguments, _stream_run),
     "loader": BenchKind("clips/s: our loader vs decord ceiling, PyAV and OpenCV decode-all, frame cache; RSS",
@@ -169,4 +187,6 @@ BENCH_KINDS: dict[str, BenchKind] = {
                         _decord_arguments, _decord_run),
     "serve": BenchKind("load test of videoseq serve on loopback: concurrent uploads and webcam streams",
                        _serve_arguments, _serve_run),
+    "memory": BenchKind("peak RSS of predict on an 8K clip and on a checkpoint crafted to exhaust memory",
+                        _memory_arguments, _memory_run),
 }
