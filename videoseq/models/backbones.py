@@ -224,6 +224,8 @@ def read_weights_file(path: str | Path, what: str, error: type[Exception] = Inpu
 
 def _unreadable(path: Path, err: BaseException) -> str:
     """Why ``torch.load`` failed, in words: not a PyTorch file at all, or a damaged one."""
+    if isinstance(err, OSError):
+        return f"{err.strerror or err}; check that you may read it"
     with path.open("rb") as f:
         head = f.read(4)
     if head != ZIP_MAGIC:
