@@ -358,10 +358,12 @@ def add_serve(sub) -> None:
     p.add_argument("checkpoint", help=".pt checkpoint or exported .onnx (streams need the --streaming parts)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0: every interface)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=integer(1, 65535), default=8000, help="port to listen on")
     p.add_argument("--device", default="auto")
     for f in fields(ServeLimits):
-        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
+        counts = non_negative_int if f.name == "workers" else positive_int  # workers 0: the default
+        p.add_argument("--" + f.name.replace("_", "-"), type=counts if isinstance(f.default, int) else positive_float,
+                       default=f.default,
                        help=f"{f.metadata['help']} (default {f.default})")
     p.set_defaults(func=cmd_serve)
 

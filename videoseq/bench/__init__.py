@@ -137,12 +137,12 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("example: videoseq bench serve demo_out/run/best.pt (8 clients x 25 uploads + 4 streams for "
                      "30 s, all on 127.0.0.1)")
     p.add_argument("model", help="checkpoint .pt or exported .onnx to serve")
-    p.add_argument("--clients", type=int, default=8, help="upload clients at once")
-    p.add_argument("--uploads", type=int, default=25, help="uploads per client, one after another")
-    p.add_argument("--streams", type=int, default=4, help="webcam-like WebSocket streams")
-    p.add_argument("--seconds", type=float, default=30.0, help="how long each stream sends")
-    p.add_argument("--stream-fps", type=float, default=30.0, help="frames per second each stream sends")
-    p.add_argument("--workers", type=int, default=0, help="the server's model threads (0: its default)")
+    p.add_argument("--clients", type=positive_int, default=8, help="upload clients at once")
+    p.add_argument("--uploads", type=positive_int, default=25, help="uploads per client, one after another")
+    p.add_argument("--streams", type=non_negative_int, default=4, help="webcam-like WebSocket streams")
+    p.add_argument("--seconds", type=positive_float, default=30.0, help="how long each stream sends")
+    p.add_argument("--stream-fps", type=positive_float, default=30.0, help="frames per second each stream sends")
+    p.add_argument("--workers", type=non_negative_int, default=0, help="the server's model threads (0: its default)")
 
 
 def _serve_run(args: argparse.Namespace) -> int:
