@@ -47,7 +47,7 @@ from videoseq.metrics import (
 from videoseq.models.decoding import Decoding
 from videoseq.outputs import check_output_folder, write_text
 from videoseq.prepare import resolve_manifest
-from videoseq.report import write_html_report
+from videoseq.report import format_summary, summary_rows, write_html_report
 from videoseq.runtime import available_workers, select_device
 from videoseq.sampling import ClipSampling
 from videoseq.tables import read_csv, write_csv
@@ -352,33 +352,6 @@ def write_captions(path: Path, found: dict, dataset: ClipDataset, classes: list[
 
 def summary(metrics: dict) -> dict:
     return {"count": metrics["count"], **{k: metrics[k] for k in SUMMARY_KEYS}}
-
-
-def summary_rows(report: dict) -> list[tuple[str, dict]]:
-    """(name, metrics) rows to show side by side: single view, multi-view videos, clips."""
-    views, aggregate = report.get("views", ""), report.get("aggregate", "")
-    rows = []
-    if "single_view" in report:
-        rows.append(("videos, single view 1x1", report["single_view"]))
-    rows.append((f"videos, {views} views, {aggregate}" if views else "videos", report["video"]))
-    if "clip" in report:
-        rows.append(("clips, each view alone" if views else "clips", report["clip"]))
-    return rows
-
-
-def format_summary(report: dict) -> str:
-    """A small fixed-width table of the headline metrics."""
-    def cell(value) -> str:
-        return "-" if value is None else f"{value:.4f}"
-
-    lines = [f"{'':32} {'count':>6} {'top1':>7} {'95% CI':>15} {'top5':>7} {'mean_class_acc':>14} "
-             f"{'macro_f1':>8} {'ECE':>7}"]
-    for name, m in summary_rows(report):
-        lo, hi = m["top1_ci95"]
-        lines.append(f"{name:32} {m['count']:>6} {cell(m['top1']):>7} {f'[{lo:.3f}, {hi:.3f}]':>15} "
-                     f"{cell(m['top5']):>7} {cell(m['mean_class_acc']):>14} {cell(m['macro_f1']):>8} "
-                     f"{cell(m['ece']):>7}")
-    return "\n".join(lines)
 
 
 def write_report(out: Path, report: dict) -> dict:
