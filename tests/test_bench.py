@@ -62,7 +62,7 @@ def test_bench_is_a_group_of_kinds_on_the_command_line(tmp_path):
     assert "stream" in BENCH_KINDS
     args = build_parser().parse_args(["bench", "stream", "configs/gestures.yaml", "--set", "data.frames=4"])
     assert args.func is BENCH_KINDS["stream"].run and args.set == ["data.frames=4"]
-    assert main(["bench", "stream", str(tmp_path / "missing.pt")]) == 2
+    assert main(["bench", "stream", str(tmp_path / "missing.pt")]) == 1  # an input that fails
 
 
 def test_set_only_applies_to_configs(tmp_path):
@@ -104,7 +104,7 @@ def test_race_times_every_reader_and_r3d_takes_our_clip_layout():
 
 
 def test_every_bench_kind_is_a_subcommand_of_bench():
-    assert set(BENCH_KINDS) == {"stream", "loader", "train", "heads", "captions", "decord", "serve"}
+    assert set(BENCH_KINDS) == {"stream", "loader", "train", "heads", "captions", "decord", "serve", "memory"}
     args = build_parser().parse_args(["bench", "serve", "best.pt", "--clients", "2", "--seconds", "5"])
     assert args.func is BENCH_KINDS["serve"].run and (args.clients, args.seconds, args.streams) == (2, 5.0, 4)
     args = build_parser().parse_args(["bench", "loader", "--clips", "3", "--rss-clips", "10"])
@@ -117,6 +117,8 @@ def test_every_bench_kind_is_a_subcommand_of_bench():
     assert args.func is BENCH_KINDS["captions"].run and (args.seed, args.per_class) == (1, 480)
     args = build_parser().parse_args(["bench", "decord", "--compare", "a.json", "b.json"])
     assert args.func is BENCH_KINDS["decord"].run and args.compare == ["a.json", "b.json"]
+    args = build_parser().parse_args(["bench", "memory", "--width", "640", "--height", "360"])
+    assert args.func is BENCH_KINDS["memory"].run and (args.width, args.height, args.size) == (640, 360, 20000)
 
 
 def test_the_decoder_benchmark_decodes_the_same_frames_both_ways_and_compares_saved_runs(tmp_path, capsys):
@@ -147,3 +149,15 @@ def test_bench_serve_reports_uploads_streams_drops_and_memory(tiny_run, capsys):
     assert 30 <= sent <= 42 and answered > 0 and answered + dropped == sent
     start, end = map(float, re.search(r"server RSS: (\d+) MB at start, (\d+) MB at end", out).groups())
     assert 0 < start <= end * 1.5
+
+
+@pytest.mark.slow  # three predict processes
+def test_bench_memory_reads_each_predict_peak_and_refuses_the_crafted_checkpoint(capsys):
+    from videoseq.bench.memory import bench_memory
+
+    peaks = bench_memory(width=640, height=360, frames=2, size=5000)  # small, so the test runs in seconds
+    assert [p.status for p in peaks] == [0, 0, 1]
+    assert all(200 < p.rss_mb < 2048 for p in peaks)  # a whole Python with torch, within the limit
+    assert "data.size: must be in [1, 1024], got 5000" in peaks[2].last_line
+    printed = capsys.readouterr().out
+    assert "peak RSS of videoseq predict" in printed and "640x360 clip, 2 frames" in printed

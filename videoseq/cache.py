@@ -18,6 +18,7 @@ the work was split into runs.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -25,14 +26,15 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
+from videoseq.errors import InputError
 from videoseq.manifest import read_manifest
-from videoseq.outputs import atomic_output
+from videoseq.outputs import OutputError, atomic_output, check_output_folder
 from videoseq.tables import write_csv
 from videoseq.transcode import output_fps, resampled_indices
 from videoseq.video.decoder import VideoDecodeError, VideoReader
 
 
-class CacheError(ValueError):
+class CacheError(InputError, ValueError):
     """A cache is missing, was made with other settings, or does not fit the config."""
 
 
@@ -96,9 +98,36 @@ def write_index(out: Path, index: dict) -> None:
     write_atomic(out / "index.json", lambda tmp: tmp.write_text(json.dumps(index, indent=1)))
 
 
-def open_index(out: Path, cache_format: str, settings: dict) -> dict:
-    """The cache's index (a fresh one for an empty folder); another format or other settings are an error."""
+CACHE_FILE = re.compile(r"^(index\.json|failed\.csv|backbone\.pt|[a-z]+_\d{5}\.npy)$")  # what a cache holds
+
+
+def check_cache_folder(out: str | Path, what: str, *, overwrite: bool, inputs: list[str | Path]) -> Path:
+    """``--out`` of a cache: a new or empty folder, or a cache to resume; a folder of other files needs ``overwrite``.
+
+    Checked before the inputs are opened; nothing is written here.
+    """
+    out = check_output_folder(out, ("index.json", "failed.csv", "backbone.pt"), flag="--out", overwrite=True,
+                              inputs=inputs)
+    others = sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) if out.is_dir() else []
+    if others and not (out / "index.json").is_file() and not overwrite:
+        raise OutputError(f"--out {out} holds {others[:5]} but no {what}; choose a new or empty folder, or add "
+                          "--overwrite to write the cache beside them")
+    return out
+
+
+def remove_cache_files(out: Path) -> None:
+    """Delete the files of a cache in ``out`` (``--overwrite``: start the cache afresh)."""
+    for path in out.iterdir() if out.is_dir() else ():
+        if CACHE_FILE.match(path.name) and path.is_file():
+            path.unlink()
+
+
+def open_index(out: Path, cache_format: str, settings: dict, *, fresh: bool = False) -> dict:
+    """The cache's index (a fresh one for an empty folder, or with ``fresh`` after removing the old cache);
+    another format or other settings are an error."""
     path = out / "index.json"
+    if fresh:
+        remove_cache_files(out)
     if not path.is_file():
         return {"format": cache_format, **settings, "shards": [], "videos": {}, "failed": {}}
     index = json.loads(path.read_text())

@@ -24,6 +24,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from videoseq.errors import UsageError
+
 
 @dataclass(frozen=True)
 class World:
@@ -41,9 +43,9 @@ def world_from_env() -> World:
         rank = int(os.environ.get("RANK", "0"))
         local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
     except ValueError as err:
-        raise RuntimeError(f"RANK / WORLD_SIZE / LOCAL_RANK must be integers ({err}); launch with torchrun") from err
+        raise UsageError(f"RANK / WORLD_SIZE / LOCAL_RANK must be integers ({err}); launch with torchrun") from err
     if size < 1 or not 0 <= rank < size:
-        raise RuntimeError(f"RANK={rank} does not fit WORLD_SIZE={size}; launch with torchrun")
+        raise UsageError(f"RANK={rank} does not fit WORLD_SIZE={size}; launch with torchrun")
     return World(rank, size, local_rank)
 
 
@@ -97,7 +99,7 @@ def wrap_model(model: nn.Module, device: torch.device, *, sync_bn: bool = False)
         return model
     if sync_bn:
         if device.type != "cuda":
-            raise RuntimeError("train.sync_bn needs CUDA (PyTorch's SyncBatchNorm runs on GPUs only); "
+            raise UsageError("train.sync_bn needs CUDA (PyTorch's SyncBatchNorm runs on GPUs only); "
                                "set train.sync_bn=false on CPU")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [device.index] if device.type == "cuda" else None

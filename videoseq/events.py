@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from videoseq.errors import UsageError
+
 SMOOTHING = ("mean", "majority")
 
 
@@ -35,13 +37,13 @@ class EventOptions:
 
     def __post_init__(self) -> None:
         if self.method not in SMOOTHING:
-            raise ValueError(f"event smoothing {self.method!r} is not one of {list(SMOOTHING)}")
+            raise UsageError(f"event smoothing {self.method!r} is not one of {list(SMOOTHING)}")
         if self.smooth < 1:
-            raise ValueError(f"event smoothing window must be >= 1 step, got {self.smooth}")
+            raise UsageError(f"event smoothing window must be >= 1 step, got {self.smooth}")
         if not 0 <= self.threshold <= 1:
-            raise ValueError(f"event threshold must be in [0, 1], got {self.threshold}")
+            raise UsageError(f"event threshold must be in [0, 1], got {self.threshold}")
         if self.min_duration < 0 or self.refractory < 0:
-            raise ValueError("event min duration and refractory period must be >= 0 seconds")
+            raise UsageError("event min duration and refractory period must be >= 0 seconds")
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ class EventDetector:
 
     def __init__(self, classes: list[str], options: EventOptions) -> None:
         if options.background is not None and options.background not in classes:
-            raise ValueError(f"background class {options.background!r} is not a class of the model: {classes}")
+            raise UsageError(f"background class {options.background!r} is not a class of the model: {classes}")
         self.classes, self.options = classes, options
         self.window: deque[np.ndarray] = deque(maxlen=options.smooth)
         self.current: list | None = None  # [label, start_s, start_frame, end_s, end_frame, peak]

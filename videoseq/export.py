@@ -30,7 +30,9 @@ from torch import nn
 
 from videoseq.checkpoint import load_checkpoint, model_from_checkpoint
 from videoseq.config import Config, config_from_dict
+from videoseq.errors import InputError, UsageError, one_line
 from videoseq.models import VideoClassifier
+from videoseq.outputs import atomic_output, check_output
 
 EXPORT_FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
@@ -98,16 +100,22 @@ def example_inputs(model: VideoClassifier, config: Config, batch: int) -> dict[s
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *, fmt: str = "onnx",
-                      streaming: bool = False) -> list[ExportCheck]:
-    """Write the clip model (and with ``streaming`` the frames + head parts); check each one."""
+                      streaming: bool = False, overwrite: bool = False) -> list[ExportCheck]:
+    """Write the clip model (and with ``streaming`` the frames + head parts); check each one.
+
+    The files are checked first (``outputs.check_output``: existing ones need ``overwrite``,
+    the checkpoint itself is refused) and each is written whole under its name, or not at all.
+    """
     if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"--format {fmt!r} is not one of {list(EXPORT_FORMATS)}")
+        raise UsageError(f"--format {fmt!r} is not one of {list(EXPORT_FORMATS)}")
+    out = Path(out) if out else Path(checkpoint).with_suffix(SUFFIXES[fmt])
+    paths = part_paths(out, fmt)
+    for part in ("clip", "frames", "head") if streaming else ("clip",):
+        check_output(paths[part], flag="--out", overwrite=overwrite, inputs=[checkpoint])
     payload = load_checkpoint(checkpoint)
     model, config = model_from_checkpoint(payload, checkpoint)
     model = model.cpu().eval()
-    out = Path(out) if out else Path(checkpoint).with_suffix(SUFFIXES[fmt])
     out.parent.mkdir(parents=True, exist_ok=True)
-    paths = part_paths(out, fmt)
     # eval() on the wrappers too: the exporter restores each module's own mode afterwards.
     modules = {"clip": model, "frames": FramesPart(model).eval(), "head": HeadPart(model).eval()}
     torch.manual_seed(0)
@@ -137,14 +145,14 @@ def write_onnx(module: nn.Module, example: torch.Tensor, path: Path, meta: str) 
 
     name_in = "features" if isinstance(module, HeadPart) else "frames"
     name_out = "features" if isinstance(module, FramesPart) else "logits"
-    with warnings.catch_warnings():
+    with atomic_output(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and deprecation notes; the numeric check decides
-        torch.onnx.export(module, (example,), str(path), input_names=[name_in], output_names=[name_out],
+        torch.onnx.export(module, (example,), str(tmp), input_names=[name_in], output_names=[name_out],
                           dynamic_axes={name_in: {0: "batch"}, name_out: {0: "batch"}},
                           opset_version=ONNX_OPSET, dynamo=False)
-    proto = onnx.load(str(path))
-    set_metadata(proto, meta)
-    onnx.save(proto, str(path))
+        proto = onnx.load(str(tmp))
+        set_metadata(proto, meta)
+        onnx.save(proto, str(tmp))
 
 
 def set_metadata(proto: Any, meta: str) -> None:
@@ -175,7 +183,8 @@ def write_onnx_clip(frames_path: Path, head_path: Path, examples: dict[str, torc
     rename_io(model, {"fold/frames": "frames", "head/logits": "logits"})
     set_metadata(model, meta)
     onnx.checker.check_model(model)
-    onnx.save(model, str(path))
+    with atomic_output(path) as tmp:
+        onnx.save(model, str(tmp))
 
 
 def reshape_model(name_in: str, name_out: str, in_shape: list, out_shape: list, like: Any) -> Any:
@@ -206,7 +215,8 @@ def write_torchscript(module: nn.Module, example: torch.Tensor, path: Path, meta
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         scripted = torch.jit.trace(module, (example,), check_trace=False)
-        torch.jit.save(scripted, str(path), _extra_files={"videoseq.json": meta})
+        with atomic_output(path) as tmp:
+            torch.jit.save(scripted, str(tmp), _extra_files={"videoseq.json": meta})
 
 
 @torch.no_grad()
@@ -239,8 +249,12 @@ def onnx_session(path: Path) -> Any:
         # as many threads as torch uses (set_num_threads / OMP_NUM_THREADS), so one knob sets both
         options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        _SESSIONS[key] = (Path(path).stat().st_mtime_ns,
-                          ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime's own exception types: InvalidProtobuf, Fail, ...
+            raise InputError(f"ONNX model {path} cannot be read by onnxruntime ({type(err).__name__}: "
+                             f"{one_line(err, 200)}); write it again with videoseq export") from None
+        _SESSIONS[key] = (Path(path).stat().st_mtime_ns, session)
     return _SESSIONS[key][1]
 
 
@@ -256,7 +270,7 @@ class OnnxModel:
     def _run(self, part: str, x: torch.Tensor) -> torch.Tensor:
         path = self.paths[part]
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: streaming an ONNX model needs its frames and head parts; "
+            raise InputError(f"{path} is missing: streaming an ONNX model needs its frames and head parts; "
                                     f"write them with videoseq export CHECKPOINT --format onnx --streaming")
         session = onnx_session(path)
         out = session.run(None, {session.get_inputs()[0].name: x.detach().cpu().numpy().astype(np.float32)})[0]
@@ -273,7 +287,7 @@ class OnnxModel:
 
     def to(self, device: torch.device | str) -> OnnxModel:
         if torch.device(device).type != "cpu":
-            raise ValueError("ONNX models run on the CPU here (onnxruntime CPUExecutionProvider)")
+            raise UsageError("ONNX models run on the CPU here (onnxruntime CPUExecutionProvider)")
         return self
 
     def eval(self) -> OnnxModel:
@@ -284,21 +298,26 @@ def load_onnx_model(path: str | Path) -> tuple[OnnxModel, Config, list[str]]:
     """The clip ONNX file written by ``export_checkpoint``, with its config and classes."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"ONNX model {path} does not exist")
+        raise InputError(f"ONNX model {path} does not exist")
     meta_text = onnx_session(path).get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     if not meta_text:
-        raise ValueError(f"{path} has no {METADATA_KEY!r} metadata; export it with videoseq export")
-    meta = json.loads(meta_text)
-    if meta["part"] != "clip":
-        raise ValueError(f"{path} is the {meta['part']!r} part of an export; "
+        raise InputError(f"{path} has no {METADATA_KEY!r} metadata; export it with videoseq export")
+    try:
+        meta = json.loads(meta_text)
+        config = config_from_dict(meta["config"])
+        classes, mean, std = list(meta["classes"]), meta["mean"], meta["std"]
+    except (ValueError, KeyError, TypeError) as err:  # ConfigError is a ValueError
+        raise InputError(f"{path}: its {METADATA_KEY!r} metadata is damaged ({one_line(err, 200)}); "
+                         "write it again with videoseq export") from None
+    if meta.get("part") != "clip":
+        raise UsageError(f"{path} is the {meta['part']!r} part of an export; "
                          f"pass the clip file (without .{meta['part']})")
-    model = OnnxModel(part_paths(path, "onnx"), meta["mean"], meta["std"])
-    return model, config_from_dict(meta["config"]), meta["classes"]
+    return OnnxModel(part_paths(path, "onnx"), mean, std), config, classes
 
 
-def export_command(checkpoint: str, out: str | None, fmt: str, streaming: bool) -> int:
+def export_command(checkpoint: str, out: str | None, fmt: str, streaming: bool, overwrite: bool = False) -> int:
     """``videoseq export``: write, check and print every part; exit 1 when a check fails."""
-    results = export_checkpoint(checkpoint, out, fmt=fmt, streaming=streaming)
+    results = export_checkpoint(checkpoint, out, fmt=fmt, streaming=streaming, overwrite=overwrite)
     for result in results:
         print(result.line())
     return 0 if all(r.ok for r in results) else 1

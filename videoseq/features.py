@@ -35,6 +35,7 @@ import torch
 from videoseq.cache import (
     CacheError,
     ShardCache,
+    check_cache_folder,
     fill_cache,
     manifest_paths,
     open_index,
@@ -47,6 +48,7 @@ from videoseq.manifest import Manifest
 from videoseq.models import VideoClassifier
 from videoseq.models.backbones import get_backbone_spec
 from videoseq.models.heads import get_head_class
+from videoseq.outputs import atomic_output
 from videoseq.sampling import ClipSampling
 from videoseq.transforms import ClipEvalPreset, clip_to_tensor, normalize_clip
 from videoseq.video.decoder import VideoReader
@@ -106,26 +108,30 @@ def extract_features(
     shard_videos: int = 64,
     batch_frames: int = 64,
     max_videos: int | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Extract (or resume extracting) the feature cache of every video in ``manifest``; returns the index.
 
-    ``max_videos`` stops after that many new videos (work split over several runs).
+    ``max_videos`` stops after that many new videos (work split over several runs). ``out_dir``
+    is a new or empty folder or a feature cache to resume; ``overwrite`` starts afresh (the old
+    cache's files are removed once the inputs opened) or writes beside other files.
     """
+    out = check_cache_folder(out_dir, "feature cache", overwrite=overwrite, inputs=[source, manifest])
     opened = open_source(source)
     model, config = opened.model(), opened.config
-    out = Path(out_dir)
+    paths = manifest_paths(manifest)
     out.mkdir(parents=True, exist_ok=True)
     extractor = Extractor(model, size=config.data.size, spatial=spatial, device=torch.device(device),
                           batch_frames=batch_frames)
     settings = {"backbone": config.model.backbone, "stage": model.backbone.stage, "size": config.data.size,
                 "fps": fps, "spatial": spatial, "weights_sha256": weights_digest(model.backbone)}
-    index = open_index(out, CACHE_FORMAT, settings)
+    index = open_index(out, CACHE_FORMAT, settings, fresh=overwrite)
     index |= {"feature_shape": list(extractor.pooled_shape),
               "map_shape": list(extractor.map_shape) if spatial else None}
-    torch.save({"backbone": model.backbone.state_dict(), "mean": list(model.backbone.mean),
-                "std": list(model.backbone.std)}, out / "backbone.pt")
-    return fill_cache(extractor, manifest_paths(manifest), out, index, fps=fps, shard_videos=shard_videos,
-                      max_videos=max_videos)
+    with atomic_output(out / "backbone.pt") as tmp:
+        torch.save({"backbone": model.backbone.state_dict(), "mean": list(model.backbone.mean),
+                    "std": list(model.backbone.std)}, tmp)
+    return fill_cache(extractor, paths, out, index, fps=fps, shard_videos=shard_videos, max_videos=max_videos)
 
 
 class FeatureCache(ShardCache):

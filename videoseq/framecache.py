@@ -30,12 +30,14 @@ import numpy as np
 from videoseq.cache import (
     CacheError,
     ShardCache,
+    check_cache_folder,
     fill_cache,
     manifest_paths,
     open_index,
 )
 from videoseq.checkpoint import open_source
 from videoseq.config import DataConfig
+from videoseq.errors import UsageError
 from videoseq.transcode import CHUNK, scaled_size
 from videoseq.transforms import eval_resize, short_side_resize
 from videoseq.video.decoder import VideoReader
@@ -71,25 +73,28 @@ class FrameResizer:
 
 
 def extract_frames(source: str | Path, manifest: str | Path, out_dir: str | Path, *, fps: float | None = None,
-                   short_side: int | None = None, shard_videos: int = 16, max_videos: int | None = None) -> dict:
+                   short_side: int | None = None, shard_videos: int = 16, max_videos: int | None = None,
+                   overwrite: bool = False) -> dict:
     """Build (or resume building) the frame cache of every video in ``manifest``; returns the index.
 
     ``fps`` defaults to the config's ``data.fps`` (None: every frame), ``short_side`` to
-    ``eval_resize(data.size)``; ``max_videos`` stops after that many new videos.
+    ``eval_resize(data.size)``; ``max_videos`` stops after that many new videos; ``out_dir`` as
+    for ``features.extract_features`` (``overwrite`` starts afresh).
     """
+    check_cache_folder(out_dir, "frame cache", overwrite=overwrite, inputs=[source, manifest])
     data = open_source(source).config.data
     return cache_frames(manifest_paths(manifest), out_dir, short_side=short_side or eval_resize(data.size),
-                        fps=fps or data.fps, shard_videos=shard_videos, max_videos=max_videos)
+                        fps=fps or data.fps, shard_videos=shard_videos, max_videos=max_videos, fresh=overwrite)
 
 
 def cache_frames(paths: list[str], out_dir: str | Path, *, short_side: int, fps: float | None,
-                 shard_videos: int = 16, max_videos: int | None = None) -> dict:
+                 shard_videos: int = 16, max_videos: int | None = None, fresh: bool = False) -> dict:
     """The frame cache of the videos ``paths`` (absolute) in ``out_dir``; returns the index."""
     if short_side <= 0 or (fps is not None and fps <= 0):
-        raise ValueError(f"--short-side and --fps must be positive, got {short_side} and {fps}")
+        raise UsageError(f"--short-side and --fps must be positive, got {short_side} and {fps}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    index = open_index(out, CACHE_FORMAT, {"short_side": short_side, "fps": fps})
+    index = open_index(out, CACHE_FORMAT, {"short_side": short_side, "fps": fps}, fresh=fresh)
     return fill_cache(FrameResizer(short_side), paths, out, index, fps=fps, shard_videos=shard_videos,
                       max_videos=max_videos)
 

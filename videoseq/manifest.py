@@ -12,13 +12,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from videoseq.errors import InputError
+from videoseq.outputs import write_text
 from videoseq.tables import read_csv, write_csv
 
 REQUIRED_COLUMNS = ("path", "label", "split")
 OPTIONAL_COLUMNS = ("group", "caption")
 
 
-class ManifestError(ValueError):
+class ManifestError(InputError, ValueError):
     """A manifest or class list is malformed; the message names the file and the fix."""
 
 
@@ -123,5 +125,5 @@ def write_manifest(manifest: Manifest, out_dir: str | Path, csv_name: str = "man
         [os.path.relpath(manifest.resolve(r.path), out_dir.resolve()), r.label, r.split, r.group, r.caption]
         for r in manifest.rows
     ]
-    (out_dir / "classes.txt").write_text("".join(f"{c}\n" for c in manifest.classes))
+    write_text(out_dir / "classes.txt", "".join(f"{c}\n" for c in manifest.classes))
     return write_csv(out_dir / csv_name, header, rows)

@@ -21,8 +21,10 @@ from tqdm import tqdm
 
 from videoseq.checkpoint import ModelSource, open_source
 from videoseq.config import Config
+from videoseq.errors import UsageError
 from videoseq.models import VideoClassifier
 from videoseq.models.decoding import Decoding
+from videoseq.outputs import check_output
 from videoseq.runtime import select_device
 from videoseq.sampling import ClipSampling, window_starts
 from videoseq.stream import FeatureRing, FrameClock, stream_interval
@@ -78,7 +80,7 @@ class Predictor:
     def from_source(cls, source: ModelSource, device: str = "auto") -> Predictor:
         """The trained model of an opened checkpoint (``checkpoint.open_source``)."""
         if source.payload is None:
-            raise ValueError(f"{source.path} is a config, not a trained checkpoint; train it first (videoseq train)")
+            raise UsageError(f"{source.path} is a config, not a trained checkpoint; train it first (videoseq train)")
         payload = source.payload
         vocab = Vocabulary(payload["vocab"]) if payload.get("vocab") else None
         return cls(source.model(), source.config, list(payload["classes"]), select_device(device), vocab)
@@ -120,7 +122,7 @@ class Predictor:
     def caption_clip(self, frames: np.ndarray, beam: int | None = None) -> str:
         """One clip, uint8 RGB ``(T, H, W, 3)`` -> a caption (beam search; default: the config's beam)."""
         if self.vocab is None:
-            raise ValueError("this checkpoint has no caption decoder (model.task=classify)")
+            raise UsageError("this checkpoint has no caption decoder (model.task=classify)")
         ids = Decoding.of(self.config.caption, beam).generate(self.model, self.prepare(frames[None]))
         return self.vocab.decode(ids[0])
 
@@ -171,11 +173,17 @@ class Predictor:
         """``views`` test clips of a video (default: ``data.test_views``), ``(V, T)``."""
         return self.clips.views(num_frames, views or self.config.data.test_views)
 
+    def shrink(self, frames: np.ndarray) -> np.ndarray:
+        """The eval preset's resize of decoded frames ``(n, H, W, 3)`` (``prepare`` resizing them again changes
+        nothing): what ``read_views`` and ``window_clips`` apply as frames are decoded, so a read of a large
+        video holds small frames."""
+        return np.asarray(self.preset.resize(images=frames)["images"])
+
     def read_views(self, path: str | Path, views: int | None = None) -> np.ndarray:
-        """The test views of a whole video, uint8 RGB ``(V, T, H, W, 3)``."""
+        """The test views of a whole video, uint8 RGB ``(V, T, h, w, 3)``, resized as decoded (``shrink``)."""
         with VideoReader(path) as reader:
             indices = self.view_indices(reader.info.num_frames, views)  # (V, T)
-            frames = reader.read(indices.reshape(-1))
+            frames = reader.read(indices.reshape(-1), transform=self.shrink)
         return frames.reshape(*indices.shape, *frames.shape[1:])
 
     def predict_video(self, path: str | Path, views: int | None = None) -> np.ndarray:
@@ -183,15 +191,20 @@ class Predictor:
         return self.predict_clips(self.read_views(path, views)).mean(0)
 
     def window_clips(self, path: str | Path, window: float, stride: float) -> Iterator[tuple[float, float, np.ndarray]]:
-        """``(start_s, end_s, clip (T, H, W, 3))`` for windows of ``window`` seconds every ``stride`` seconds."""
+        """``(start_s, end_s, clip (T, H, W, 3))`` for windows of ``window`` seconds every ``stride`` seconds.
+
+        Times are the frames' own (``VideoReader.frame_times``): on a variable-frame-rate
+        file a window holds ``window`` seconds' worth of frames at the file's mean rate, and
+        its start and end are the decoded timestamps of its first frame and of its end.
+        """
         with VideoReader(path) as reader:
-            info = reader.info
-            size, step = max(1, round(window * info.fps)), max(1, round(stride * info.fps))
-            for start in window_starts(info.num_frames, size, step):
-                length = min(size, info.num_frames - start)
+            n, times = reader.info.num_frames, reader.frame_times()  # (N + 1,) seconds
+            fps = n / times[-1]
+            size, step = max(1, round(window * fps)), max(1, round(stride * fps))
+            for start in window_starts(n, size, step):
+                length = min(size, n - start)
                 indices = start + self.view_indices(length, 1)[0]
-                end = start + length
-                yield start / info.fps, end / info.fps, reader.read(indices)
+                yield float(times[start]), float(times[start + length]), reader.read(indices, transform=self.shrink)
 
     def predict_windows(self, path: str | Path, window: float,
                         stride: float) -> Iterator[tuple[float, float, np.ndarray]]:
@@ -208,13 +221,13 @@ def topk(scores: np.ndarray, classes: list[str], k: int) -> list[tuple[str, floa
 def expand_sources(sources: list[str]) -> list[str]:
     """Files as given, folders searched recursively for videos, globs expanded, sorted per source.
 
-    A source that matches nothing is kept so it gets an error row.
+    A source that matches nothing, and a folder without videos, is kept so it gets an error row.
     """
     found: list[str] = []
     for source in sources:
         path = Path(source)
         if path.is_dir() and not is_frame_folder(path):
-            found += [str(p) for p in find_videos(path)]
+            found += [str(p) for p in find_videos(path)] or [source]  # an empty folder gets its error row
         elif not path.exists() and glob.has_magic(source):
             found += sorted(glob.glob(source, recursive=True)) or [source]
         else:
@@ -294,10 +307,19 @@ def _prediction_cells(span: SpanPrediction, classes: list[str], k: int) -> list:
 def predict_to_csv(
     checkpoint: str | Path, sources: list[str], csv_path: str | Path | None, *, k: int = 5,
     window: float | None = None, stride: float | None = None, device: str = "auto", beam: int | None = None,
+    overwrite: bool = False,
 ) -> int:
-    """Predict every source and write (or print) the CSV; returns the number of failed inputs."""
+    """Predict every source and write (or print) the CSV; returns the number of failed inputs.
+
+    ``csv_path`` is checked first (``outputs.check_output``: an existing file needs
+    ``overwrite``; a video, the checkpoint or a folder is refused) and written once,
+    whole, after every source was read.
+    """
+    found = expand_sources(sources)
+    if csv_path:
+        check_output(csv_path, flag="--csv", overwrite=overwrite, inputs=[checkpoint, *found])
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
-    table = prediction_rows(predictor, sources, k=k, window=window, stride=stride, beam=beam)
+    table = prediction_rows(predictor, found, k=k, window=window, stride=stride, beam=beam)
     if csv_path:
         write_csv(csv_path, table.header, table.rows)
         print(f"wrote {len(table.rows)} rows to {csv_path}")

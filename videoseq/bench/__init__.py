@@ -1,7 +1,7 @@
 """Benchmarks behind ``videoseq bench KIND``; one entry per kind in :data:`BENCH_KINDS`.
 
 Each kind lives in its own module (``bench/stream.py``, ``loader.py``, ``train.py``,
-``heads.py``, ``captions.py``, ``decoders.py``, ``serve.py``), imported only when that kind runs:
+``heads.py``, ``captions.py``, ``decoders.py``, ``serve.py``, ``memory.py``), imported only when that kind runs:
 this registry names the kinds and their arguments and imports nothing heavy, so
 building the command line costs no torch import.
 
@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from videoseq.flags import non_negative_int, positive_float, positive_int
 
 
 @dataclass(frozen=True)
@@ -28,9 +30,9 @@ def _stream_arguments(p: argparse.ArgumentParser) -> None:
                      "(a checkpoint, an .onnx export, or a config with random weights)")
     p.add_argument("model", help="checkpoint .pt, exported .onnx, or a YAML config (random weights)")
     p.add_argument("--source", help="video file (default: a synthetic 320x240 25 fps clip)")
-    p.add_argument("--frames", type=int, default=300, help="length of the synthetic clip")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--repeats", type=int, default=3, help="runs per mode; the fastest counts")
+    p.add_argument("--frames", type=positive_int, default=300, help="length of the synthetic clip")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="runs per mode; the fastest counts")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key of a YAML config")
 
 
@@ -44,8 +46,8 @@ def _stream_run(args: argparse.Namespace) -> int:
 
 def _loader_arguments(p: argparse.ArgumentParser) -> None:
     p.description = "example: videoseq bench loader --clips 20"
-    p.add_argument("--clips", type=int, default=20, help="timed clips per video and clip length")
-    p.add_argument("--rss-clips", type=int, default=1000, help="clips loaded while watching memory")
+    p.add_argument("--clips", type=positive_int, default=20, help="timed clips per video and clip length")
+    p.add_argument("--rss-clips", type=positive_int, default=1000, help="clips loaded while watching memory")
 
 
 def _loader_run(args: argparse.Namespace) -> int:
@@ -61,10 +63,10 @@ TRAIN_PARTS = ("peers", "cache")
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("example: videoseq bench train --epochs 3; "
                      "videoseq bench train --parts cache --size 112 --per-class 20")
-    p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--per-class", type=int, default=6, help="synthetic gesture clips per class")
-    p.add_argument("--size", type=int, default=64, help="clip side in pixels (the issue's peers: 112)")
-    p.add_argument("--frames", type=int, default=8, help="frames per clip")
+    p.add_argument("--epochs", type=positive_int, default=4)
+    p.add_argument("--per-class", type=positive_int, default=6, help="synthetic gesture clips per class")
+    p.add_argument("--size", type=positive_int, default=64, help="clip side in pixels (the issue's peers: 112)")
+    p.add_argument("--frames", type=positive_int, default=8, help="frames per clip")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto (model timings; AMP as train.amp on CUDA)")
     p.add_argument("--parts", nargs="+", choices=TRAIN_PARTS, default=list(TRAIN_PARTS),
                    help="peers: default model vs r3d_18; cache: feature-cache vs frozen end-to-end epochs")
@@ -81,7 +83,7 @@ def _train_run(args: argparse.Namespace) -> int:
 def _heads_arguments(p: argparse.ArgumentParser) -> None:
     p.description = "example: videoseq bench heads --per-class 60 --out /tmp/bench_heads"
     p.add_argument("--out", default="/tmp/bench_heads", help="data, runs and evaluations (a finished run is reused)")
-    p.add_argument("--per-class", type=int, default=40, help="synthetic gesture clips per class")
+    p.add_argument("--per-class", type=positive_int, default=40, help="synthetic gesture clips per class")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key of the demo config")
 
 
@@ -95,8 +97,10 @@ def _heads_run(args: argparse.Namespace) -> int:
 def _captions_arguments(p: argparse.ArgumentParser) -> None:
     p.description = "example: videoseq bench captions --per-class 480 --seed 0 --out /tmp/bench_captions"
     p.add_argument("--out", default="/tmp/bench_captions")
-    p.add_argument("--per-class", type=int, default=480, help="synthetic clips per class (2/3 train, 1/3 test)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic clips and of the training run")
+    p.add_argument("--per-class", type=positive_int, default=480,
+                   help="synthetic clips per class (2/3 train, 1/3 test)")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed of the synthetic clips and of the training run")
     p.add_argument("--config", help="caption config (default: the shipped configs/captions.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
 
@@ -112,9 +116,9 @@ def _decord_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("examples: videoseq bench decord --json /tmp/decord.json; "
                      "videoseq bench decord --compare /tmp/decord.json /tmp/decord2.json")
     p.add_argument("--videos", help="folder of real clips (default: the shared sample clips)")
-    p.add_argument("--clips", type=int, default=20, help="clips per video, clip length and decoder")
-    p.add_argument("--threads", type=int, default=1, help="decord decoding threads")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clips", type=positive_int, default=20, help="clips per video, clip length and decoder")
+    p.add_argument("--threads", type=positive_int, default=1, help="decord decoding threads")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--json", help="write the results here")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two --json files")
 
@@ -133,12 +137,12 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("example: videoseq bench serve demo_out/run/best.pt (8 clients x 25 uploads + 4 streams for "
                      "30 s, all on 127.0.0.1)")
     p.add_argument("model", help="checkpoint .pt or exported .onnx to serve")
-    p.add_argument("--clients", type=int, default=8, help="upload clients at once")
-    p.add_argument("--uploads", type=int, default=25, help="uploads per client, one after another")
-    p.add_argument("--streams", type=int, default=4, help="webcam-like WebSocket streams")
-    p.add_argument("--seconds", type=float, default=30.0, help="how long each stream sends")
-    p.add_argument("--stream-fps", type=float, default=30.0, help="frames per second each stream sends")
-    p.add_argument("--workers", type=int, default=0, help="the server's model threads (0: its default)")
+    p.add_argument("--clients", type=positive_int, default=8, help="upload clients at once")
+    p.add_argument("--uploads", type=positive_int, default=25, help="uploads per client, one after another")
+    p.add_argument("--streams", type=non_negative_int, default=4, help="webcam-like WebSocket streams")
+    p.add_argument("--seconds", type=positive_float, default=30.0, help="how long each stream sends")
+    p.add_argument("--stream-fps", type=positive_float, default=30.0, help="frames per second each stream sends")
+    p.add_argument("--workers", type=non_negative_int, default=0, help="the server's model threads (0: its default)")
 
 
 def _serve_run(args: argparse.Namespace) -> int:
@@ -149,6 +153,24 @@ def _serve_run(args: argparse.Namespace) -> int:
     except ImportError as err:
         raise missing_extra("videoseq bench serve", err) from err
     return bench_serve(args)
+
+
+def _memory_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = "example: videoseq bench memory (an 8K clip and a checkpoint asking for data.size: 20000)"
+    p.add_argument("--width", type=positive_int, default=7680, help="width of the large clip")
+    p.add_argument("--height", type=positive_int, default=4320, help="height of the large clip")
+    p.add_argument("--frames", type=positive_int, default=2, help="frames of the large clip")
+    p.add_argument("--size", type=positive_int, default=20000, help="data.size the crafted checkpoint asks for")
+    p.add_argument("--limit-mb", type=positive_float, default=2048.0, help="peak RSS every case must stay under")
+
+
+def _memory_run(args: argparse.Namespace) -> int:
+    from videoseq.bench.memory import bench_memory
+
+    peaks = bench_memory(width=args.width, height=args.height, frames=args.frames, size=args.size,
+                         limit_mb=args.limit_mb)
+    expected = [0, 0, 1]  # both clips predicted, the crafted checkpoint refused
+    return 0 if all(p.rss_mb <= args.limit_mb for p in peaks) and [p.status for p in peaks] == expected else 1
 
 
 BENCH_KINDS: dict[str, BenchKind] = {
@@ -165,4 +187,6 @@ BENCH_KINDS: dict[str, BenchKind] = {
                         _decord_arguments, _decord_run),
     "serve": BenchKind("load test of videoseq serve on loopback: concurrent uploads and webcam streams",
                        _serve_arguments, _serve_run),
+    "memory": BenchKind("peak RSS of predict on an 8K clip and on a checkpoint crafted to exhaust memory",
+                        _memory_arguments, _memory_run),
 }

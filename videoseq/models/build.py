@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from videoseq.config import Config, ModelConfig
 from videoseq.models.backbones import resolve_stage
-from videoseq.models.captioner import build_captioner
+from videoseq.models.captioner import build_captioner, check_decoder_args
 from videoseq.models.classifier import VideoClassifier, build_model
 from videoseq.models.heads import check_head_args
 from videoseq.text import BOS_ID, EOS_ID, PAD_ID
@@ -38,7 +38,10 @@ def build_model_from_config(config: Config, num_classes: int, *, pretrained: boo
 def check_model_names(model: ModelConfig) -> None:
     """The backbone, its stage, the head and its arguments exist, before anything is built or written.
 
-    Raises the ``ValueError`` of the registry that does not know a name, listing the valid ones.
+    Raises the ``UsageError`` of the registry that does not know a name, listing the valid ones, or the
+    ``ConfigError`` of a head or decoder argument of the wrong name, type or range.
     """
     resolve_stage(model.backbone, model.stage)
     check_head_args(model.head, model.head_args)
+    if model.captions:
+        check_decoder_args({k: v for k, v in model.decoder.items() if k not in ("class_posterior", "spatial")})
