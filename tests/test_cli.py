@@ -62,7 +62,7 @@ def test_predict_folder_and_glob(tiny_run, gestures, tmp_path):
     assert main(["predict", str(tiny_run / "best.pt"), str(gestures / "videos" / "Grow"), "--csv", str(out)]) == 0
     assert len(read_csv(out)) == 4
     pattern = str(gestures / "videos" / "*" / "*_g01_*.avi")
-    assert main(["predict", str(tiny_run / "best.pt"), pattern, "--csv", str(out)]) == 0
+    assert main(["predict", str(tiny_run / "best.pt"), pattern, "--csv", str(out), "--overwrite"]) == 0
     assert all("_g01_" in r["path"] for r in read_csv(out)) and len(read_csv(out)) >= 9
 
 
