@@ -10,8 +10,8 @@
    (a single process takes them all). The split is made afresh at every start, so a
    rerun with ``--resume`` after a rank died spreads its videos over every rank.
 3. Each process decodes its videos ahead in worker processes (``prefetch``: a crash or a
-   hang costs that video, which gets an error), runs ``job.video`` on each and appends
-   the result to its own journal part before the next.
+   hang costs that video, which gets an error), runs ``job.video`` on each as its
+   decoding finishes and appends the result to its own journal part before the next.
 4. The processes wait for each other (``distributed.barrier``); rank 0 reads every part
    and hands the finished videos, in input order, to ``write``, which writes the output
    under a temporary name and renames it; then the journal is deleted.
@@ -162,8 +162,8 @@ def _work(job: Job, paths: list[str], mine: list[int], base: Path, header: dict,
     try:
         with StopSignals(then="stopping after this video (the journal keeps the finished ones)") as stop, \
                 Prefetcher([paths[i] for i in mine], job.plan, job.prepare, workers=min(options.workers, len(mine)),
-                           timeout=options.timeout, read=read) as videos:
-            for position, path, chunks in videos:
+                           timeout=options.timeout, ordered=False, read=read) as videos:
+            for done, (position, path, chunks) in enumerate(videos, start=1):
                 try:
                     data, arrays, error = *job.video(path, chunks), ""
                 except VideoDecodeError as err:
@@ -172,7 +172,7 @@ def _work(job: Job, paths: list[str], mine: list[int], base: Path, header: dict,
                 writer.append(mine[position], path, data, error, arrays)
                 bar.update()
                 if stop.requested:
-                    return stop.signum, position + 1
+                    return stop.signum, done
     finally:
         bar.close()
         writer.close()

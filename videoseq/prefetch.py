@@ -2,11 +2,12 @@
 
 ``Prefetcher(paths, plan, prepare)`` keeps up to ``ahead`` decoding requests
 (``reading.ChunkRequest``: one video, or one chunk of a long one) submitted to an
-``IsolatedPool`` or finished and waiting, and hands the videos out in the order given,
-each as an iterator over its chunks in order. Requests are submitted in that same order
-(a video's later chunks as soon as its first tells how many there are), so the workers
-decode what the model needs next; what waits in memory is at most ``ahead + 1`` chunks,
-however long the run or the videos.
+``IsolatedPool`` or finished and waiting, and hands the videos out each as an iterator
+over its chunks in order: in the order given, or (``ordered=False``, what a journaled
+run uses) in the order their first chunks come back, so that one slow file does not
+hold up the model while the other workers go on. Requests are submitted in the order
+of the videos (a video's later chunks as soon as its first tells how many there are);
+what waits in memory is at most ``ahead + 1`` chunks, however long the run or the videos.
 
 Workers fork from a server process that imported ``reading`` once
 (``start_decoding_server``; it starts with the first ``Prefetcher`` if not before), so a
@@ -44,9 +45,9 @@ class Prefetcher:
     """The videos of ``paths`` decoded ahead by ``workers`` processes (see the module docstring)."""
 
     def __init__(self, paths: list[str], plan: Plan, prepare: Crop | ShortSide, *, workers: int = 2,
-                 timeout: float = 60.0, ahead: int | None = None,
+                 timeout: float = 60.0, ahead: int | None = None, ordered: bool = True,
                  read: Callable[[ChunkRequest], Chunk] = read_chunk) -> None:
-        self.paths, self.plan, self.prepare = paths, plan, prepare
+        self.paths, self.plan, self.prepare, self.ordered = paths, plan, prepare, ordered
         self.ahead = ahead or 2 * workers
         start_decoding_server()
         self.pool = IsolatedPool(read, workers=workers, timeout=timeout, start="forkserver")
@@ -55,17 +56,27 @@ class Prefetcher:
         self.results: dict[tuple[int, int], Outcome] = {}
         self.chunks: dict[int, int] = {}  # video -> its number of chunks, once known
         self.submitted: set[tuple[int, int]] = set()
-        self.current = 0  # the video handed out now; earlier ones are finished
+        self.open: set[int] = set()  # videos submitted and not finished
+        self.arrived: list[int] = []  # videos whose first chunk came back and that are not handed out yet
         self.next_video = 0  # the first video whose first chunk is not submitted yet
 
     def __iter__(self) -> Iterator[tuple[int, str, Iterator[Chunk]]]:
-        """``(position in paths, path, its chunks)``, in order; a video's chunks are dropped once the next is asked."""
-        for position, path in enumerate(self.paths):
-            self.current = position
-            self._forget(position)
-            yield position, path, self._video(position)
-        self.current = len(self.paths)
-        self._forget(self.current)
+        """``(position in paths, path, its chunks)`` for every video; a video's chunks are dropped once the next is
+        asked. In the order given, or with ``ordered=False`` in the order their first chunks come back."""
+        for handed in range(len(self.paths)):
+            video = self._next_video(handed)
+            yield video, self.paths[video], self._video(video)
+            self._finish(video)
+
+    def _next_video(self, handed: int) -> int:
+        if self.ordered:
+            if handed in self.arrived:
+                self.arrived.remove(handed)
+            return handed
+        while not self.arrived:
+            self._submit(needed=None)
+            self._collect()
+        return self.arrived.pop(0)
 
     def _video(self, video: int) -> Iterator[Chunk]:
         number = 0
@@ -86,17 +97,23 @@ class Prefetcher:
         key = (video, number)
         while key not in self.results:
             self._submit(needed=key)
-            for outcome in self.pool.wait():
-                done = self.keys.pop(outcome.index)
-                if done[0] < self.current:
-                    continue  # a video given up on
-                if done[1] == 0 and not outcome.error:
-                    self.chunks[done[0]] = outcome.value.chunks
-                self.results[done] = outcome
+            self._collect()
         return self.results.pop(key)
 
-    def _submit(self, needed: tuple[int, int]) -> None:
-        """Submit requests in the order they will be needed, up to ``ahead`` waiting (``needed`` always)."""
+    def _collect(self) -> None:
+        """Wait for at least one request to finish; keep what belongs to a video still open."""
+        for outcome in self.pool.wait():
+            video, number = self.keys.pop(outcome.index)
+            if video not in self.open:
+                continue  # a video given up on
+            self.results[video, number] = outcome
+            if number == 0:
+                self.arrived.append(video)
+                if not outcome.error:
+                    self.chunks[video] = outcome.value.chunks
+
+    def _submit(self, needed: tuple[int, int] | None) -> None:
+        """Submit requests in the order of the videos, up to ``ahead`` waiting (``needed`` always)."""
         while True:
             key = self._next_request()
             if key is None or (key != needed and self.pool.busy + len(self.results) >= self.ahead):
@@ -106,20 +123,22 @@ class Prefetcher:
             self.submitted.add(key)
             self.pool.submit(item, ChunkRequest(self.paths[key[0]], self.plan, self.prepare, key[1]))
             if key[1] == 0:
+                self.open.add(key[0])
                 self.next_video = key[0] + 1
 
     def _next_request(self) -> tuple[int, int] | None:
-        for video in range(self.current, self.next_video):
+        for video in sorted(self.open):
             for number in range(1, self.chunks.get(video, 1)):
                 if (video, number) not in self.submitted:
                     return video, number
         return (self.next_video, 0) if self.next_video < len(self.paths) else None
 
-    def _forget(self, before: int) -> None:
-        """Drop what is left of the videos before ``before`` (a failed or abandoned video's later chunks)."""
-        self.results = {key: value for key, value in self.results.items() if key[0] >= before}
-        self.submitted = {key for key in self.submitted if key[0] >= before}
-        self.chunks = {video: count for video, count in self.chunks.items() if video >= before}
+    def _finish(self, video: int) -> None:
+        """Drop what is left of a video handed out (a failed or abandoned video's later chunks)."""
+        self.open.discard(video)
+        self.chunks.pop(video, None)
+        self.results = {key: value for key, value in self.results.items() if key[0] != video}
+        self.submitted = {key for key in self.submitted if key[0] != video}
 
     def close(self) -> None:
         self.pool.close()
