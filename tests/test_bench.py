@@ -1,7 +1,9 @@
 """The bench kinds: streaming vs window timings, the loader / training peers (same frames, our clip layout), serving."""
 
 import json
+import os
 import re
+import subprocess
 
 import numpy as np
 import pytest
@@ -147,3 +149,29 @@ def test_bench_serve_reports_uploads_streams_drops_and_memory(tiny_run, capsys):
     assert 30 <= sent <= 42 and answered > 0 and answered + dropped == sent
     start, end = map(float, re.search(r"server RSS: (\d+) MB at start, (\d+) MB at end", out).groups())
     assert 0 < start <= end * 1.5
+
+
+def test_bench_predict_times_the_loop_and_the_archive_path_on_the_same_links(tmp_path, capsys, shared_video):
+    from videoseq.bench.predict import bench_predict, descendants
+
+    shared_video("ucf_like_320x240.avi")  # skips without the sample clips
+    config = tmp_path / "tiny.yaml"
+    config.write_text("data: {frames: 4, size: 32, test_views: 1}\n"
+                      "model: {backbone: mobilenet_v3_small, head: gru, head_args: {hidden: 8}}\n")
+    loop, archive = bench_predict(str(config), videos=6, workers=1, ranks=0, warmup=2, out=str(tmp_path / "b"))
+    assert (loop.videos, archive.videos) == (6, 6) and loop.seconds > 0 and archive.seconds > 0
+    links = sorted((tmp_path / "b" / "videos").iterdir())
+    assert len(links) == 6 and all(link.is_symlink() for link in links)
+    loop_rows = [line.split(",")[0] for line in (tmp_path / "b" / "loop.csv").read_text().splitlines()[1:]]
+    (archive_csv,) = (tmp_path / "b").glob("archive_*.csv")
+    assert loop_rows == [line.split(",")[0] for line in archive_csv.read_text().splitlines()[1:]] == list(map(str,
+                                                                                                           links))
+    printed = capsys.readouterr().out
+    assert "per-file loop" in printed and "archive path (1 decoding workers)" in printed and "1.00x" in printed
+    assert "load average at start" in printed
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert child.pid in descendants(os.getpid()) and os.getpid() not in descendants(os.getpid())
+    finally:
+        child.kill()
+        child.wait()

@@ -93,6 +93,14 @@ def features_command(config, manifest, out, *extra) -> list[str]:
             "--fps", "6", "--shard-videos", "5", "--workers", "1", *extra]
 
 
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+def build(config, manifest, out) -> None:
+    assert subprocess.run(features_command(config, manifest, out), env=ENV, capture_output=True,
+                          timeout=600).returncode == 0
+
+
 def same_cache(a, b) -> bool:
     """The same index (but for the folder's own name) and shard files of the same bytes."""
     index_a, index_b = (json.loads((folder / "index.json").read_text()) for folder in (a, b))
@@ -104,10 +112,8 @@ def same_cache(a, b) -> bool:
 @pytest.mark.slow
 def test_a_killed_extraction_goes_on_from_its_journal_to_the_same_cache(gestures_config, tmp_path):
     config, manifest = gestures_config
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    assert subprocess.run(features_command(config, manifest, tmp_path / "whole"), env=env, capture_output=True,
-                          timeout=600).returncode == 0
-    killed = subprocess.Popen(features_command(config, manifest, tmp_path / "killed"), env=env,
+    build(config, manifest, tmp_path / "whole")
+    killed = subprocess.Popen(features_command(config, manifest, tmp_path / "killed"), env=ENV,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     journal = tmp_path / "killed" / "journal-0.jsonl"
     deadline = time.monotonic() + 300
@@ -116,7 +122,7 @@ def test_a_killed_extraction_goes_on_from_its_journal_to_the_same_cache(gestures
     os.killpg(killed.pid, signal.SIGKILL)
     killed.wait()
     assert not (tmp_path / "killed" / "index.json").exists()  # nothing but the journal yet
-    done = subprocess.run(features_command(config, manifest, tmp_path / "killed"), env=env, capture_output=True,
+    done = subprocess.run(features_command(config, manifest, tmp_path / "killed"), env=ENV, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0 and "36 of 36 videos in the feature cache" in done.stdout
     assert same_cache(tmp_path / "whole", tmp_path / "killed") and not journal.exists()
@@ -125,11 +131,9 @@ def test_a_killed_extraction_goes_on_from_its_journal_to_the_same_cache(gestures
 @pytest.mark.slow
 def test_two_gloo_ranks_build_the_cache_one_process_builds(gestures_config, tmp_path):
     config, manifest = gestures_config
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    assert subprocess.run(features_command(config, manifest, tmp_path / "one"), env=env, capture_output=True,
-                          timeout=600).returncode == 0
+    build(config, manifest, tmp_path / "one")
     ranks = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]
-    done = subprocess.run(ranks + features_command(config, manifest, tmp_path / "two")[2:], env=env,
+    done = subprocess.run(ranks + features_command(config, manifest, tmp_path / "two")[2:], env=ENV,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert same_cache(tmp_path / "one", tmp_path / "two")
