@@ -106,7 +106,7 @@ def test_race_times_every_reader_and_r3d_takes_our_clip_layout():
 
 
 def test_every_bench_kind_is_a_subcommand_of_bench():
-    assert set(BENCH_KINDS) == {"stream", "loader", "train", "heads", "captions", "decord", "serve"}
+    assert set(BENCH_KINDS) == {"stream", "loader", "train", "heads", "captions", "decord", "serve", "predict"}
     args = build_parser().parse_args(["bench", "serve", "best.pt", "--clients", "2", "--seconds", "5"])
     assert args.func is BENCH_KINDS["serve"].run and (args.clients, args.seconds, args.streams) == (2, 5.0, 4)
     args = build_parser().parse_args(["bench", "loader", "--clips", "3", "--rss-clips", "10"])
@@ -119,6 +119,8 @@ def test_every_bench_kind_is_a_subcommand_of_bench():
     assert args.func is BENCH_KINDS["captions"].run and (args.seed, args.per_class) == (1, 480)
     args = build_parser().parse_args(["bench", "decord", "--compare", "a.json", "b.json"])
     assert args.func is BENCH_KINDS["decord"].run and args.compare == ["a.json", "b.json"]
+    args = build_parser().parse_args(["bench", "predict", "--videos", "40", "--ranks", "0"])
+    assert args.func is BENCH_KINDS["predict"].run and (args.videos, args.ranks, args.workers) == (40, 0, 2)
 
 
 def test_the_decoder_benchmark_decodes_the_same_frames_both_ways_and_compares_saved_runs(tmp_path, capsys):

@@ -167,6 +167,8 @@ def _work(job: Job, paths: list[str], mine: list[int], base: Path, header: dict,
                 try:
                     data, arrays, error = *job.video(path, chunks), ""
                 except VideoDecodeError as err:
+                    if stop.requested:  # its worker may have died of the same signal: do it again on resume
+                        return stop.signum, done - 1
                     tqdm.write(f"error: {err}", file=sys.stderr)
                     data, arrays, error = job.failed(path, str(err)), {}, str(err)
                 writer.append(mine[position], path, data, error, arrays)

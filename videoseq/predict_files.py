@@ -106,6 +106,8 @@ class PredictJob:
         self.header += [c for i in range(1, self.k + 1) for c in (f"label_{i}", f"score_{i}")]
         self.header += (["caption"] if predictor.captions else []) + ["error"]
         self.names = timeline_names(paths) if options.timeline else {}
+        if options.timeline and not predictor.classifies:
+            raise ValueError("--timeline merges class scores into segments; this checkpoint only captions")
         if options.timeline:
             EventDetector(predictor.classes, options.events)  # a background class must be a class
 
