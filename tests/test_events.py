@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from videoseq.events import EventDetector, EventOptions, detect_events
+from videoseq.events import EventDetector, EventOptions, detect_events, span_steps
 
 CLASSES = ["Nothing", "Swipe", "Grow"]
 
@@ -81,8 +81,8 @@ def test_steps_with_spans_make_events_from_the_first_start_to_the_last_end():
     steps = [("Nothing", 0.9), ("Swipe", 0.8), ("Swipe", 0.6), ("Grow", 0.7)]
     spans = np.array([[0.0, 2.0], [1.0, 3.0], [2.0, 4.0], [3.0, 5.0]])
     frames = (spans * 25).astype(int)
-    events = detect_events(CLASSES, [(start, first, probs(label, score), end, last) for (label, score), (start, end),
-                                     (first, last) in zip(steps, spans, frames)],
+    step_probs = np.stack([probs(label, score) for label, score in steps])
+    events = detect_events(CLASSES, span_steps(step_probs, spans, frames),
                            EventOptions(smooth=1, background="Nothing", min_duration=2.5))
     (event,) = events  # Grow lasts 2 s, shorter than 2.5
     assert (event.label, event.start_s, event.end_s, event.start_frame, event.end_frame) == ("Swipe", 1.0, 4.0, 25, 100)

@@ -16,7 +16,7 @@ from crashing_decoder import read_or_crash
 
 from videoseq.archive import ArchiveOptions
 from videoseq.cli import main
-from videoseq.events import EventOptions, detect_events
+from videoseq.events import EventOptions, detect_events, span_steps
 from videoseq.journal import JournalError, part_paths, read_part
 from videoseq.predict import Predictor
 from videoseq.predict_files import PredictOptions, expand_sources, predict_to_csv
@@ -214,7 +214,7 @@ def independent_segments(windows, path, classes):
     for n, (scores, names) in enumerate(zip(probs, labels)):
         ordered[n, [classes.index(name) for name in names]] = scores
     spans = np.array([[float(r["start_s"]), float(r["end_s"])] for r in rows])
-    events = detect_events(classes, EventOptions(smooth=2, threshold=0.15), ordered, spans)
+    events = detect_events(classes, span_steps(ordered, spans), EventOptions(smooth=2, threshold=0.15))
     return [(e.label, round(e.start_s, 3), round(e.end_s, 3)) for e in events]
 
 

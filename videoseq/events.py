@@ -117,6 +117,14 @@ class EventDetector:
         return [GestureEvent(label, start_s, end_s, start_frame, end_frame, peak, total / steps)]
 
 
+def span_steps(probs: np.ndarray, spans: np.ndarray, frames: np.ndarray | None = None) -> list[tuple]:
+    """The steps of windows for :func:`detect_events`: probabilities ``(N, C)``, ``(N, 2)`` start and end seconds,
+    ``frames`` the ``(N, 2)`` first and last frames (default: the window numbers)."""
+    frames = np.stack([np.arange(len(spans))] * 2, axis=1) if frames is None else frames
+    return [(float(start), int(first), p, float(end), int(last))
+            for p, (start, end), (first, last) in zip(probs, spans, frames)]
+
+
 def detect_events(classes: list[str], steps: Iterable[tuple], options: EventOptions) -> list[GestureEvent]:
     """Every event of a finished sequence of steps, each ``(time_s, index, probabilities (C,))``, or for steps
     that span time (windows) ``(start_s, first_frame, probabilities, end_s, last_frame)``.

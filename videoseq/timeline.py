@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from videoseq.events import EventOptions, detect_events
+from videoseq.events import EventOptions, detect_events, span_steps
 from videoseq.outputs import atomic_output
 from videoseq.tables import write_csv
 
@@ -36,7 +36,7 @@ SEGMENT_COLUMNS = ("path", "label", "start_s", "end_s", "peak", "mean")
 def video_segments(classes: list[str], options: EventOptions, probs: np.ndarray, spans: np.ndarray) -> list[dict]:
     """Segments of one video from its windows' probabilities ``(W, C)`` and ``(W, 2)`` seconds, rounded as written."""
     return [{"label": e.label, "start_s": round(e.start_s, 3), "end_s": round(e.end_s, 3), "peak": round(e.peak, 6),
-             "mean": round(e.mean, 6)} for e in detect_events(classes, options, probs, spans)]
+             "mean": round(e.mean, 6)} for e in detect_events(classes, span_steps(probs, spans), options)]
 
 
 def timeline_names(paths: list[str]) -> dict[str, Path]:
