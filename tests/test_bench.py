@@ -162,6 +162,7 @@ def test_bench_predict_times_the_loop_and_the_archive_path_on_the_same_links(tmp
                       "model: {backbone: mobilenet_v3_small, head: gru, head_args: {hidden: 8}}\n")
     loop, archive = bench_predict(str(config), videos=6, workers=1, ranks=0, warmup=2, out=str(tmp_path / "b"))
     assert (loop.videos, archive.videos) == (6, 6) and loop.seconds > 0 and archive.seconds > 0
+    assert loop.cpu_s > 0 and archive.cpu_s > 0  # the archive's counts its decoding workers too
     links = sorted((tmp_path / "b" / "videos").iterdir())
     assert len(links) == 6 and all(link.is_symlink() for link in links)
     loop_rows = [line.split(",")[0] for line in (tmp_path / "b" / "loop.csv").read_text().splitlines()[1:]]
@@ -170,7 +171,7 @@ def test_bench_predict_times_the_loop_and_the_archive_path_on_the_same_links(tmp
                                                                                                            links))
     printed = capsys.readouterr().out
     assert "per-file loop" in printed and "archive path (1 decoding workers)" in printed and "1.00x" in printed
-    assert "load average at start" in printed
+    assert "load average at start" in printed and "CPU s/video" in printed
     child = subprocess.Popen(["sleep", "30"])
     try:
         assert child.pid in descendants(os.getpid()) and os.getpid() not in descendants(os.getpid())

@@ -14,8 +14,11 @@ end, checkpoint loading and the CSV included:
 
 Memory is the resident set of the process (and, for the archive path, of its decoding
 workers) sampled every 0.5 s: the peak, and the growth from the end of the first
-``warmup`` videos to the peak. The machine's load average is printed too: other work on
-the cores slows every path, and the ratios, measured in one run, are what to compare.
+``warmup`` videos to the peak. CPU is the seconds of processor time per video of every
+process of the path (user + system): the work, whatever the load; the archive path can
+only turn its spare cores into speed when the cores are free. The machine's load average
+is printed too: other work on the cores slows every path, and the ratios, measured in
+one run, are what to compare.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class PathTiming:
     peak_mb: float | None = None
     growth_mb: float | None = None
     workers_mb: float | None = None
+    cpu_s: float | None = None  # processor seconds of every process of the path, user + system
 
     @property
     def rate(self) -> float:
@@ -65,21 +69,26 @@ class MemoryWatch:
     def __init__(self, done: Callable[[], int], warmup: int, children: bool = False) -> None:
         self.done, self.warmup, self.children = done, warmup, children
         self.samples: list[tuple[int, float, float]] = []  # (videos done, this process MB, descendants MB)
+        self.cpu: dict[int, float] = {}  # descendant -> its processor seconds, last seen
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self.stop.wait(0.5):
-            below = sum(rss_mb(pid) for pid in descendants(os.getpid())) if self.children else 0.0
+            below = descendants(os.getpid()) if self.children else []
+            self.cpu.update({pid: max(self.cpu.get(pid, 0.0), cpu_s(pid)) for pid in below})  # 0 once gone
+            below = sum(rss_mb(pid) for pid in below)
             self.samples.append((self.done(), rss_mb(), below))
 
     def __enter__(self) -> MemoryWatch:
+        self.start_cpu = time.process_time()
         self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join()
+        self.cpu_total = time.process_time() - self.start_cpu + sum(self.cpu.values())
 
     def summary(self) -> tuple[float, float, float]:
         """Peak MB, growth from the end of the warm-up to the peak (MB), peak of the descendants (MB)."""
@@ -105,6 +114,16 @@ def descendants(pid: int) -> list[int]:
         frontier = [child for child, parent in parents.items() if parent in frontier]
         found += frontier
     return found
+
+
+def cpu_s(pid: int) -> float:
+    """Processor seconds (user + system) of a process so far, from /proc; 0 for one that is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def archive_folder(folder: Path, videos: int, checkpoint: Path) -> list[str]:
@@ -139,7 +158,7 @@ def per_file_loop(checkpoint: Path, paths: list[str], csv_path: Path, warmup: in
             count[0] += 1
         write_csv(csv_path, ["path", "label_1", "score_1"], rows)
     peak, growth, _ = watch.summary()
-    return PathTiming("per-file loop", len(paths), time.perf_counter() - start, peak, growth)
+    return PathTiming("per-file loop", len(paths), time.perf_counter() - start, peak, growth, cpu_s=watch.cpu_total)
 
 
 def archive_path(checkpoint: Path, paths: list[str], csv_path: Path, workers: int, warmup: int) -> PathTiming:
@@ -151,7 +170,7 @@ def archive_path(checkpoint: Path, paths: list[str], csv_path: Path, workers: in
         predict_to_csv(checkpoint, paths, csv_path, options)
     peak, growth, workers_mb = watch.summary()
     return PathTiming(f"archive path ({workers} decoding workers)", len(paths), time.perf_counter() - start, peak,
-                      growth, workers_mb)
+                      growth, workers_mb, watch.cpu_total)
 
 
 def torchrun_path(checkpoint: Path, folder: Path, videos: int, csv_path: Path, ranks: int) -> PathTiming:
@@ -161,10 +180,12 @@ def torchrun_path(checkpoint: Path, folder: Path, videos: int, csv_path: Path, r
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [
         str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")]))}
     start = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    with MemoryWatch(lambda: 0, 0, children=True) as watch:  # for the CPU of the ranks and their workers
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"torchrun failed ({done.returncode}): {done.stderr[-2000:]}")
-    return PathTiming(f"torchrun {ranks} ranks, gloo (1 worker each)", videos, time.perf_counter() - start)
+    return PathTiming(f"torchrun {ranks} ranks, gloo (1 worker each)", videos, time.perf_counter() - start,
+                      cpu_s=watch.cpu_total)
 
 
 def bench_predict(config: str | None = None, *, videos: int = 500, workers: int = 2, ranks: int = 2,
@@ -193,12 +214,13 @@ def bench_predict(config: str | None = None, *, videos: int = 500, workers: int 
 
 def report(timings: list[PathTiming], warmup: int) -> str:
     base = timings[0].rate
-    lines = [f"{'path':44s} {'videos/s':>9s} {'vs loop':>8s} {'peak RSS MB':>12s} {'growth MB':>10s} "
-             f"{'workers MB':>11s}"]
+    lines = [f"{'path':44s} {'videos/s':>9s} {'vs loop':>8s} {'CPU s/video':>12s} {'peak RSS MB':>12s} "
+             f"{'growth MB':>10s} {'workers MB':>11s}"]
     for t in timings:
         cells = [f"{v:.0f}" if v is not None else "-" for v in (t.peak_mb, t.growth_mb, t.workers_mb)]
-        lines.append(f"{t.name:44s} {t.rate:9.2f} {t.rate / base:7.2f}x {cells[0]:>12s} {cells[1]:>10s} "
-                     f"{cells[2]:>11s}")
+        cpu = f"{t.cpu_s / t.videos:.3f}" if t.cpu_s is not None else "-"
+        lines.append(f"{t.name:44s} {t.rate:9.2f} {t.rate / base:7.2f}x {cpu:>12s} {cells[0]:>12s} "
+                     f"{cells[1]:>10s} {cells[2]:>11s}")
     lines.append(f"(growth: from the end of the first {warmup} videos to the peak; workers MB: the decoding "
-                 "workers together, at their peak)")
+                 "workers together, at their peak; CPU: user + system seconds of every process of the path)")
     return "\n".join(lines)
