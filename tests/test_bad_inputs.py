@@ -29,7 +29,7 @@ from videoseq.datasets import ClipDataset, LoaderOptions, make_loader
 from videoseq.engine.loops import TooManyBadVideos
 from videoseq.engine.trainer import fit
 from videoseq.manifest import ManifestError, read_manifest
-from videoseq.predict import expand_sources
+from videoseq.predict_files import expand_sources
 from videoseq.prepare import manifest_from_folders
 from videoseq.sampling import ClipSampling
 from videoseq.transforms import ClipEvalPreset

@@ -1,7 +1,9 @@
 """The bench kinds: streaming vs window timings, the loader / training peers (same frames, our clip layout), serving."""
 
 import json
+import os
 import re
+import subprocess
 
 import numpy as np
 import pytest
@@ -104,7 +106,8 @@ def test_race_times_every_reader_and_r3d_takes_our_clip_layout():
 
 
 def test_every_bench_kind_is_a_subcommand_of_bench():
-    assert set(BENCH_KINDS) == {"stream", "loader", "train", "heads", "captions", "decord", "serve", "memory"}
+    assert set(BENCH_KINDS) == {"stream", "loader", "train", "heads", "captions", "decord", "serve", "memory",
+                                "predict"}
     args = build_parser().parse_args(["bench", "serve", "best.pt", "--clients", "2", "--seconds", "5"])
     assert args.func is BENCH_KINDS["serve"].run and (args.clients, args.seconds, args.streams) == (2, 5.0, 4)
     args = build_parser().parse_args(["bench", "loader", "--clips", "3", "--rss-clips", "10"])
@@ -119,6 +122,8 @@ def test_every_bench_kind_is_a_subcommand_of_bench():
     assert args.func is BENCH_KINDS["decord"].run and args.compare == ["a.json", "b.json"]
     args = build_parser().parse_args(["bench", "memory", "--width", "640", "--height", "360"])
     assert args.func is BENCH_KINDS["memory"].run and (args.width, args.height, args.size) == (640, 360, 20000)
+    args = build_parser().parse_args(["bench", "predict", "--videos", "40", "--ranks", "0"])
+    assert args.func is BENCH_KINDS["predict"].run and (args.videos, args.ranks, args.workers) == (40, 0, 2)
 
 
 def test_the_decoder_benchmark_decodes_the_same_frames_both_ways_and_compares_saved_runs(tmp_path, capsys):
@@ -161,3 +166,30 @@ def test_bench_memory_reads_each_predict_peak_and_refuses_the_crafted_checkpoint
     assert "data.size: must be in [1, 1024], got 5000" in peaks[2].last_line
     printed = capsys.readouterr().out
     assert "peak RSS of videoseq predict" in printed and "640x360 clip, 2 frames" in printed
+
+
+def test_bench_predict_times_the_loop_and_the_archive_path_on_the_same_links(tmp_path, capsys, shared_video):
+    from videoseq.bench.predict import bench_predict, descendants
+
+    shared_video("ucf_like_320x240.avi")  # skips without the sample clips
+    config = tmp_path / "tiny.yaml"
+    config.write_text("data: {frames: 4, size: 32, test_views: 1}\n"
+                      "model: {backbone: mobilenet_v3_small, head: gru, head_args: {hidden: 8}}\n")
+    loop, archive = bench_predict(str(config), videos=6, workers=1, ranks=0, warmup=2, out=str(tmp_path / "b"))
+    assert (loop.videos, archive.videos) == (6, 6) and loop.seconds > 0 and archive.seconds > 0
+    assert loop.cpu_s > 0 and archive.cpu_s > 0  # the archive's counts its decoding workers too
+    links = sorted((tmp_path / "b" / "videos").iterdir())
+    assert len(links) == 6 and all(link.is_symlink() for link in links)
+    loop_rows = [line.split(",")[0] for line in (tmp_path / "b" / "loop.csv").read_text().splitlines()[1:]]
+    (archive_csv,) = (tmp_path / "b").glob("archive_*.csv")
+    assert loop_rows == [line.split(",")[0] for line in archive_csv.read_text().splitlines()[1:]] == list(map(str,
+                                                                                                           links))
+    printed = capsys.readouterr().out
+    assert "per-file loop" in printed and "archive path (1 decoding workers)" in printed and "1.00x" in printed
+    assert "load average at start" in printed and "CPU s/video" in printed
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert child.pid in descendants(os.getpid()) and os.getpid() not in descendants(os.getpid())
+    finally:
+        child.kill()
+        child.wait()

@@ -84,3 +84,8 @@ def test_two_gloo_ranks_under_torchrun_train_in_sync_and_evaluate_like_one_proce
     assert float(last["val_clip_acc"]) == pytest.approx(single["clip"]["top1"])
     assert float(last["val_video_acc"]) == pytest.approx(single["video_metrics"]["top1"])
     assert float(last["val_top5"]) == pytest.approx(single["video_metrics"]["top5"])
+
+
+def test_a_barrier_in_a_single_process_returns_at_once():
+    distributed.barrier()
+    assert not distributed.is_distributed()

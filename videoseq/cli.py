@@ -77,15 +77,48 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from videoseq.predict import predict_to_csv
+    from videoseq.archive import ArchiveInterrupted
+    from videoseq.predict_files import PredictOptions, predict_to_csv
 
     if args.stream:
         return cmd_stream(args)
     if args.stride and not args.window:
         raise UsageError("--stride needs --window (both in seconds)")
-    failures = predict_to_csv(args.checkpoint, args.sources, args.csv, k=args.topk, window=args.window,
-                              stride=args.stride, device=args.device, beam=args.beam, overwrite=args.overwrite)
+    timeline = Path(args.timeline) if args.timeline else None
+    options = PredictOptions(topk=args.topk, window=args.window, stride=args.stride, beam=args.beam,
+                             device=args.device, timeline=timeline, events=event_options(args),
+                             archive=archive_options(args))
+    try:
+        failures = predict_to_csv(args.checkpoint, args.sources, args.csv, options)
+    except ArchiveInterrupted as stop:
+        print(stop, file=sys.stderr)
+        return stop.exit_status
     return 1 if failures else 0
+
+
+def archive_options(args: argparse.Namespace):
+    from videoseq.archive import ArchiveOptions
+
+    return ArchiveOptions(**given(args, ArchiveOptions))
+
+
+def event_options(args: argparse.Namespace):
+    from videoseq.events import EventOptions
+
+    return EventOptions(smooth=args.smooth, method=args.smooth_method, threshold=args.threshold,
+                        background=args.background, min_duration=args.min_duration, refractory=args.refractory)
+
+
+def add_archive_arguments(p, what: str) -> None:
+    """Decoding workers, resuming and replacing: the flags of a run over many videos (archive.ArchiveOptions)."""
+    p.add_argument("--workers", type=positive_int, help="decoding processes (of each torchrun rank); a file that "
+                   "crashes or hangs one costs only itself (default: 2, as archive.ArchiveOptions)")
+    p.add_argument("--timeout", type=positive_float, help="seconds one video (or one chunk of a long one) may take to "
+                                                 "decode (default: 60)")
+    p.add_argument("--resume", action="store_true",
+                   help=f"continue the run whose journal lies beside {what} (stopped, killed, or a rank that died)")
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"replace an existing {what} (and the journal of an unfinished run)")
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -142,7 +175,7 @@ def cmd_features(args: argparse.Namespace) -> int:
         raise UsageError("--short-side sizes the frames of a frame cache: add --frames")
     extract_features(args.source, args.manifest, args.out, fps=args.fps, spatial=args.spatial, device=args.device,
                      shard_videos=args.shard_videos or 64, batch_frames=args.batch_frames, max_videos=args.max_videos,
-                     overwrite=args.overwrite)
+                     workers=args.workers, overwrite=args.overwrite)
     return 0
 
 
@@ -152,7 +185,8 @@ def cmd_frame_cache(args: argparse.Namespace) -> int:
     if args.spatial:
         raise UsageError("--spatial stores feature maps; a frame cache (--frames) stores frames: drop one of them")
     extract_frames(args.source, args.manifest, args.out, fps=args.fps, short_side=args.short_side,
-                   shard_videos=args.shard_videos or 16, max_videos=args.max_videos, overwrite=args.overwrite)
+                   shard_videos=args.shard_videos or 16, max_videos=args.max_videos, workers=args.workers,
+                   overwrite=args.overwrite)
     return 0
 
 
@@ -164,11 +198,15 @@ def add_features(sub) -> None:
                                    "--set data.features=data/ucf101_f1_feats; videoseq features "
                                    "configs/ucf101_resnet18_gru.yaml --manifest data/ucf101_f1/manifest.csv --frames "
                                    "--out data/ucf101_f1_frames, then train with "
-                                   "--set data.frame_cache=data/ucf101_f1_frames")
+                                   "--set data.frame_cache=data/ucf101_f1_frames; on 4 GPUs: torchrun "
+                                   "--nproc_per_node=4 -m videoseq features runs/ucf/best.pt --manifest "
+                                   "data/ucf101_f1/manifest.csv --device cuda --out data/ucf101_f1_feats (the same "
+                                   "line again resumes a run that was stopped or killed)")
     p.add_argument("source", metavar="CONFIG_OR_CHECKPOINT",
                    help="YAML config (its model.pretrained) or a .pt checkpoint")
     p.add_argument("--manifest", required=True, help="manifest CSV: every video in it is extracted")
-    p.add_argument("--out", required=True, help="cache folder; rerunning resumes where it stopped")
+    p.add_argument("--out", required=True, help="cache folder; finished videos are journaled in it, so rerunning "
+                                                "resumes where it stopped (under torchrun: a folder every rank sees)")
     p.add_argument("--overwrite", action="store_true", help="start the cache in --out afresh (or write it beside "
                                                             "other files there)")
     p.add_argument("--fps", type=positive_float, help="frame rate of the cache (default: every frame; with --frames: "
@@ -179,10 +217,12 @@ def add_features(sub) -> None:
     p.add_argument("--short-side", type=positive_int, help="--frames: short side of the stored frames (default: "
                                                   "data.size / 0.875, the eval preset's resize)")
     p.add_argument("--device", default="cpu", help="device of the backbone (features only)")
-    p.add_argument("--shard-videos", type=positive_int, help="videos per shard, the unit of resuming, held in memory "
-                                                    "until written (default: 64 for features, 16 with --frames)")
+    p.add_argument("--shard-videos", type=positive_int,
+                   help="videos per shard (default: 64 for features, 16 with --frames)")
     p.add_argument("--batch-frames", type=positive_int, default=64, help="frames per backbone batch (features only)")
     p.add_argument("--max-videos", type=positive_int, help="stop after this many new videos (run it again to go on)")
+    p.add_argument("--workers", type=positive_int, default=2, help="decoding processes (of each torchrun rank); a "
+                                                                   "file that crashes or hangs one costs only itself")
     p.set_defaults(func=cmd_features)
 
 
@@ -242,35 +282,47 @@ def add_compare(sub) -> None:
     p.set_defaults(func=cmd_compare)
 
 
+PREDICT_EXAMPLES = """examples:
+  videoseq predict runs/demo/best.pt clips/ "more/*.mp4" --csv out.csv --topk 3
+  # an archive on 2 GPUs (or CPU processes), resumable: rerun the same line with --resume after a stop or a crash
+  torchrun --nproc_per_node=2 -m videoseq predict runs/ucf/best.pt /archive/ --csv archive.csv --workers 4
+  torchrun --nproc_per_node=2 -m videoseq predict runs/ucf/best.pt /archive/ --csv archive.csv --workers 4 --resume
+  # a long video as labelled segments: subtitles (.srt, .vtt), a timeline figure, segments.csv / .json
+  videoseq predict runs/gestures/best.pt match.mp4 --window 2 --stride 1 --csv windows.csv --timeline timeline/ \\
+      --background Nothing --threshold 0.6 --min-duration 2
+  mpv --sub-file=timeline/match.srt match.mp4
+"""
+
+
 def add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="classify files, folders or globs into a CSV",
-                       description="example: videoseq predict runs/demo/best.pt clips/ --csv out.csv --topk 3")
+    p = sub.add_parser("predict", help="classify files, folders, globs or manifests into a CSV; timelines of "
+                                       "long videos; live streams",
+                       description=PREDICT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint")
     p.add_argument("sources", nargs="+", metavar="SOURCE",
-                   help="video file, folder or glob; with --stream one file, camera index (0) or URL")
-    p.add_argument("--csv", help="output CSV (default: print to stdout)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing --csv (with --stream also --jsonl, --save-video)")
+                   help="video file, folder, glob or manifest CSV (its path column); with --stream one file, "
+                        "camera index (0) or URL")
+    p.add_argument("--csv", help="output CSV, written whole when every video is done; finished videos are "
+                                 "journaled beside it (default: print to stdout, no journal)")
     p.add_argument("--topk", type=positive_int, default=5)
     p.add_argument("--window", type=positive_float, help="window length in seconds: one row per window")
     p.add_argument("--stride", type=positive_float, help="window step in seconds (default: --window)")
+    p.add_argument("--timeline", metavar="DIR", help="with --window: merge the windows into segments (the event "
+                   "options below) and write DIR/segments.csv, segments.json and per video .srt, .vtt and .png")
     p.add_argument("--device", default="auto")
     p.add_argument("--beam", type=positive_int, help="caption models: beam size of the caption column (1: greedy)")
+    add_archive_arguments(p, "--csv (with --stream also --jsonl, --save-video)")
     add_stream_arguments(p)
     p.set_defaults(func=cmd_predict)
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
-    from videoseq.events import EventOptions
     from videoseq.live import StreamOptions, stream_to_outputs
     from videoseq.video.cameras import SourceOptions
 
     if len(args.sources) != 1:
         raise UsageError(f"--stream takes one SOURCE (a file, a camera index or a URL), got {len(args.sources)}")
-    events = None
-    if args.events:
-        events = EventOptions(smooth=args.smooth, method=args.smooth_method, threshold=args.threshold,
-                              background=args.background, min_duration=args.min_duration, refractory=args.refractory)
+    events = event_options(args) if args.events else None
     source = SourceOptions(queue_size=args.queue, retries=args.retries, retry_delay=args.retry_delay,
                            max_frozen=args.max_frozen, stall_timeout=args.stall_timeout)
     options = StreamOptions(topk=args.topk, show=args.show, save_video=args.save_video, csv=args.csv,
@@ -302,15 +354,16 @@ def add_stream_arguments(p) -> None:
     g.add_argument("--stall-timeout", type=positive_float, default=source.stall_timeout,
                    help="seconds without a frame before giving up")
     g.add_argument("--events", action="store_true", help="also write gesture events (start, end, label, peak)")
-    g.add_argument("--smooth", type=positive_int, default=events.smooth, help="events: steps in the smoothing window")
-    g.add_argument("--smooth-method", choices=SMOOTHING, default=events.method)
-    g.add_argument("--threshold", type=probability, default=events.threshold,
-                   help="events: smoothed score an active step needs")
-    g.add_argument("--background", help="events: the 'no gesture' class")
-    g.add_argument("--min-duration", type=non_negative_float, default=events.min_duration,
-                   help="events: shortest event in seconds")
-    g.add_argument("--refractory", type=non_negative_float, default=events.refractory,
-                   help="events: seconds after an event with no new one")
+    e = p.add_argument_group("events (--stream --events) and segments (--timeline)")
+    e.add_argument("--smooth", type=positive_int, default=events.smooth, help="steps (frames or windows) smoothed over")
+    e.add_argument("--smooth-method", choices=SMOOTHING, default=events.method)
+    e.add_argument("--threshold", type=probability, default=events.threshold,
+                   help="smoothed score an active step needs")
+    e.add_argument("--background", help="the 'nothing happens' class, never an event or a segment")
+    e.add_argument("--min-duration", type=non_negative_float, default=events.min_duration,
+                   help="shortest event or segment in seconds")
+    e.add_argument("--refractory", type=non_negative_float, default=events.refractory,
+                   help="seconds after an event or segment with no new one")
 
 
 def cmd_export(args: argparse.Namespace) -> int:

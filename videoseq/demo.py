@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from videoseq.archive import ArchiveOptions
 from videoseq.config import load_config
 from videoseq.engine.trainer import fit
 from videoseq.errors import UsageError
 from videoseq.evaluation import EvalOptions, run_eval
-from videoseq.predict import predict_to_csv
+from videoseq.predict_files import PredictOptions, predict_to_csv
 from videoseq.resources import CONFIGS
 from videoseq.synth import write_gesture_dataset
 
@@ -46,7 +47,8 @@ def run_demo(out_dir: str | Path, *, config: str | Path | None = None, overrides
     held_out = sorted((data / "videos").glob("*/*.avi"))
     test_names = set((data / "splits" / "testlist01.txt").read_text().split())
     clip = next(p for p in held_out if f"{p.parent.name}/{p.name}" in test_names)
-    predict_to_csv(run / "best.pt", [str(clip)], out / "predictions.csv", k=3)
+    predict_to_csv(run / "best.pt", [str(clip)], out / "predictions.csv",
+                   PredictOptions(topk=3, archive=ArchiveOptions(workers=1, overwrite=True)))
     print("\ndemo finished:")
     for name, path in [("data", data), ("run (checkpoints, metrics.csv, curves.png)", run),
                        ("eval (predictions.csv, per_class.csv, confusion.png)", out / "eval"),

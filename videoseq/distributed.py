@@ -1,4 +1,4 @@
-"""Training on several processes with PyTorch's own engine (``torchrun``).
+"""Training and inference on several processes with PyTorch's own engine (``torchrun``).
 
 ``torchrun --nproc_per_node=N -m videoseq train CONFIG`` starts N copies of the
 command; each reads ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` from its
@@ -6,7 +6,9 @@ environment, joins one process group (NCCL on CUDA, gloo on CPU), trains a
 ``DistributedDataParallel`` model on its shard of the training clips, and takes
 part in evaluation on its shard of the validation clips. Predictions of every
 rank are gathered, keyed by item, so each clip counts exactly once. Only rank 0
-prints, writes files and saves checkpoints.
+prints, writes files and saves checkpoints. Inference over many files (``archive``)
+joins the same group to split the videos and to wait for every rank before rank 0
+merges their parts.
 
 Without ``WORLD_SIZE`` (or with ``WORLD_SIZE=1``) every function here is a cheap
 no-op, so single-process code paths need no special case.
@@ -18,6 +20,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -66,12 +69,13 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def setup(device: torch.device) -> tuple[torch.device, bool]:
+def setup(device: torch.device, timeout: timedelta | None = None) -> tuple[torch.device, bool]:
     """Join the process group torchrun describes; returns the device to use and whether we joined.
 
     ``device`` is the one the config asks for; on CUDA each process takes GPU ``LOCAL_RANK``
     and the backend is NCCL, on CPU it is gloo. A process group already set up by the
-    caller is used as it is (and not torn down by ``teardown``).
+    caller is used as it is (and not torn down by ``teardown``). ``timeout`` is how long a
+    collective (a ``barrier``) waits for the slowest rank (default: torch's).
     """
     world = world_from_env()
     if world.size == 1 or is_distributed():
@@ -80,8 +84,14 @@ def setup(device: torch.device) -> tuple[torch.device, bool]:
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
     dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
-                            rank=world.rank, world_size=world.size)
+                            rank=world.rank, world_size=world.size, timeout=timeout)
     return device, True
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (nothing to wait for in a single process)."""
+    if is_distributed():
+        dist.barrier()
 
 
 def teardown(joined: bool) -> None:

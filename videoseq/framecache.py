@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from videoseq.archive import archive_device
 from videoseq.cache import (
     CacheError,
     ShardCache,
@@ -38,9 +39,10 @@ from videoseq.cache import (
 from videoseq.checkpoint import open_source
 from videoseq.config import DataConfig
 from videoseq.errors import UsageError
-from videoseq.transcode import CHUNK, scaled_size
-from videoseq.transforms import eval_resize, short_side_resize
-from videoseq.video.decoder import VideoReader
+from videoseq.reading import ShortSide
+from videoseq.transcode import scaled_size
+from videoseq.transforms import eval_resize
+from videoseq.video.decoder import VideoInfo
 
 CACHE_FORMAT = "videoseq-frames-1"
 
@@ -52,29 +54,22 @@ class FrameResizer:
 
     def __init__(self, short_side: int) -> None:
         self.short_side = short_side
-        self.resize = short_side_resize(short_side)
+        self.prepare = ShortSide(short_side)  # the resize, in the decoding workers
+        self.chunk = 256
         self.unit = f"uint8 (short side {short_side} px, 3 bytes per pixel)"
 
-    def __call__(self, reader: VideoReader, indices: np.ndarray) -> tuple[dict[str, np.ndarray], dict]:
-        """``frames``: the frames at ``indices``, resized and flattened; the index gets their height and width."""
-        chunks = []
-        for start in range(0, len(indices), CHUNK):
-            frames = reader.read(indices[start:start + CHUNK])  # (n, H, W, 3)
-            if min(frames.shape[1:3]) > self.short_side:
-                frames = np.asarray(self.resize(images=frames)["images"])  # (n, h, w, 3)
-            chunks.append(frames)
-        frames = np.concatenate(chunks)
+    def __call__(self, frames: np.ndarray) -> tuple[dict[str, np.ndarray], dict]:
+        """``frames``: the resized frames ``(n, h, w, 3)`` flattened; the index gets their height and width."""
         return {"frames": frames.reshape(-1)}, {"height": frames.shape[1], "width": frames.shape[2]}
 
-    def frame_bytes(self, reader: VideoReader) -> int:
-        width, height = scaled_size(reader.info.width, reader.info.height,
-                                    min(self.short_side, reader.info.width, reader.info.height), even=False)
+    def frame_bytes(self, info: VideoInfo) -> int:
+        width, height = scaled_size(info.width, info.height, min(self.short_side, info.width, info.height), even=False)
         return width * height * 3
 
 
 def extract_frames(source: str | Path, manifest: str | Path, out_dir: str | Path, *, fps: float | None = None,
                    short_side: int | None = None, shard_videos: int = 16, max_videos: int | None = None,
-                   overwrite: bool = False) -> dict:
+                   workers: int = 2, overwrite: bool = False) -> dict:
     """Build (or resume building) the frame cache of every video in ``manifest``; returns the index.
 
     ``fps`` defaults to the config's ``data.fps`` (None: every frame), ``short_side`` to
@@ -84,19 +79,22 @@ def extract_frames(source: str | Path, manifest: str | Path, out_dir: str | Path
     check_cache_folder(out_dir, "frame cache", overwrite=overwrite, inputs=[source, manifest])
     data = open_source(source).config.data
     return cache_frames(manifest_paths(manifest), out_dir, short_side=short_side or eval_resize(data.size),
-                        fps=fps or data.fps, shard_videos=shard_videos, max_videos=max_videos, fresh=overwrite)
+                        fps=fps or data.fps, shard_videos=shard_videos, max_videos=max_videos, workers=workers,
+                        fresh=overwrite)
 
 
 def cache_frames(paths: list[str], out_dir: str | Path, *, short_side: int, fps: float | None,
-                 shard_videos: int = 16, max_videos: int | None = None, fresh: bool = False) -> dict:
+                 shard_videos: int = 16, max_videos: int | None = None, workers: int = 2,
+                 fresh: bool = False) -> dict:
     """The frame cache of the videos ``paths`` (absolute) in ``out_dir``; returns the index."""
     if short_side <= 0 or (fps is not None and fps <= 0):
         raise UsageError(f"--short-side and --fps must be positive, got {short_side} and {fps}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    index = open_index(out, CACHE_FORMAT, {"short_side": short_side, "fps": fps}, fresh=fresh)
-    return fill_cache(FrameResizer(short_side), paths, out, index, fps=fps, shard_videos=shard_videos,
-                      max_videos=max_videos)
+    with archive_device("cpu"):
+        index = open_index(out, CACHE_FORMAT, {"short_side": short_side, "fps": fps}, fresh=fresh)
+        return fill_cache(FrameResizer(short_side), paths, out, index, fps=fps, shard_videos=shard_videos,
+                          max_videos=max_videos, workers=workers)
 
 
 class FrameCache(ShardCache):

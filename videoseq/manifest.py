@@ -41,7 +41,7 @@ class Manifest:
     notes: list[str] = field(default_factory=list)  # what building it skipped or could not find
 
     def resolve(self, path: str) -> str:
-        return path if os.path.isabs(path) else os.path.normpath(self.root / path)
+        return resolve_path(self.root, path)
 
     def videos(self, split: str) -> list[tuple[str, int]]:
         """Unique ``(absolute path, class id)`` pairs of one split, in manifest order."""
@@ -67,6 +67,11 @@ class Manifest:
         for _path, split in {(r.path, r.split) for r in self.rows}:
             counts[split] = counts.get(split, 0) + 1
         return counts
+
+
+def resolve_path(root: Path, path: str) -> str:
+    """A manifest's path: as written when absolute, else under the manifest's folder ``root``."""
+    return path if os.path.isabs(path) else os.path.normpath(root / path)
 
 
 def read_classes(path: str | Path) -> list[str]:

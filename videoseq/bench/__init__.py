@@ -1,7 +1,8 @@
 """Benchmarks behind ``videoseq bench KIND``; one entry per kind in :data:`BENCH_KINDS`.
 
 Each kind lives in its own module (``bench/stream.py``, ``loader.py``, ``train.py``,
-``heads.py``, ``captions.py``, ``decoders.py``, ``serve.py``, ``memory.py``), imported only when that kind runs:
+``heads.py``, ``captions.py``, ``decoders.py``, ``serve.py``, ``memory.py``, ``predict.py``), imported only
+when that kind runs:
 this registry names the kinds and their arguments and imports nothing heavy, so
 building the command line costs no torch import.
 
@@ -173,6 +174,26 @@ def _memory_run(args: argparse.Namespace) -> int:
     return 0 if all(p.rss_mb <= args.limit_mb for p in peaks) and [p.status for p in peaks] == expected else 1
 
 
+def _predict_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("example: videoseq bench predict --videos 500 --workers 2 --ranks 2 "
+                     "(a folder of links to the real sample clips; configs/gestures.yaml with random weights)")
+    p.add_argument("config", nargs="?", help="YAML config of the model (default: the shipped configs/gestures.yaml)")
+    p.add_argument("--videos", type=int, default=500, help="files in the folder (links to the sample clips in turn)")
+    p.add_argument("--workers", type=int, default=2, help="decoding processes of the archive path")
+    p.add_argument("--ranks", type=int, default=2, help="torchrun processes of the sharded run (0: leave it out)")
+    p.add_argument("--warmup", type=int, default=50, help="videos before memory growth is counted")
+    p.add_argument("--out", help="folder for the links, the model and the CSVs (default: a new temporary folder)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+
+
+def _predict_run(args: argparse.Namespace) -> int:
+    from videoseq.bench.predict import bench_predict
+
+    bench_predict(args.config, videos=args.videos, workers=args.workers, ranks=args.ranks, warmup=args.warmup,
+                  out=args.out, overrides=args.set)
+    return 0
+
+
 BENCH_KINDS: dict[str, BenchKind] = {
     "stream": BenchKind("streaming vs window re-run per frame, decoding included", _stream_arguments, _stream_run),
     "loader": BenchKind("clips/s: our loader vs decord ceiling, PyAV and OpenCV decode-all, frame cache; RSS",
@@ -189,4 +210,6 @@ BENCH_KINDS: dict[str, BenchKind] = {
                        _serve_arguments, _serve_run),
     "memory": BenchKind("peak RSS of predict on an 8K clip and on a checkpoint crafted to exhaust memory",
                         _memory_arguments, _memory_run),
+    "predict": BenchKind("videos/s over a folder of real clips: archive path vs a per-file loop vs torchrun; RSS",
+                         _predict_arguments, _predict_run),
 }
