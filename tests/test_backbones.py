@@ -16,6 +16,7 @@ from torch import nn
 
 from videoseq.checkpoint import checkpoint_payload, save_checkpoint
 from videoseq.config import config_from_dict
+from videoseq.errors import UsageError
 from videoseq.export import TOLERANCE, export_checkpoint
 from videoseq.models import BACKBONES, build_model
 from videoseq.models.backbones import (
@@ -166,7 +167,7 @@ def test_a_model_without_weights_falls_back_to_imagenet_and_says_so() -> None:
     assert "no weights" in got.source
     spec = get_backbone_spec("regnet_x_400mf")
     no_weights = type(spec)(spec.builder, None, spec.trunk, spec.stages, spec.default_stage)
-    with pytest.raises(RuntimeError, match="no torchvision weights.*model.pretrained"):
+    with pytest.raises(UsageError, match="no torchvision weights.*model.pretrained"):
         build_with_weights("regnet_x_400mf", no_weights)
 
 

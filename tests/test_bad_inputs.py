@@ -13,7 +13,10 @@ import csv
 import os
 import random
 import signal
+import subprocess
+import sys
 import threading
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -26,7 +29,7 @@ from videoseq.datasets import ClipDataset, LoaderOptions, make_loader
 from videoseq.engine.loops import TooManyBadVideos
 from videoseq.engine.trainer import fit
 from videoseq.manifest import ManifestError, read_manifest
-from videoseq.predict import expand_sources
+from videoseq.predict_files import expand_sources
 from videoseq.prepare import manifest_from_folders
 from videoseq.sampling import ClipSampling
 from videoseq.transforms import ClipEvalPreset
@@ -295,16 +298,22 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
 FUZZ_CASES = 400
 
 
+def fuzzed_clips(folder: Path, count: int, seed: int) -> Iterator[tuple[Path, Path]]:
+    """``count`` damaged copies of the real clips (``mutate``, seeded), written one by one: (copy, its original)."""
+    clips, rng = shared_clips(), random.Random(seed)
+    originals = {clip: clip.read_bytes() for clip in clips}
+    for case in range(count):
+        clip = clips[case % len(clips)]
+        path = folder / f"fuzz{case:03d}{clip.suffix}"
+        path.write_bytes(mutate(originals[clip], rng))
+        yield path, clip
+
+
 def test_fuzzed_real_clips_decode_or_raise_the_typed_error(tmp_path):
     """Hundreds of damaged clips, decoded in a child process: only VideoDecodeError ever comes back."""
-    clips, rng = shared_clips(), random.Random(8)
-    originals = {clip: clip.read_bytes() for clip in clips}
     outcomes, unexpected = {"decoded": 0, "typed": 0, "crashed": 0}, []
     with IsolatedDecoder(timeout=60) as decoder:
-        for case in range(FUZZ_CASES):
-            clip = clips[case % len(clips)]
-            path = tmp_path / f"fuzz{case:03d}{clip.suffix}"
-            path.write_bytes(mutate(originals[clip], rng))
+        for path, clip in fuzzed_clips(tmp_path, FUZZ_CASES, seed=8):
             try:
                 info = decoder.probe(path, frames=3)
                 assert info.num_frames > 0 and info.width > 0
@@ -322,13 +331,7 @@ def test_fuzzed_real_clips_decode_or_raise_the_typed_error(tmp_path):
 
 def test_fuzzed_clips_in_dataloader_workers_become_error_samples(tmp_path):
     """The training path: workers decode damaged clips; each sample is a clip or an error naming its file."""
-    clips, rng = shared_clips(), random.Random(80)
-    videos = []
-    for case in range(30):
-        clip = clips[case % len(clips)]
-        path = tmp_path / f"fuzz{case:02d}{clip.suffix}"
-        path.write_bytes(mutate(clip.read_bytes(), rng))
-        videos.append((str(path), 0))
+    videos = [(str(path), 0) for path, _ in fuzzed_clips(tmp_path, 30, seed=80)]
     dataset = ClipDataset(videos, clips=ClipSampling(frames=3), transform=ClipEvalPreset(size=16), train=False)
     seen = 0
     for batch in make_loader(dataset, LoaderOptions(batch_size=4, num_workers=2, timeout=120), shuffle=False):
@@ -336,6 +339,31 @@ def test_fuzzed_clips_in_dataloader_workers_become_error_samples(tmp_path):
             assert message.startswith(f"cannot decode {videos[index][0]}:"), message
         seen += len(batch["index"]) + len(batch["errors"])
     assert seen == len(videos)
+
+
+PREDICT_FUZZ_CASES = 240
+
+
+@pytest.mark.slow
+def test_predict_over_fuzzed_real_clips_never_dies_and_gives_every_file_a_row(tiny_run, tmp_path):
+    """The inference path: one ``videoseq predict`` process over 240 damaged clips (seeded) exits 0 or 1, never by
+    a signal, and its CSV holds one row per file: a prediction, or an error naming the file."""
+    folder = tmp_path / "fuzz"
+    folder.mkdir()
+    paths = [str(path) for path, _ in fuzzed_clips(folder, PREDICT_FUZZ_CASES, seed=14)]
+    out = tmp_path / "predictions.csv"
+    done = subprocess.run([sys.executable, "-m", "videoseq", "predict", str(tiny_run / "best.pt"), str(folder),
+                           "--csv", str(out), "--device", "cpu"], capture_output=True, text=True, timeout=3000,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode in (0, 1), f"predict ended with {done.returncode}: {done.stderr[-2000:]}"
+    assert "Traceback" not in done.stderr
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["path"] for r in rows) == sorted(paths)  # every file, once
+    failed = [r for r in rows if r["error"]]
+    assert all(r["error"].startswith(f"cannot decode {r['path']}:") for r in failed)
+    assert all(r["label_1"] and float(r["score_1"]) > 0 for r in rows if not r["error"])
+    assert (done.returncode == 1) == bool(failed) and 20 < len(failed) < len(rows) - 20, len(failed)
 
 
 # --- the isolated decoder turns crashes and hangs into the typed error -----------------

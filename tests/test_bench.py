@@ -1,7 +1,9 @@
 """The bench kinds: streaming vs window timings, the loader / training peers (same frames, our clip layout), serving."""
 
 import json
+import os
 import re
+import subprocess
 
 import numpy as np
 import pytest
@@ -24,12 +26,17 @@ from videoseq.framecache import FrameCache
 from videoseq.transforms import ClipTrainPreset
 
 
-def test_bench_stream_times_both_modes_on_the_same_steps(tmp_path, capsys):
+def tiny_bench_stream(tmp_path, data: str = "") -> dict:
+    """``bench_stream`` of a small dense-sampling model (``data``: more data keys) on a 30-frame test video."""
     config = tmp_path / "tiny.yaml"
-    config.write_text("data: {frames: 4, size: 32, sampling: dense, stride: 2}\n"
+    config.write_text(f"data: {{frames: 4, size: 32, sampling: dense, stride: 2{data}}}\n"
                       "model: {backbone: mobilenet_v3_small, head: gru, head_args: {hidden: 8}}\n")
     video = write_test_video(tmp_path / "clip.avi", frames=30, width=64, height=48)
-    results = bench_stream(config, video, repeats=1)
+    return bench_stream(config, video, repeats=1)
+
+
+def test_bench_stream_times_both_modes_on_the_same_steps(tmp_path, capsys):
+    results = tiny_bench_stream(tmp_path)
     stream, window = results["stream"], results["window"]
     # 30 frames at stride 2 (the file's rate): 15 kept, the 4-frame buffer is full from the 4th
     assert (stream.frames, stream.steps) == (window.frames, window.steps) == (30, 12)
@@ -63,7 +70,7 @@ def test_bench_is_a_group_of_kinds_on_the_command_line(tmp_path):
     assert "stream" in BENCH_KINDS
     args = build_parser().parse_args(["bench", "stream", "configs/gestures.yaml", "--set", "data.frames=4"])
     assert args.func is BENCH_KINDS["stream"].run and args.set == ["data.frames=4"]
-    assert main(["bench", "stream", str(tmp_path / "missing.pt")]) == 2
+    assert main(["bench", "stream", str(tmp_path / "missing.pt")]) == 1  # an input that fails
 
 
 def test_set_only_applies_to_configs(tmp_path):
@@ -105,7 +112,8 @@ def test_race_times_every_reader_and_r3d_takes_our_clip_layout():
 
 
 def test_every_bench_kind_is_a_subcommand_of_bench():
-    assert set(BENCH_KINDS) == {"stream", "loader", "train", "heads", "captions", "decord", "serve", "motion"}
+    assert set(BENCH_KINDS) == {"stream", "loader", "train", "heads", "captions", "decord", "serve", "memory",
+                                "predict", "motion"}
     args = build_parser().parse_args(["bench", "serve", "best.pt", "--clients", "2", "--seconds", "5"])
     assert args.func is BENCH_KINDS["serve"].run and (args.clients, args.seconds, args.streams) == (2, 5.0, 4)
     args = build_parser().parse_args(["bench", "loader", "--clips", "3", "--rss-clips", "10"])
@@ -118,6 +126,10 @@ def test_every_bench_kind_is_a_subcommand_of_bench():
     assert args.func is BENCH_KINDS["captions"].run and (args.seed, args.per_class) == (1, 480)
     args = build_parser().parse_args(["bench", "decord", "--compare", "a.json", "b.json"])
     assert args.func is BENCH_KINDS["decord"].run and args.compare == ["a.json", "b.json"]
+    args = build_parser().parse_args(["bench", "memory", "--width", "640", "--height", "360"])
+    assert args.func is BENCH_KINDS["memory"].run and (args.width, args.height, args.size) == (640, 360, 20000)
+    args = build_parser().parse_args(["bench", "predict", "--videos", "40", "--ranks", "0"])
+    assert args.func is BENCH_KINDS["predict"].run and (args.videos, args.ranks, args.workers) == (40, 0, 2)
 
 
 def test_the_decoder_benchmark_decodes_the_same_frames_both_ways_and_compares_saved_runs(tmp_path, capsys):
@@ -188,11 +200,7 @@ def test_the_motion_table_prints_every_split_and_the_mean(capsys):
 
 
 def test_bench_stream_reports_the_flow_cost_of_a_flow_model_apart(tmp_path, capsys):
-    config = tmp_path / "flow.yaml"
-    config.write_text("data: {frames: 4, size: 32, sampling: dense, stride: 2, modality: flow, flow_size: 40}\n"
-                      "model: {backbone: mobilenet_v3_small, head: gru, head_args: {hidden: 8}}\n")
-    video = write_test_video(tmp_path / "clip.avi", frames=30, width=64, height=48)
-    results = bench_stream(config, video, repeats=1)
+    results = tiny_bench_stream(tmp_path, ", modality: flow, flow_size: 40")
     assert results["stream"].steps == 12
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("motion (flow"))
     flow_ms, step_ms = (float(v) for v in re.findall(r"([\d.]+) ms per kept frame", line))
@@ -211,3 +219,42 @@ def test_the_motion_table_sets_flow_clips_from_a_flow_cache_beside_rgb_clips(sha
     assert row["ratio"] == row["flow_cache"] / row["rgb_cache"]
     geo = print_motion_rows(rows)
     assert geo == row["ratio"] and "flow clips from the flow cache / RGB clips" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # three predict processes
+def test_bench_memory_reads_each_predict_peak_and_refuses_the_crafted_checkpoint(capsys):
+    from videoseq.bench.memory import bench_memory
+
+    peaks = bench_memory(width=640, height=360, frames=2, size=5000)  # small, so the test runs in seconds
+    assert [p.status for p in peaks] == [0, 0, 1]
+    assert all(200 < p.rss_mb < 2048 for p in peaks)  # a whole Python with torch, within the limit
+    assert "data.size: must be in [1, 1024], got 5000" in peaks[2].last_line
+    printed = capsys.readouterr().out
+    assert "peak RSS of videoseq predict" in printed and "640x360 clip, 2 frames" in printed
+
+
+def test_bench_predict_times_the_loop_and_the_archive_path_on_the_same_links(tmp_path, capsys, shared_video):
+    from videoseq.bench.predict import bench_predict, descendants
+
+    shared_video("ucf_like_320x240.avi")  # skips without the sample clips
+    config = tmp_path / "tiny.yaml"
+    config.write_text("data: {frames: 4, size: 32, test_views: 1}\n"
+                      "model: {backbone: mobilenet_v3_small, head: gru, head_args: {hidden: 8}}\n")
+    loop, archive = bench_predict(str(config), videos=6, workers=1, ranks=0, warmup=2, out=str(tmp_path / "b"))
+    assert (loop.videos, archive.videos) == (6, 6) and loop.seconds > 0 and archive.seconds > 0
+    assert loop.cpu_s > 0 and archive.cpu_s > 0  # the archive's counts its decoding workers too
+    links = sorted((tmp_path / "b" / "videos").iterdir())
+    assert len(links) == 6 and all(link.is_symlink() for link in links)
+    loop_rows = [line.split(",")[0] for line in (tmp_path / "b" / "loop.csv").read_text().splitlines()[1:]]
+    (archive_csv,) = (tmp_path / "b").glob("archive_*.csv")
+    assert loop_rows == [line.split(",")[0] for line in archive_csv.read_text().splitlines()[1:]] == list(map(str,
+                                                                                                           links))
+    printed = capsys.readouterr().out
+    assert "per-file loop" in printed and "archive path (1 decoding workers)" in printed and "1.00x" in printed
+    assert "load average at start" in printed and "CPU s/video" in printed
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert child.pid in descendants(os.getpid()) and os.getpid() not in descendants(os.getpid())
+    finally:
+        child.kill()
+        child.wait()

@@ -12,6 +12,7 @@ from videoseq.bench.captions import motion_words, word_accuracies
 from videoseq.checkpoint import load_checkpoint
 from videoseq.cli import main
 from videoseq.config import ConfigError, load_config
+from videoseq.errors import InputError
 from videoseq.manifest import read_manifest
 from videoseq.metrics import bleu_scores, caption_metrics
 from videoseq.prepare import manifest_from_msrvtt, manifest_from_msvd
@@ -150,7 +151,7 @@ def test_caption_task_without_captions_is_a_clear_error(gestures, tmp_path):
                                 f"data.splits_dir={gestures / 'splits'}", "model.task=caption"])
     from videoseq.engine.trainer import fit
 
-    with pytest.raises(ValueError, match="needs captions"):
+    with pytest.raises(InputError, match="needs captions"):
         fit(config, tmp_path / "run")
 
 

@@ -62,7 +62,8 @@ def test_predict_folder_and_glob(tiny_run, gestures, tmp_path):
     assert main(["predict", str(tiny_run / "best.pt"), str(gestures / "videos" / "Grow"), "--csv", str(out)]) == 0
     assert len(read_csv(out)) == 4
     pattern = str(gestures / "videos" / "*" / "*_g01_*.avi")
-    assert main(["predict", str(tiny_run / "best.pt"), pattern, "--csv", str(out)]) == 0
+    assert main(["predict", str(tiny_run / "best.pt"), pattern, "--csv", str(out)]) == 2  # out exists
+    assert main(["predict", str(tiny_run / "best.pt"), pattern, "--csv", str(out), "--overwrite"]) == 0
     assert all("_g01_" in r["path"] for r in read_csv(out)) and len(read_csv(out)) >= 9
 
 
@@ -84,7 +85,7 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     bad.write_text("train: {epoch: 3}\n")
     assert main(["train", str(bad), "--out", str(tmp_path / "r")]) == 2
     assert "train.epoch" in capsys.readouterr().err
-    assert main(["predict", str(tmp_path / "missing.pt"), "x.avi"]) == 2
+    assert main(["predict", str(tmp_path / "missing.pt"), "x.avi"]) == 1  # an input that fails
     assert "missing.pt" in capsys.readouterr().err
 
 

@@ -4,6 +4,7 @@ import pytest
 
 from videoseq.cli import main
 from videoseq.compare import compare_evals
+from videoseq.errors import InputError
 from videoseq.tables import write_csv
 
 HEADER = ["path", "label", "view", "label_1", "score_1", "label_2", "score_2"]
@@ -40,5 +41,5 @@ def test_compare_refuses_evaluations_of_different_videos(tmp_path):
     other = tmp_path / "other"
     write_csv(other / "predictions.csv", HEADER, [["w.avi", "a", "video", "a", 0.9, "b", 0.1]])
     (other / "classes.txt").write_text("a\nb\n")
-    with pytest.raises(ValueError, match="share no video path"):
+    with pytest.raises(InputError, match="share no video path"):
         compare_evals(a, other)

@@ -386,3 +386,15 @@ def test_a_reader_reopened_with_what_it_knew_reads_the_same_frames(shared_video,
         expected = first.read(indices)
     with VideoReader(path, known=known) as again:
         assert again.info == known[0] and np.array_equal(again.read(indices), expected)
+
+
+def test_a_png_decodes_in_a_process_that_imports_videoseq_before_opencv(tmp_path):
+    # the test process imported OpenCV first (conftest); a command or a decoding worker imports videoseq first
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), np.full((40, 30, 3), 120, np.uint8))
+    code = ("from videoseq.video.decoder import read_frames; "
+            f"print(read_frames({str(image)!r}, [0]).mean(axis=(0, 1, 2)))")
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["[120.", "120.", "120.]"] and "libpng error" not in done.stderr

@@ -16,6 +16,7 @@ from videoseq.checkpoint import load_checkpoint, model_from_checkpoint
 from videoseq.datasets import LoaderOptions, make_loader
 from videoseq.engine.loops import evaluate, gather_clips
 from videoseq.engine.trainer import build_datasets
+from videoseq.errors import UsageError
 from videoseq.prepare import resolve_manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +28,7 @@ def test_world_from_env_reads_torchrun_variables(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert distributed.world_from_env() == distributed.World(rank=3, size=4, local_rank=1)
     monkeypatch.setenv("RANK", "4")
-    with pytest.raises(RuntimeError, match="RANK=4 does not fit WORLD_SIZE=4"):
+    with pytest.raises(UsageError, match="RANK=4 does not fit WORLD_SIZE=4"):
         distributed.world_from_env()
 
 
@@ -83,3 +84,8 @@ def test_two_gloo_ranks_under_torchrun_train_in_sync_and_evaluate_like_one_proce
     assert float(last["val_clip_acc"]) == pytest.approx(single["clip"]["top1"])
     assert float(last["val_video_acc"]) == pytest.approx(single["video_metrics"]["top1"])
     assert float(last["val_top5"]) == pytest.approx(single["video_metrics"]["top5"])
+
+
+def test_a_barrier_in_a_single_process_returns_at_once():
+    distributed.barrier()
+    assert not distributed.is_distributed()

@@ -6,7 +6,8 @@ import cv2
 
 from videoseq.cli import main
 from videoseq.doctor import diagnose, load_target
-from videoseq.manifest import read_manifest
+from videoseq.manifest import read_manifest, write_manifest
+from videoseq.prepare import manifest_from_ucf101
 
 from conftest import brightness_frames, write_video
 
@@ -49,7 +50,9 @@ def read_csv_rows(path: Path) -> list[dict]:
 def test_doctor_reports_each_broken_file_and_writes_a_clean_manifest(tmp_path, shared_video, capsys):
     videos = broken_ucf_tree(tmp_path, shared_video)
     prepared = tmp_path / "prepared"
-    assert main(["prepare", "ucf101", str(videos), "--out", str(prepared)]) == 0
+    assert main(["prepare", "ucf101", str(videos), "--out", str(prepared)]) == 1  # 1 of 13 listed files missing
+    assert "v_Run_g06_c01.avi" in capsys.readouterr().err and not prepared.exists()
+    write_manifest(manifest_from_ucf101(videos), prepared)  # the reader's rows, the missing one kept
     clean = tmp_path / "clean" / "clean.csv"
     code = main(["doctor", str(prepared / "manifest.csv"), "--workers", "2", "--out", str(tmp_path / "report"),
                  "--write-clean", str(clean)])

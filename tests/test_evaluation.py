@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from videoseq.cli import main
+from videoseq.errors import InputError
 from videoseq.evaluation import (
     from_scores,
     parse_views,
@@ -59,10 +60,10 @@ def test_external_predictions_without_view_column_and_bad_labels(tmp_path):
     assert report["video"]["top1"] == pytest.approx(2 / 3) and report["video"]["top5"] == 1.0  # 2 classes
     assert report["classes"] == ["jump", "run"] and "clip" not in report
     (tmp_path / "classes.txt").write_text("run\n")
-    with pytest.raises(ValueError, match="line 3: label 'jump' is not in the class list"):
+    with pytest.raises(InputError, match="line 3: label 'jump' is not in the class list"):
         read_predictions(path)
     (tmp_path / "broken.csv").write_text("path,label_1\nv1,run\n")
-    with pytest.raises(ValueError, match="missing \\['label', 'score_1'\\]"):
+    with pytest.raises(InputError, match="missing \\['label', 'score_1'\\]"):
         read_predictions(tmp_path / "broken.csv")
 
 
@@ -114,7 +115,7 @@ def test_report_html_is_self_contained_and_its_images_decode(multi_view_eval):
 
 
 def test_metrics_errors_name_the_file(tmp_path, capsys):
-    assert main(["metrics", str(tmp_path / "none.csv")]) == 2
+    assert main(["metrics", str(tmp_path / "none.csv")]) == 1  # an input that fails
     assert "none.csv" in capsys.readouterr().err
     assert main(["eval", "x.pt", "--views", "3x2"]) == 2
     assert "--views" in capsys.readouterr().err

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from videoseq.events import EventDetector, EventOptions, detect_events
+from videoseq.events import EventDetector, EventOptions, detect_events, span_steps
 
 CLASSES = ["Nothing", "Swipe", "Grow"]
 
@@ -23,7 +23,7 @@ def test_worked_example_of_the_module_docstring():
     steps = [("Swipe", 0.3), ("Swipe", 0.6), ("Swipe", 0.9), ("Swipe", 0.7), ("Nothing", 0.9)]
     (event,) = run(steps, EventOptions(smooth=1, threshold=0.5, background="Nothing", min_duration=0.2))
     assert (event.label, event.start_s, event.end_s, event.start_frame, event.end_frame) == ("Swipe", 0.1, 0.3, 1, 3)
-    assert event.peak == pytest.approx(0.9)
+    assert event.peak == pytest.approx(0.9) and event.mean == pytest.approx((0.6 + 0.9 + 0.7) / 3)
 
 
 def test_background_class_and_low_scores_never_make_events():
@@ -75,3 +75,15 @@ def test_a_finished_sequence_has_the_events_of_a_live_detector_and_the_open_one_
     events = run(steps, options)
     assert events == closed + live.flush()
     assert [(e.label, e.start_frame, e.end_frame) for e in events] == [("Swipe", 0, 3), ("Grow", 7, 10)]
+
+
+def test_steps_with_spans_make_events_from_the_first_start_to_the_last_end():
+    steps = [("Nothing", 0.9), ("Swipe", 0.8), ("Swipe", 0.6), ("Grow", 0.7)]
+    spans = np.array([[0.0, 2.0], [1.0, 3.0], [2.0, 4.0], [3.0, 5.0]])
+    frames = (spans * 25).astype(int)
+    step_probs = np.stack([probs(label, score) for label, score in steps])
+    events = detect_events(CLASSES, span_steps(step_probs, spans, frames),
+                           EventOptions(smooth=1, background="Nothing", min_duration=2.5))
+    (event,) = events  # Grow lasts 2 s, shorter than 2.5
+    assert (event.label, event.start_s, event.end_s, event.start_frame, event.end_frame) == ("Swipe", 1.0, 4.0, 25, 100)
+    assert event.peak == pytest.approx(0.8) and event.mean == pytest.approx(0.7)

@@ -1,6 +1,11 @@
 """The feature cache: resumable extraction that gives the same features, and head-only training from it."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -10,6 +15,8 @@ from videoseq.checkpoint import load_checkpoint, model_from_checkpoint
 from videoseq.config import load_config
 from videoseq.engine.trainer import fit
 from videoseq.features import FeatureCache, FeatureCacheError, extract_features
+
+from conftest import REPO
 
 
 def cached(folder):
@@ -79,3 +86,55 @@ def test_a_cache_of_another_backbone_or_without_maps_is_refused(gestures_config,
             tmp_path / "r2")
     with pytest.raises(FeatureCacheError, match="no index.json"):
         fit(load_config(config, [f"data.features={tmp_path / 'nothing'}"]), tmp_path / "r3")
+
+
+def features_command(config, manifest, out, *extra) -> list[str]:
+    return [sys.executable, "-m", "videoseq", "features", str(config), "--manifest", str(manifest), "--out", str(out),
+            "--fps", "6", "--shard-videos", "5", "--workers", "1", *extra]
+
+
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+def build(config, manifest, out) -> None:
+    assert subprocess.run(features_command(config, manifest, out), env=ENV, capture_output=True,
+                          timeout=600).returncode == 0
+
+
+def same_cache(a, b) -> bool:
+    """The same index (but for the folder's own name) and shard files of the same bytes."""
+    index_a, index_b = (json.loads((folder / "index.json").read_text()) for folder in (a, b))
+    shards = sorted(p.name for p in a.glob("*_*.npy"))
+    return index_a == index_b and shards == sorted(p.name for p in b.glob("*_*.npy")) and all(
+        (a / name).read_bytes() == (b / name).read_bytes() for name in shards)
+
+
+@pytest.mark.slow
+def test_a_killed_extraction_goes_on_from_its_journal_to_the_same_cache(gestures_config, tmp_path):
+    config, manifest = gestures_config
+    build(config, manifest, tmp_path / "whole")
+    killed = subprocess.Popen(features_command(config, manifest, tmp_path / "killed"), env=ENV,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    journal = tmp_path / "killed" / "journal-0.jsonl"
+    deadline = time.monotonic() + 300
+    while (not journal.exists() or journal.read_bytes().count(b"\n") < 8) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait()
+    assert not (tmp_path / "killed" / "index.json").exists()  # nothing but the journal yet
+    done = subprocess.run(features_command(config, manifest, tmp_path / "killed"), env=ENV, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0 and "36 of 36 videos in the feature cache" in done.stdout
+    assert same_cache(tmp_path / "whole", tmp_path / "killed") and not journal.exists()
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_build_the_cache_one_process_builds(gestures_config, tmp_path):
+    config, manifest = gestures_config
+    build(config, manifest, tmp_path / "one")
+    ranks = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]
+    done = subprocess.run(ranks + features_command(config, manifest, tmp_path / "two")[2:], env=ENV,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert same_cache(tmp_path / "one", tmp_path / "two")
+    assert done.stdout.count("36 of 36 videos in the feature cache") == 1  # rank 0 alone reports

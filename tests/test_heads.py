@@ -28,7 +28,7 @@ def test_only_the_convlstm_reads_spatial_maps():
 def test_head_arguments_are_checked_by_name():
     assert head_arg_names("gru") == ["hidden", "layers", "bidirectional", "dropout"]
     check_head_args("gru", {"hidden": 8})
-    with pytest.raises(ValueError, match=r"unknown head_args key 'hiden' for head 'gru'; valid keys: \['hidden'"):
+    with pytest.raises(ValueError, match=r"head_args: unknown key 'hiden' for head 'gru'; valid keys: \['hidden'"):
         check_head_args("gru", {"hiden": 8})
     with pytest.raises(ValueError, match="valid heads"):
         check_head_args("transformer", {})

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from videoseq.video.isolated import Outcome, Worker, run_isolated
+from videoseq.video.isolated import IsolatedPool, Outcome, Worker, run_isolated
 
 
 def test_isolated_workers_survive_a_hang_and_a_crash():
@@ -40,3 +40,17 @@ def test_outcomes_cover_every_item_once_with_its_value():
 def test_bad_pool_settings_are_refused():
     with pytest.raises(ValueError, match="workers >= 1"):
         list(run_isolated(abs, [1], workers=0))
+
+
+def test_a_pool_reports_each_submitted_item_once_as_it_is_submitted_and_replaces_a_dead_worker():
+    with IsolatedPool(ctypes.string_at, workers=1, timeout=30) as pool:
+        pool.submit(7, 0)  # segfaults its worker
+        first = pool.wait()
+        assert [(o.index, o.error) for o in first] == [(7, "the worker process died (SIGSEGV)")] and not pool.busy
+    with IsolatedPool(abs, workers=2, timeout=30, start="forkserver") as pool:
+        for index in (3, 1, 2):
+            pool.submit(index, -index)
+        outcomes = []
+        while pool.busy:
+            outcomes += pool.wait()
+        assert sorted((o.index, o.value) for o in outcomes) == [(1, 1), (2, 2), (3, 3)] and pool.wait() == []

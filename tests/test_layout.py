@@ -28,6 +28,8 @@ TESTED_IN = {
     # uploads, parameters, limits and metrics over HTTP; the stream session over the WebSocket
     **{f"videoseq.serve.{room}": "test_serve.py" for room in ("app", "uploads", "params", "limits", "metrics")},
     "videoseq.serve.session": "test_serve_stream.py",
+    "videoseq.errors": "test_cli_errors.py",
+    "videoseq.cli_motion": "test_fusion.py",  # videoseq fuse; synth camera-motion in test_camera_motion.py
 }
 TESTED_WITH_THEIR_PACKAGE = ("videoseq.prepare.", "videoseq.bench.")  # test_prepare.py, test_bench.py
 
@@ -86,14 +88,14 @@ def imported_by(prefix: str) -> dict[str, set[str]]:
 
 
 def test_model_code_imports_no_data_code():
-    allowed = ("videoseq.models", "videoseq.config", "videoseq.text")
+    allowed = ("videoseq.models", "videoseq.config", "videoseq.text", "videoseq.errors", "videoseq.validation")
     outside = {name: {d for d in deps if not d.startswith(allowed)}
                for name, deps in imported_by("videoseq.models").items()}
     assert {name: deps for name, deps in outside.items() if deps} == {}
 
 
-def test_the_decoder_room_imports_only_itself():
-    outside = {name: {d for d in deps if not d.startswith("videoseq.video")}
+def test_the_decoder_room_imports_only_itself_and_the_errors():
+    outside = {name: {d for d in deps if not d.startswith("videoseq.video") and d != "videoseq.errors"}
                for name, deps in imported_by("videoseq.video").items()}
     assert {name: deps for name, deps in outside.items() if deps} == {}
 
@@ -163,7 +165,7 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision
                                                                "metrics", "compare", "export", "demo", "synth")]
                                       + [["serve", "--help"]]
                                       + [["bench", k, "--help"]
-                                         for k in ("stream", "loader", "train", "heads", "serve")]],
+                                         for k in ("stream", "loader", "train", "heads", "serve", "predict")]],
                          ids=["videoseq", "predict", "every-command"])
 def test_help_imports_no_torch(commands):
     code = HELP_WITHOUT_TORCH.format(commands=commands)

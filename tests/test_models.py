@@ -10,6 +10,7 @@ import torch
 import torchvision
 from torch import nn
 
+from videoseq.errors import InputError, VideoseqError
 from videoseq.models import BACKBONES, HEADS, FrameBackbone, VideoClassifier, build_model
 from videoseq.models.backbones import batchnorm_layers
 from videoseq.models.heads import ConvLSTMHead, GRUHead, LSTMHead, MeanHead
@@ -281,11 +282,11 @@ def test_pretrained_file_loads_the_saved_state_dict(tmp_path: Path, name: str, p
 
 
 def test_pretrained_file_errors_name_the_file(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="missing.pth"):
+    with pytest.raises(InputError, match="missing.pth"):
         FrameBackbone("resnet18", pretrained=tmp_path / "missing.pth")
     path = tmp_path / "resnet18.pth"
     torch.save(torchvision.models.resnet18().state_dict(), path)
-    with pytest.raises(RuntimeError, match="resnet18.pth.*mobilenet_v3_small"):
+    with pytest.raises(InputError, match=r"resnet18.pth do not fit backbone .mobilenet_v3_small.: \d+ missing keys"):
         FrameBackbone("mobilenet_v3_small", pretrained=path)
 
 
@@ -300,7 +301,7 @@ def test_offline_imagenet_download_explains_what_to_do(
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
-    with pytest.raises(RuntimeError, match=f"_Weights.*{name}.*model.pretrained.*local .pth"):
+    with pytest.raises(VideoseqError, match=f"_Weights.*{name}.*model.pretrained.*local .pth"):
         FrameBackbone(name, pretrained=True)
 
 

@@ -303,7 +303,7 @@ def test_prepare_folder_of_real_clips(tmp_path, shared_video, capsys):
 
 
 def test_prepare_unknown_root_is_a_clear_error(tmp_path, capsys):
-    assert main(["prepare", "hmdb51", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
+    assert main(["prepare", "hmdb51", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 1
     assert "--splits-dir" in capsys.readouterr().err
 
 

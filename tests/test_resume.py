@@ -22,6 +22,7 @@ from videoseq.checkpoint import load_checkpoint
 from videoseq.config import ConfigError, load_config
 from videoseq.datasets import epoch_order
 from videoseq.engine.trainer import fit
+from videoseq.errors import UsageError
 from videoseq.resume import config_differences, rng_state, set_rng_state
 
 from conftest import REPO
@@ -96,7 +97,7 @@ def test_resume_refuses_a_config_that_changes_the_numbers(tiny_data, tmp_path):
     fit(tiny_config(tiny_data, "train.stop_after_steps=2"), run)
     with pytest.raises(ValueError, match=r"train\.lr: 0\.003 -> 0\.01"):
         fit(tiny_config(tiny_data, "train.lr=0.01"), run, resume=True)
-    with pytest.raises(FileNotFoundError, match="no last.pt"):
+    with pytest.raises(UsageError, match="no last.pt"):
         fit(tiny_config(tiny_data), tmp_path / "empty", resume=True)
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from videoseq.config import ConfigError, load_config
+from videoseq.errors import UsageError
 from videoseq.runtime import StopSignals, amp_dtype, autocast_for, available_workers, seed_everything, select_device
 
 
@@ -16,7 +17,7 @@ def test_select_device_names_cuda_when_it_is_missing(monkeypatch):
     assert select_device("cpu") == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert select_device("auto") == torch.device("cpu")
-    with pytest.raises(RuntimeError, match="train.device='cuda:1' but CUDA is not available"):
+    with pytest.raises(UsageError, match="train.device='cuda:1' but CUDA is not available"):
         select_device("cuda:1")
 
 

@@ -4,10 +4,32 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
+import traceback
 from pathlib import Path
+from typing import NoReturn
 
 from videoseq import __version__
+from videoseq.cli_motion import add_camera_motion, add_fuse
+from videoseq.errors import (
+    DEBUG_VARIABLE,
+    INPUT_STATUS,
+    INTERNAL_STATUS,
+    USAGE_STATUS,
+    UsageError,
+    VideoseqError,
+    one_line,
+)
+from videoseq.flags import (
+    fraction,
+    integer,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    probability,
+)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -17,10 +39,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.set)
     if args.resume and args.out and Path(args.out).resolve() != Path(args.resume).resolve():
-        raise ValueError(f"--resume {args.resume} continues that run folder; drop --out {args.out}")
+        raise UsageError(f"--resume {args.resume} continues that run folder; drop --out {args.out}")
     out = args.resume or args.out or f"runs/{Path(args.config).stem}"
     try:
-        fit(config, out, resume=bool(args.resume))
+        fit(config, out, resume=bool(args.resume), overwrite=args.overwrite)
     except TrainingInterrupted as stop:
         print(stop, file=sys.stderr)
         return stop.exit_status
@@ -36,14 +58,15 @@ def given(args: argparse.Namespace, options: type) -> dict:
 def cmd_eval(args: argparse.Namespace) -> int:
     from videoseq.evaluation import EvalOptions, run_eval
 
-    run_eval(args.checkpoint, out_dir=args.out, manifest=args.manifest, options=EvalOptions(**given(args, EvalOptions)))
+    run_eval(args.checkpoint, out_dir=args.out, manifest=args.manifest, options=EvalOptions(**given(args, EvalOptions)),
+             overwrite=args.overwrite)
     return 0
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
     from videoseq.evaluation import run_metrics
 
-    run_metrics(args.predictions, classes=args.classes, out_dir=args.out, seed=args.seed)
+    run_metrics(args.predictions, classes=args.classes, out_dir=args.out, seed=args.seed, overwrite=args.overwrite)
     return 0
 
 
@@ -55,15 +78,48 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from videoseq.predict import predict_to_csv
+    from videoseq.archive import ArchiveInterrupted
+    from videoseq.predict_files import PredictOptions, predict_to_csv
 
     if args.stream:
         return cmd_stream(args)
     if args.stride and not args.window:
-        raise ValueError("--stride needs --window (both in seconds)")
-    failures = predict_to_csv(args.checkpoint, args.sources, args.csv, k=args.topk, window=args.window,
-                              stride=args.stride, device=args.device, beam=args.beam)
+        raise UsageError("--stride needs --window (both in seconds)")
+    timeline = Path(args.timeline) if args.timeline else None
+    options = PredictOptions(topk=args.topk, window=args.window, stride=args.stride, beam=args.beam,
+                             device=args.device, timeline=timeline, events=event_options(args),
+                             archive=archive_options(args))
+    try:
+        failures = predict_to_csv(args.checkpoint, args.sources, args.csv, options)
+    except ArchiveInterrupted as stop:
+        print(stop, file=sys.stderr)
+        return stop.exit_status
     return 1 if failures else 0
+
+
+def archive_options(args: argparse.Namespace):
+    from videoseq.archive import ArchiveOptions
+
+    return ArchiveOptions(**given(args, ArchiveOptions))
+
+
+def event_options(args: argparse.Namespace):
+    from videoseq.events import EventOptions
+
+    return EventOptions(smooth=args.smooth, method=args.smooth_method, threshold=args.threshold,
+                        background=args.background, min_duration=args.min_duration, refractory=args.refractory)
+
+
+def add_archive_arguments(p, what: str) -> None:
+    """Decoding workers, resuming and replacing: the flags of a run over many videos (archive.ArchiveOptions)."""
+    p.add_argument("--workers", type=positive_int, help="decoding processes (of each torchrun rank); a file that "
+                   "crashes or hangs one costs only itself (default: 2, as archive.ArchiveOptions)")
+    p.add_argument("--timeout", type=positive_float, help="seconds one video (or one chunk of a long one) may take to "
+                                                 "decode (default: 60)")
+    p.add_argument("--resume", action="store_true",
+                   help=f"continue the run whose journal lies beside {what} (stopped, killed, or a rank that died)")
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"replace an existing {what} (and the journal of an unfinished run)")
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -72,16 +128,6 @@ def cmd_synth(args: argparse.Namespace) -> int:
     out = write_gesture_dataset(args.out, per_class=args.per_class, seed=args.seed, frames=args.frames,
                                 size=args.size, captions=args.captions)
     print(f"wrote synthetic gestures to {out}")
-    return 0
-
-
-def cmd_synth_camera(args: argparse.Namespace) -> int:
-    from videoseq.camera_motion import write_camera_motion_clips, write_split_manifest
-
-    clips = write_camera_motion_clips(args.out, args.sources, per_class=args.per_class, frames=args.frames,
-                                      size=args.size, seed=args.seed)
-    manifest = write_split_manifest(args.out, args.out, clips, args.test_sources, val_every=args.val_every)
-    print(f"wrote camera-motion clips of {len(clips)} sources and {manifest} (test: {', '.join(args.test_sources)})")
     return 0
 
 
@@ -98,7 +144,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from videoseq.prepare import prepare_dataset
 
     data = DataConfig(**given(args, DataConfig))  # root, format and the flags given
-    _, summary = prepare_dataset(data, args.out)
+    _, summary = prepare_dataset(data, args.out, overwrite=args.overwrite)
     print(summary)
     print(f"wrote {Path(args.out) / 'manifest.csv'} and classes.txt")
     return 0
@@ -117,7 +163,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     report = run_doctor(args.target, out_dir=args.out, write_clean=args.write_clean, data_format=args.format,
                         splits_dir=args.splits_dir, fold=args.fold, root=args.root, min_frames=args.min_frames,
-                        workers=args.workers, timeout=args.timeout)
+                        workers=args.workers, timeout=args.timeout, overwrite=args.overwrite)
     return 1 if report.errors() else 0
 
 
@@ -127,9 +173,10 @@ def cmd_features(args: argparse.Namespace) -> int:
     from videoseq.features import extract_features
 
     if args.short_side:
-        raise ValueError("--short-side sizes the frames of a frame cache: add --frames")
+        raise UsageError("--short-side sizes the frames of a frame cache: add --frames")
     extract_features(args.source, args.manifest, args.out, fps=args.fps, spatial=args.spatial, device=args.device,
-                     shard_videos=args.shard_videos or 64, batch_frames=args.batch_frames, max_videos=args.max_videos)
+                     shard_videos=args.shard_videos or 64, batch_frames=args.batch_frames, max_videos=args.max_videos,
+                     workers=args.workers, overwrite=args.overwrite)
     return 0
 
 
@@ -137,9 +184,10 @@ def cmd_frame_cache(args: argparse.Namespace) -> int:
     from videoseq.framecache import extract_frames
 
     if args.spatial:
-        raise ValueError("--spatial stores feature maps; a frame cache (--frames) stores frames: drop one of them")
+        raise UsageError("--spatial stores feature maps; a frame cache (--frames) stores frames: drop one of them")
     extract_frames(args.source, args.manifest, args.out, fps=args.fps, short_side=args.short_side,
-                   shard_videos=args.shard_videos or 16, max_videos=args.max_videos)
+                   shard_videos=args.shard_videos or 16, max_videos=args.max_videos, workers=args.workers,
+                   overwrite=args.overwrite)
     return 0
 
 
@@ -151,23 +199,31 @@ def add_features(sub) -> None:
                                    "--set data.features=data/ucf101_f1_feats; videoseq features "
                                    "configs/ucf101_resnet18_gru.yaml --manifest data/ucf101_f1/manifest.csv --frames "
                                    "--out data/ucf101_f1_frames, then train with "
-                                   "--set data.frame_cache=data/ucf101_f1_frames")
+                                   "--set data.frame_cache=data/ucf101_f1_frames; on 4 GPUs: torchrun "
+                                   "--nproc_per_node=4 -m videoseq features runs/ucf/best.pt --manifest "
+                                   "data/ucf101_f1/manifest.csv --device cuda --out data/ucf101_f1_feats (the same "
+                                   "line again resumes a run that was stopped or killed)")
     p.add_argument("source", metavar="CONFIG_OR_CHECKPOINT",
                    help="YAML config (its model.pretrained) or a .pt checkpoint")
     p.add_argument("--manifest", required=True, help="manifest CSV: every video in it is extracted")
-    p.add_argument("--out", required=True, help="cache folder; rerunning resumes where it stopped")
-    p.add_argument("--fps", type=float, help="frame rate of the cache (default: every frame; with --frames: "
+    p.add_argument("--out", required=True, help="cache folder; finished videos are journaled in it, so rerunning "
+                                                "resumes where it stopped (under torchrun: a folder every rank sees)")
+    p.add_argument("--overwrite", action="store_true", help="start the cache in --out afresh (or write it beside "
+                                                            "other files there)")
+    p.add_argument("--fps", type=positive_float, help="frame rate of the cache (default: every frame; with --frames: "
                                              "the config's data.fps, else every frame)")
     p.add_argument("--spatial", action="store_true", help="also store feature maps (ConvLSTM); size printed first")
     p.add_argument("--frames", action="store_true", help="store resized uint8 frames instead of features "
                                                          "(a frame cache: decoding once, augmentation still applies)")
-    p.add_argument("--short-side", type=int, help="--frames: short side of the stored frames (default: "
+    p.add_argument("--short-side", type=positive_int, help="--frames: short side of the stored frames (default: "
                                                   "data.size / 0.875, the eval preset's resize)")
     p.add_argument("--device", default="cpu", help="device of the backbone (features only)")
-    p.add_argument("--shard-videos", type=int, help="videos per shard, the unit of resuming, held in memory "
-                                                    "until written (default: 64 for features, 16 with --frames)")
-    p.add_argument("--batch-frames", type=int, default=64, help="frames per backbone batch (features only)")
-    p.add_argument("--max-videos", type=int, help="stop after this many new videos (run it again to go on)")
+    p.add_argument("--shard-videos", type=positive_int,
+                   help="videos per shard (default: 64 for features, 16 with --frames)")
+    p.add_argument("--batch-frames", type=positive_int, default=64, help="frames per backbone batch (features only)")
+    p.add_argument("--max-videos", type=positive_int, help="stop after this many new videos (run it again to go on)")
+    p.add_argument("--workers", type=positive_int, default=2, help="decoding processes (of each torchrun rank); a "
+                                                                   "file that crashes or hangs one costs only itself")
     p.set_defaults(func=cmd_features)
 
 
@@ -178,6 +234,9 @@ def add_train(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--out", help="run folder (default runs/<config name>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt, exactly")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in a run folder that holds a run (its checkpoints are replaced); without it, "
+                        "such a folder needs --resume")
     p.set_defaults(func=cmd_train)
 
 
@@ -188,17 +247,18 @@ def add_eval(sub) -> None:
     p.add_argument("--manifest", help="manifest CSV (default: the data the checkpoint was trained on)")
     p.add_argument("--split", help="split of the manifest to evaluate (default: test, as evaluation.EvalOptions)")
     p.add_argument("--out", default="eval", help="folder for report.html, report.json, predictions.csv, figures")
+    p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier evaluation in --out")
     p.add_argument("--views", help="CLIPSxCROPS test views per video, e.g. 10x3 (crops 1 or 3; default: the "
                    "config's test_views x 1); more than one also reports single view beside")
     p.add_argument("--aggregate", choices=["mean_softmax", "mean_logits", "max"],
                    help="how the views' scores make the video's")
     p.add_argument("--per-view", action="store_true", help="also one predictions.csv row per view")
-    p.add_argument("--batch-size", type=int, help="clips per batch")
-    p.add_argument("--workers", dest="num_workers", type=int,
+    p.add_argument("--batch-size", type=positive_int, help="clips per batch")
+    p.add_argument("--workers", dest="num_workers", type=non_negative_int,
                    help="DataLoader workers (default: every available CPU core)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--seed", type=int, help="bootstrap seed of the confidence intervals")
-    p.add_argument("--beam", type=int, help="caption models: beam size (default: the config's caption.beam)")
+    p.add_argument("--seed", type=non_negative_int, help="bootstrap seed of the confidence intervals")
+    p.add_argument("--beam", type=positive_int, help="caption models: beam size (default: the config's caption.beam)")
     p.set_defaults(func=cmd_eval)
 
 
@@ -209,7 +269,8 @@ def add_metrics(sub) -> None:
     p.add_argument("predictions", help="predictions.csv")
     p.add_argument("--classes", help="class list, one per line (default: classes.txt beside the file)")
     p.add_argument("--out", help="also write report.json, report.html, per-class and confusion files here")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--overwrite", action="store_true", help="replace report files already in --out")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="bootstrap seed")
     p.set_defaults(func=cmd_metrics)
 
 
@@ -218,41 +279,56 @@ def add_compare(sub) -> None:
                        description="example: videoseq compare runs/a/eval runs/b/eval")
     p.add_argument("a", help="eval folder (or its predictions.csv)")
     p.add_argument("b", help="eval folder (or its predictions.csv)")
-    p.add_argument("--top", type=int, default=10, help="classes listed among gains and losses")
+    p.add_argument("--top", type=positive_int, default=10, help="classes listed among gains and losses")
     p.set_defaults(func=cmd_compare)
 
 
+PREDICT_EXAMPLES = """examples:
+  videoseq predict runs/demo/best.pt clips/ "more/*.mp4" --csv out.csv --topk 3
+  # an archive on 2 GPUs (or CPU processes), resumable: rerun the same line with --resume after a stop or a crash
+  torchrun --nproc_per_node=2 -m videoseq predict runs/ucf/best.pt /archive/ --csv archive.csv --workers 4
+  torchrun --nproc_per_node=2 -m videoseq predict runs/ucf/best.pt /archive/ --csv archive.csv --workers 4 --resume
+  # a long video as labelled segments: subtitles (.srt, .vtt), a timeline figure, segments.csv / .json
+  videoseq predict runs/gestures/best.pt match.mp4 --window 2 --stride 1 --csv windows.csv --timeline timeline/ \\
+      --background Nothing --threshold 0.6 --min-duration 2
+  mpv --sub-file=timeline/match.srt match.mp4
+"""
+
+
 def add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="classify files, folders or globs into a CSV",
-                       description="example: videoseq predict runs/demo/best.pt clips/ --csv out.csv --topk 3")
+    p = sub.add_parser("predict", help="classify files, folders, globs or manifests into a CSV; timelines of "
+                                       "long videos; live streams",
+                       description=PREDICT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint")
     p.add_argument("sources", nargs="+", metavar="SOURCE",
-                   help="video file, folder or glob; with --stream one file, camera index (0) or URL")
-    p.add_argument("--csv", help="output CSV (default: print to stdout)")
-    p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--window", type=float, help="window length in seconds: one row per window")
-    p.add_argument("--stride", type=float, help="window step in seconds (default: --window)")
+                   help="video file, folder, glob or manifest CSV (its path column); with --stream one file, "
+                        "camera index (0) or URL")
+    p.add_argument("--csv", help="output CSV, written whole when every video is done; finished videos are "
+                                 "journaled beside it (default: print to stdout, no journal)")
+    p.add_argument("--topk", type=positive_int, default=5)
+    p.add_argument("--window", type=positive_float, help="window length in seconds: one row per window")
+    p.add_argument("--stride", type=positive_float, help="window step in seconds (default: --window)")
+    p.add_argument("--timeline", metavar="DIR", help="with --window: merge the windows into segments (the event "
+                   "options below) and write DIR/segments.csv, segments.json and per video .srt, .vtt and .png")
     p.add_argument("--device", default="auto")
-    p.add_argument("--beam", type=int, help="caption models: beam size of the caption column (1: greedy)")
+    p.add_argument("--beam", type=positive_int, help="caption models: beam size of the caption column (1: greedy)")
+    add_archive_arguments(p, "--csv (with --stream also --jsonl, --save-video)")
     add_stream_arguments(p)
     p.set_defaults(func=cmd_predict)
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
-    from videoseq.events import EventOptions
     from videoseq.live import StreamOptions, stream_to_outputs
     from videoseq.video.cameras import SourceOptions
 
     if len(args.sources) != 1:
-        raise ValueError(f"--stream takes one SOURCE (a file, a camera index or a URL), got {len(args.sources)}")
-    events = None
-    if args.events:
-        events = EventOptions(smooth=args.smooth, method=args.smooth_method, threshold=args.threshold,
-                              background=args.background, min_duration=args.min_duration, refractory=args.refractory)
+        raise UsageError(f"--stream takes one SOURCE (a file, a camera index or a URL), got {len(args.sources)}")
+    events = event_options(args) if args.events else None
     source = SourceOptions(queue_size=args.queue, retries=args.retries, retry_delay=args.retry_delay,
                            max_frozen=args.max_frozen, stall_timeout=args.stall_timeout)
     options = StreamOptions(topk=args.topk, show=args.show, save_video=args.save_video, csv=args.csv,
-                            jsonl=args.jsonl, events=events, max_frames=args.max_frames, source=source)
+                            jsonl=args.jsonl, events=events, max_frames=args.max_frames, source=source,
+                            overwrite=args.overwrite)
     return stream_to_outputs(args.checkpoint, args.sources[0], options, device=args.device)
 
 
@@ -268,30 +344,33 @@ def add_stream_arguments(p) -> None:
     g.add_argument("--show", action="store_true", help="a window with the top labels, scores and fps (q quits)")
     g.add_argument("--save-video", metavar="OUT.mp4", help="write the annotated video")
     g.add_argument("--jsonl", help="one JSON line per inference step and per gesture event")
-    g.add_argument("--max-frames", type=int, help="stop after this many frames")
-    g.add_argument("--queue", type=int, default=source.queue_size,
+    g.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
+    g.add_argument("--queue", type=positive_int, default=source.queue_size,
                    help="reader queue length; a live source drops frames beyond it")
-    g.add_argument("--retries", type=int, default=source.retries, help="reopen a failing camera/stream this many times")
-    g.add_argument("--retry-delay", type=float, default=source.retry_delay, help="seconds between retries")
-    g.add_argument("--max-frozen", type=int, default=source.max_frozen,
+    g.add_argument("--retries", type=non_negative_int, default=source.retries,
+                   help="reopen a failing camera/stream this many times")
+    g.add_argument("--retry-delay", type=non_negative_float, default=source.retry_delay, help="seconds between retries")
+    g.add_argument("--max-frozen", type=positive_int, default=source.max_frozen,
                    help="identical frames in a row that mean a frozen camera")
-    g.add_argument("--stall-timeout", type=float, default=source.stall_timeout,
+    g.add_argument("--stall-timeout", type=positive_float, default=source.stall_timeout,
                    help="seconds without a frame before giving up")
     g.add_argument("--events", action="store_true", help="also write gesture events (start, end, label, peak)")
-    g.add_argument("--smooth", type=int, default=events.smooth, help="events: steps in the smoothing window")
-    g.add_argument("--smooth-method", choices=SMOOTHING, default=events.method)
-    g.add_argument("--threshold", type=float, default=events.threshold,
-                   help="events: smoothed score an active step needs")
-    g.add_argument("--background", help="events: the 'no gesture' class")
-    g.add_argument("--min-duration", type=float, default=events.min_duration, help="events: shortest event in seconds")
-    g.add_argument("--refractory", type=float, default=events.refractory,
-                   help="events: seconds after an event with no new one")
+    e = p.add_argument_group("events (--stream --events) and segments (--timeline)")
+    e.add_argument("--smooth", type=positive_int, default=events.smooth, help="steps (frames or windows) smoothed over")
+    e.add_argument("--smooth-method", choices=SMOOTHING, default=events.method)
+    e.add_argument("--threshold", type=probability, default=events.threshold,
+                   help="smoothed score an active step needs")
+    e.add_argument("--background", help="the 'nothing happens' class, never an event or a segment")
+    e.add_argument("--min-duration", type=non_negative_float, default=events.min_duration,
+                   help="shortest event or segment in seconds")
+    e.add_argument("--refractory", type=non_negative_float, default=events.refractory,
+                   help="seconds after an event or segment with no new one")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from videoseq.export import export_command
 
-    return export_command(args.checkpoint, args.out, args.format, args.streaming)
+    return export_command(args.checkpoint, args.out, args.format, args.streaming, overwrite=args.overwrite)
 
 
 def add_export(sub) -> None:
@@ -300,33 +379,10 @@ def add_export(sub) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
     p.add_argument("--out", help="output file (default: the checkpoint's name with .onnx / .torchscript.pt)")
+    p.add_argument("--overwrite", action="store_true", help="replace export files that exist already")
     p.add_argument("--streaming", action="store_true",
                    help="also write the per-frame backbone (OUT.frames.*) and the head over the buffer (OUT.head.*)")
     p.set_defaults(func=cmd_export)
-
-
-def cmd_fuse(args: argparse.Namespace) -> int:
-    from videoseq.fusion import fuse_checkpoints
-    from videoseq.outputs import check_output
-
-    check_output(args.out, flag="--out", overwrite=args.overwrite, inputs=args.checkpoints)
-    weights = args.weights or [1.0] * len(args.checkpoints)
-    out = fuse_checkpoints(args.checkpoints, weights, args.out)
-    print(f"wrote {out}: {' + '.join(args.checkpoints)}, weights {' : '.join(f'{w:g}' for w in weights)}")
-    return 0
-
-
-def add_fuse(sub) -> None:
-    p = sub.add_parser("fuse", help="two-stream late fusion: one checkpoint of an RGB and a motion model",
-                       description="example: videoseq fuse runs/rgb/best.pt runs/flow/best.pt --weights 1 1.5 "
-                       "--out runs/fused.pt; then videoseq eval runs/fused.pt, videoseq predict runs/fused.pt "
-                       "clip.avi, videoseq export runs/fused.pt (the fused probability is the weighted mean of the "
-                       "streams' softmax; docs/motion.md)")
-    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="trained streams (e.g. RGB, then flow)")
-    p.add_argument("--weights", nargs="+", type=float, help="one per checkpoint (default: equal; TSN: 1 1.5)")
-    p.add_argument("--out", required=True, help="the fused checkpoint to write")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    p.set_defaults(func=cmd_fuse)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -356,10 +412,12 @@ def add_serve(sub) -> None:
     p.add_argument("checkpoint", help=".pt checkpoint or exported .onnx (streams need the --streaming parts)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0: every interface)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=integer(1, 65535), default=8000, help="port to listen on")
     p.add_argument("--device", default="auto")
     for f in fields(ServeLimits):
-        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
+        counts = non_negative_int if f.name == "workers" else positive_int  # workers 0: the default
+        p.add_argument("--" + f.name.replace("_", "-"), type=counts if isinstance(f.default, int) else positive_float,
+                       default=f.default,
                        help=f"{f.metadata['help']} (default {f.default})")
     p.set_defaults(func=cmd_serve)
 
@@ -383,29 +441,14 @@ def add_synth(sub) -> None:
     g = kinds.add_parser("gestures", help="UCF101-style tree of clips that differ only in temporal order",
                          description="example: videoseq synth gestures data/gestures --per-class 40 --seed 0")
     g.add_argument("out")
-    g.add_argument("--per-class", type=int, default=30)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--frames", type=int, default=24)
-    g.add_argument("--size", type=int, default=112)
+    g.add_argument("--per-class", type=positive_int, default=30)
+    g.add_argument("--seed", type=non_negative_int, default=0)
+    g.add_argument("--frames", type=positive_int, default=24)
+    g.add_argument("--size", type=positive_int, default=112)
     g.add_argument("--captions", action="store_true",
                    help="also write captions.csv and manifest.csv (one row per reference caption)")
     g.set_defaults(func=cmd_synth)
-    c = kinds.add_parser("camera-motion", help="clips of real videos seen through a panning, tilting, zooming, "
-                         "rotating or still crop window, split by source video",
-                         description="example: videoseq synth camera-motion data/camera ../shared/videos/vtest.avi "
-                         "../shared/videos/box.mp4 ../shared/videos/Megamind.avi --test-sources Megamind; then "
-                         "videoseq train configs/motion.yaml --set data.manifest=data/camera/manifest.csv")
-    c.add_argument("out")
-    c.add_argument("sources", nargs="+", help="real video files to cut the clips from")
-    c.add_argument("--test-sources", nargs="+", required=True,
-                   help="file stems of the sources whose clips are the test split")
-    c.add_argument("--per-class", type=int, default=24, help="clips per class per source")
-    c.add_argument("--frames", type=int, default=20)
-    c.add_argument("--size", type=int, default=96)
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--val-every", type=int, default=8,
-                   help="every N-th clip of a training source goes to val (0: none)")
-    c.set_defaults(func=cmd_synth_camera)
+    add_camera_motion(kinds)
 
 
 def add_demo(sub) -> None:
@@ -415,8 +458,9 @@ def add_demo(sub) -> None:
     p.add_argument("--out", default="demo_out")
     p.add_argument("--config", help="config (default configs/demo.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--per-class", type=int, help="synthetic clips per class (default: 60; 480 with --task caption)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--per-class", type=positive_int,
+                   help="synthetic clips per class (default: 60; 480 with --task caption)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--task", choices=("classify", "caption"), default="classify",
                    help="caption: synthesise captions and train configs/captions.yaml")
     p.set_defaults(func=cmd_demo)
@@ -425,9 +469,9 @@ def add_demo(sub) -> None:
 def _add_transcode_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("root", help="tree of videos (hidden files and folders are skipped)")
     p.add_argument("--out", required=True, help="output tree: same relative paths; nothing is written outside it")
-    p.add_argument("--fps", type=float, help="drop frames to this rate (default: keep every frame)")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds one video may take")
+    p.add_argument("--fps", type=positive_float, help="drop frames to this rate (default: keep every frame)")
+    p.add_argument("--workers", type=positive_int, default=2)
+    p.add_argument("--timeout", type=positive_float, default=600.0, help="seconds one video may take")
     p.set_defaults(func=cmd_prepare_videos)
 
 
@@ -443,23 +487,26 @@ def add_prepare(sub) -> None:
                              description=f"example: videoseq prepare {name} {dataset_format.example} --out data/{name}")
         f.add_argument("root", help="dataset root")
         f.add_argument("--out", required=True, help="folder for manifest.csv, classes.txt, summary.txt, notes.txt")
+        f.add_argument("--overwrite", action="store_true", help="replace the manifest files already in --out")
         f.add_argument("--splits-dir", help="annotation files (default: a usual place near ROOT)")
-        f.add_argument("--fold", type=int, help=f"ucf101 / hmdb51 split number (1-3; default {DataConfig.fold})")
+        f.add_argument("--fold", type=positive_int,
+                       help=f"ucf101 / hmdb51 split number (1-3; default {DataConfig.fold})")
         f.add_argument("--group-pattern", help="folder: regex whose first group names a file's source video "
                                                f"(default: UCF's {DataConfig.group_pattern})")
-        f.add_argument("--val-fraction", type=float, help=f"folder format (default {DataConfig.val_fraction})")
-        f.add_argument("--test-fraction", type=float, help=f"folder format (default {DataConfig.test_fraction})")
+        f.add_argument("--val-fraction", type=fraction, help=f"folder format (default {DataConfig.val_fraction})")
+        f.add_argument("--test-fraction", type=fraction, help=f"folder format (default {DataConfig.test_fraction})")
         f.set_defaults(func=cmd_prepare)
     r = kinds.add_parser("resize", help="re-encode a tree with a smaller short side (same relative paths)",
                          description="example: videoseq prepare resize data/UCF-101 --short-side 128 --out data/ucf128")
-    r.add_argument("--short-side", type=int, required=True)
-    r.add_argument("--quality", type=int, default=23, help="encoder quality: x264 CRF / mpeg4 scale (lower is better)")
+    r.add_argument("--short-side", type=positive_int, required=True)
+    r.add_argument("--quality", type=non_negative_int, default=23,
+                   help="encoder quality: x264 CRF / mpeg4 scale (lower is better)")
     _add_transcode_options(r)
     r.set_defaults(kind="resize")
     f = kinds.add_parser("frames", help="extract JPEG frame folders (ROOT/a/b.avi -> OUT/a/b/00001.jpg)",
                          description="example: videoseq prepare frames data/UCF-101 --size 128 --out data/ucf_frames")
-    f.add_argument("--size", dest="short_side", type=int, help="short side of the frames (default: unchanged)")
-    f.add_argument("--quality", type=int, default=90, help="JPEG quality 1-100")
+    f.add_argument("--size", dest="short_side", type=positive_int, help="short side of the frames (default: unchanged)")
+    f.add_argument("--quality", type=integer(1, 100), default=90, help="JPEG quality 1-100")
     _add_transcode_options(f)
     f.set_defaults(kind="frames")
 
@@ -469,36 +516,78 @@ def add_doctor(sub) -> None:
                        description="example: videoseq doctor data/ucf101_f1/manifest.csv --workers 4 "
                                    "--write-clean data/ucf101_f1/clean.csv")
     p.add_argument("target", metavar="MANIFEST_OR_ROOT", help="manifest CSV, its folder, or a dataset root")
-    p.add_argument("--workers", type=int, default=2, help="decoding processes")
-    p.add_argument("--min-frames", type=int, default=1, help="videos with fewer decodable frames are errors")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds one file may take to check")
+    p.add_argument("--workers", type=positive_int, default=2, help="decoding processes")
+    p.add_argument("--min-frames", type=positive_int, default=1, help="videos with fewer decodable frames are errors")
+    p.add_argument("--timeout", type=positive_float, default=60.0, help="seconds one file may take to check")
     p.add_argument("--out", default=".", help="folder for doctor.json")
     p.add_argument("--write-clean", metavar="OUT.csv", help="write the manifest without the bad rows")
+    p.add_argument("--overwrite", action="store_true", help="replace doctor.json / the --write-clean file")
     p.add_argument("--format", help="read a dataset root as this format (default: ucf101 if classInd.txt is near, "
                                     "else folder)")
     p.add_argument("--splits-dir", help="annotation files of a dataset root")
-    p.add_argument("--fold", type=int, default=1)
+    p.add_argument("--fold", type=positive_int, default=1)
     p.add_argument("--root", help="tree to search for files no split lists (default: where the listed files are)")
     p.set_defaults(func=cmd_doctor)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line (exit 2), pointing at ``--help`` instead of printing the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_STATUS, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="videoseq", description=__doc__)
+    parser = Parser(prog="videoseq", description=__doc__)
     parser.add_argument("--version", action="version", version=f"videoseq {__version__}")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (add_train, add_eval, add_predict, add_synth, add_demo, add_prepare, add_doctor, add_features,
                 add_metrics, add_compare, add_export, add_fuse, add_bench, add_serve):
         add(sub)
+    add_debug_flag(sub)
     return parser
 
 
+DEBUG_HELP = f"on an error, also print the traceback (or set {DEBUG_VARIABLE}=1)"
+
+
+def add_debug_flag(sub) -> None:
+    """``--debug`` on every subcommand too (``videoseq predict ... --debug``), kept when not given there."""
+    for parser in sub.choices.values():
+        parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                add_debug_flag(action)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every failure leaves as one line on stderr and an exit status (``videoseq.errors``).
+
+    0 done, 1 an input failed, 2 a usage error, 130 interrupted, 70 an internal error
+    (a bug: ``--debug`` or ``VIDEOSEQ_DEBUG=1`` shows its traceback).
+    """
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     try:
         return args.func(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        print(f"videoseq {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except Exception as err:  # the one boundary: typed errors are the user's, anything else a bug
+        if debug:
+            traceback.print_exception(err)
+        status, message = describe_error(err)
+        print(f"videoseq {args.command}: {message}", file=sys.stderr)
+        return status
+
+
+def describe_error(err: Exception) -> tuple[int, str]:
+    """The exit status and the one line that report ``err``."""
+    if isinstance(err, VideoseqError):
+        return err.exit_status, f"error: {one_line(err)}"
+    if isinstance(err, OSError) and err.filename:  # a file the system refused: permissions, disk full, ...
+        where = err.filename + (f" -> {err.filename2}" if err.filename2 else "")
+        return INPUT_STATUS, f"error: {where}: {err.strerror or err}; check that it exists and that you may use it"
+    return INTERNAL_STATUS, (f"internal error: {type(err).__name__}: {one_line(err, 300)}; rerun with --debug "
+                             f"(or {DEBUG_VARIABLE}=1) for the traceback, and report it")

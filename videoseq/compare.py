@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from videoseq.errors import InputError
 from videoseq.evaluation import read_predictions
 from videoseq.metrics import mcnemar_exact
 
@@ -31,7 +32,7 @@ def compare_evals(a: str | Path, b: str | Path, *, top: int = 10) -> dict:
     index_a = {p: i for i, p in enumerate(pa.paths)}
     shared = [(index_a[p], j) for j, p in enumerate(pb.paths) if p in index_a]
     if not shared:
-        raise ValueError(f"{a} and {b} share no video path; compare evaluations of the same split")
+        raise InputError(f"{a} and {b} share no video path; compare evaluations of the same split")
     ia, ib = np.array(shared).T
     test = mcnemar_exact(pa.ranked[ia, 0] == pa.labels[ia], pb.ranked[ib, 0] == pb.labels[ib])
     result = {"a": str(a), "b": str(b), "metrics": diffs, "mcnemar": test,

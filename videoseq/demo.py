@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from videoseq.archive import ArchiveOptions
 from videoseq.config import load_config
 from videoseq.engine.trainer import fit
+from videoseq.errors import UsageError
 from videoseq.evaluation import EvalOptions, run_eval
-from videoseq.predict import predict_to_csv
+from videoseq.predict_files import PredictOptions, predict_to_csv
 from videoseq.resources import CONFIGS
 from videoseq.synth import write_gesture_dataset
 
@@ -26,12 +28,12 @@ def run_demo(out_dir: str | Path, *, config: str | Path | None = None, overrides
     (small 64-pixel clips; the prediction gets a caption column).
     """
     if task not in DEMO_PER_CLASS:
-        raise ValueError(f"demo task {task!r} is not one of {list(DEMO_PER_CLASS)}")
+        raise UsageError(f"demo task {task!r} is not one of {list(DEMO_PER_CLASS)}")
     per_class = DEMO_PER_CLASS[task] if per_class is None else per_class
     out = Path(out_dir)
     config_path = Path(config) if config else (CAPTION_CONFIG if task == "caption" else DEFAULT_CONFIG)
     if not config_path.is_file():
-        raise FileNotFoundError(f"demo config {config_path} not found; pass --config configs/demo.yaml from the repo")
+        raise UsageError(f"demo config {config_path} not found; pass --config configs/demo.yaml from the repo")
     if task == "caption":
         data = write_gesture_dataset(out / "data", per_class=per_class, seed=seed, frames=16, size=64, captions=True)
         settings = [f"data.manifest={data / 'manifest.csv'}"]
@@ -45,7 +47,8 @@ def run_demo(out_dir: str | Path, *, config: str | Path | None = None, overrides
     held_out = sorted((data / "videos").glob("*/*.avi"))
     test_names = set((data / "splits" / "testlist01.txt").read_text().split())
     clip = next(p for p in held_out if f"{p.parent.name}/{p.name}" in test_names)
-    predict_to_csv(run / "best.pt", [str(clip)], out / "predictions.csv", k=3)
+    predict_to_csv(run / "best.pt", [str(clip)], out / "predictions.csv",
+                   PredictOptions(topk=3, archive=ArchiveOptions(workers=1, overwrite=True)))
     print("\ndemo finished:")
     for name, path in [("data", data), ("run (checkpoints, metrics.csv, curves.png)", run),
                        ("eval (predictions.csv, per_class.csv, confusion.png)", out / "eval"),

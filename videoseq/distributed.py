@@ -1,4 +1,4 @@
-"""Training on several processes with PyTorch's own engine (``torchrun``).
+"""Training and inference on several processes with PyTorch's own engine (``torchrun``).
 
 ``torchrun --nproc_per_node=N -m videoseq train CONFIG`` starts N copies of the
 command; each reads ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` from its
@@ -6,7 +6,9 @@ environment, joins one process group (NCCL on CUDA, gloo on CPU), trains a
 ``DistributedDataParallel`` model on its shard of the training clips, and takes
 part in evaluation on its shard of the validation clips. Predictions of every
 rank are gathered, keyed by item, so each clip counts exactly once. Only rank 0
-prints, writes files and saves checkpoints.
+prints, writes files and saves checkpoints. Inference over many files (``archive``)
+joins the same group to split the videos and to wait for every rank before rank 0
+merges their parts.
 
 Without ``WORLD_SIZE`` (or with ``WORLD_SIZE=1``) every function here is a cheap
 no-op, so single-process code paths need no special case.
@@ -18,11 +20,14 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from videoseq.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -41,9 +46,9 @@ def world_from_env() -> World:
         rank = int(os.environ.get("RANK", "0"))
         local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
     except ValueError as err:
-        raise RuntimeError(f"RANK / WORLD_SIZE / LOCAL_RANK must be integers ({err}); launch with torchrun") from err
+        raise UsageError(f"RANK / WORLD_SIZE / LOCAL_RANK must be integers ({err}); launch with torchrun") from err
     if size < 1 or not 0 <= rank < size:
-        raise RuntimeError(f"RANK={rank} does not fit WORLD_SIZE={size}; launch with torchrun")
+        raise UsageError(f"RANK={rank} does not fit WORLD_SIZE={size}; launch with torchrun")
     return World(rank, size, local_rank)
 
 
@@ -64,12 +69,13 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def setup(device: torch.device) -> tuple[torch.device, bool]:
+def setup(device: torch.device, timeout: timedelta | None = None) -> tuple[torch.device, bool]:
     """Join the process group torchrun describes; returns the device to use and whether we joined.
 
     ``device`` is the one the config asks for; on CUDA each process takes GPU ``LOCAL_RANK``
     and the backend is NCCL, on CPU it is gloo. A process group already set up by the
-    caller is used as it is (and not torn down by ``teardown``).
+    caller is used as it is (and not torn down by ``teardown``). ``timeout`` is how long a
+    collective (a ``barrier``) waits for the slowest rank (default: torch's).
     """
     world = world_from_env()
     if world.size == 1 or is_distributed():
@@ -78,8 +84,14 @@ def setup(device: torch.device) -> tuple[torch.device, bool]:
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
     dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
-                            rank=world.rank, world_size=world.size)
+                            rank=world.rank, world_size=world.size, timeout=timeout)
     return device, True
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (nothing to wait for in a single process)."""
+    if is_distributed():
+        dist.barrier()
 
 
 def teardown(joined: bool) -> None:
@@ -97,7 +109,7 @@ def wrap_model(model: nn.Module, device: torch.device, *, sync_bn: bool = False)
         return model
     if sync_bn:
         if device.type != "cuda":
-            raise RuntimeError("train.sync_bn needs CUDA (PyTorch's SyncBatchNorm runs on GPUs only); "
+            raise UsageError("train.sync_bn needs CUDA (PyTorch's SyncBatchNorm runs on GPUs only); "
                                "set train.sync_bn=false on CPU")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [device.index] if device.type == "cuda" else None

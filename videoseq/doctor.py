@@ -33,6 +33,7 @@ from videoseq.manifest import (
     read_manifest_rows,
     write_manifest,
 )
+from videoseq.outputs import OutputError, check_output, write_text
 from videoseq.prepare import FORMATS, find_splits_dir
 from videoseq.prepare.common import UCF_GROUP_PATTERN, group_of
 from videoseq.video.containers import TRUNCATED
@@ -97,12 +98,23 @@ def load_target(target: str | Path, data_format: str | None = None, splits_dir: 
 
 
 def data_root(manifest: Manifest) -> Path:
-    """The folder the listed files live in: above the class folders when files sit in folders named by label."""
-    paths = [Path(manifest.resolve(r.path)) for r in manifest.rows]
-    parents = {p.parent for p in paths}
-    if all(p.parent.name == r.label for p, r in zip(paths, manifest.rows)):
-        parents = {p.parent for p in parents}
-    return Path(os.path.commonpath([str(p) for p in parents])) if parents else manifest.root
+    """The folder most listed files live in: the deepest one that holds more than half of them (above the
+    class folder of a file in a folder named by its label). A few files elsewhere (``/etc/hostname``)
+    do not widen it; ``check_outside`` names them."""
+    tops = [path.parent.parent if path.parent.name == row.label else path.parent
+            for path, row in ((Path(manifest.resolve(r.path)), r) for r in manifest.rows)]
+    if not tops:
+        return manifest.root
+    holds = Counter(folder for top in tops for folder in (top, *top.parents))
+    majority = [folder for folder, count in holds.items() if count > len(tops) / 2]
+    return max(majority, key=lambda folder: len(folder.parts))
+
+
+def check_outside(manifest: Manifest, root: Path) -> list[Finding]:
+    """Listed files outside the data root: the unlisted-files scan does not reach out to their folders."""
+    return [Finding("outside_root", "warning", f"listed outside the data root {root} (searched for unlisted files)",
+                    row.path, [i]) for i, row in enumerate(manifest.rows)
+            if not Path(manifest.resolve(row.path)).is_relative_to(root)]
 
 
 def check_labels(manifest: Manifest) -> list[Finding]:
@@ -165,13 +177,22 @@ def check_class_order(manifest: Manifest, root: Path) -> list[Finding]:
 
 
 def check_unlisted(manifest: Manifest, root: Path) -> list[Finding]:
+    """Videos under ``root`` that no row lists; a filesystem root is never walked (pass ``--root`` instead)."""
+    if root == Path(root.anchor):
+        return [Finding("unlisted", "warning", f"the listed files share no folder below {root}; files that no "
+                                               "split lists were not searched for (pass --root)")]
     listed = {manifest.resolve(r.path) for r in manifest.rows}
     return [Finding("unlisted", "warning", "on disk but in no split", path)
             for path in map(str, find_videos(root, frame_folders=True)) if path not in listed]
 
 
 def file_findings(probe: dict, min_frames: int, rows: list[int], path: str) -> list[Finding]:
-    """Errors of one probed file: undecodable, frame counts that disagree, too short."""
+    """What one probed file holds against what it should: undecodable, frame counts that disagree, too short.
+
+    Judged like the loader: a header that promises more frames than decode is an error only
+    when the frames that decode are fewer than ``min_frames`` (a clip cannot be cut); when
+    their timestamps span the header's duration, the file has a variable frame rate (a note).
+    """
     if probe["error"]:
         kind = "truncated" if TRUNCATED in probe["error"] else "unreadable"
         return [Finding(kind, "error", probe["error"], path, rows)]
@@ -182,13 +203,26 @@ def file_findings(probe: dict, min_frames: int, rows: list[int], path: str) -> l
         findings.append(Finding("frame_count", "error", f"decord reports {frames} frames, only {decoded} decode",
                                 path, rows))
     elif header and decoded < header - tolerance:
-        findings.append(Finding("truncated", "error",
-                                f"the header promises {header} frames, only {decoded} decode (a cut-off file?)",
-                                path, rows))
+        findings.append(header_finding(probe, min_frames, rows, path))
     if decoded and decoded < min_frames:
         findings.append(Finding("short", "error", f"{decoded} frames, fewer than --min-frames {min_frames}",
                                 path, rows))
     return findings
+
+
+def header_finding(probe: dict, min_frames: int, rows: list[int], path: str) -> Finding:
+    """A header that promises more frames than decode: variable frame rate, a warning, or a cut-off file."""
+    header, decoded = probe["header_frames"], probe["decoded"]
+    seconds, promised = probe.get("decoded_seconds", 0.0), probe.get("header_seconds", 0.0)
+    if promised and seconds >= promised - 2 * promised / header:  # the timestamps reach the header's end
+        return Finding("variable_frame_rate", "warning",
+                       f"{decoded} frames over {seconds:.2f} s: the frame rate varies (the header's {header} frames "
+                       f"assume a constant rate); predict --window reports the decoded timestamps", path)
+    message = f"the header promises {header} frames, only {decoded} decode (a cut-off file?)"
+    if decoded >= min_frames:
+        return Finding("header_frames", "warning", f"{message}; {decoded} are enough for clips of --min-frames "
+                                                   f"{min_frames}", path)
+    return Finding("truncated", "error", message, path, rows)
 
 
 def check_files(manifest: Manifest, *, min_frames: int, workers: int, timeout: float,
@@ -235,8 +269,10 @@ def diagnose(manifest: Manifest, *, root: Path | None = None, min_frames: int = 
     findings = check_labels(manifest) + check_duplicates(manifest) + check_leaks(manifest)
     file_problems, sound = check_files(manifest, min_frames=min_frames, workers=workers, timeout=timeout,
                                        progress=progress)
-    findings += file_problems + check_unlisted(manifest, root) + check_class_order(manifest, root)
-    stats = {"videos_per_split": manifest.splits(), "sound_files": len(sound), **video_stats(sound)}
+    findings += file_problems + check_outside(manifest, root) + check_unlisted(manifest, root)
+    findings += check_class_order(manifest, root)
+    stats = {"videos_per_split": manifest.splits(), "sound_files": len(sound), "data_root": str(root),
+             **video_stats(sound)}
     files = len({manifest.resolve(r.path) for r in manifest.rows})
     return DoctorReport(source or str(root), len(manifest.rows), files, findings, stats)
 
@@ -273,18 +309,32 @@ def format_report(report: DoctorReport, per_check: int = 5) -> str:
     return "\n".join(lines)
 
 
+def check_clean_path(path: Path, manifest: Manifest, target: str | Path, overwrite: bool) -> None:
+    """``--write-clean``: not the manifest checked, and a ``classes.txt`` beside it that holds these classes."""
+    checked = Path(target) / "manifest.csv" if Path(target).is_dir() else Path(target)
+    check_output(path, flag="--write-clean", overwrite=overwrite, inputs=[checked, checked.parent / "classes.txt"])
+    classes = path.parent / "classes.txt"
+    if classes.is_file() and read_classes(classes) != manifest.classes and not overwrite:
+        raise OutputError(f"--write-clean {path}: {classes} beside it lists other classes; add --overwrite to "
+                          "replace it, or write the clean manifest into another folder")
+
+
 def run_doctor(target: str | Path, *, out_dir: str | Path = ".", write_clean: str | Path | None = None,
                data_format: str | None = None, splits_dir: str | None = None, fold: int = 1,
                root: str | Path | None = None, min_frames: int = 1, workers: int = 2, timeout: float = 60.0,
-               progress: bool = True) -> DoctorReport:
-    """Check ``target``, print the summary, write ``doctor.json`` and, if asked, the clean manifest."""
+               progress: bool = True, overwrite: bool = False) -> DoctorReport:
+    """Check ``target``, print the summary, write ``doctor.json`` and, if asked, the clean manifest.
+
+    Existing output files need ``overwrite``; the clean manifest may not replace the one checked.
+    """
+    report_path = check_output(Path(out_dir) / "doctor.json", flag="--out", overwrite=overwrite)
     manifest, tree = load_target(target, data_format, splits_dir, fold)
+    if write_clean:
+        check_clean_path(Path(write_clean), manifest, target, overwrite)
     report = diagnose(manifest, root=Path(root) if root else tree, min_frames=min_frames, workers=workers,
                       timeout=timeout, progress=progress, source=str(target))
     print(format_report(report))
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "doctor.json").write_text(json.dumps(asdict(report), indent=1) + "\n")
+    write_text(report_path, json.dumps(asdict(report), indent=1) + "\n")
     if write_clean:
         clean = clean_manifest(manifest, report)
         path = write_manifest(clean, Path(write_clean).parent, csv_name=Path(write_clean).name)

@@ -34,6 +34,7 @@ from videoseq.checkpoint import open_source
 from videoseq.config import Config
 from videoseq.datasets import ClipDataset, LoaderOptions, make_loader
 from videoseq.engine.loops import BadVideos, evaluate, evaluate_captions
+from videoseq.errors import InputError, UsageError
 from videoseq.manifest import Manifest, read_classes, read_manifest
 from videoseq.metrics import (
     AGGREGATIONS,
@@ -45,8 +46,9 @@ from videoseq.metrics import (
 )
 from videoseq.modality import eval_preset, motion_input
 from videoseq.models.decoding import Decoding
+from videoseq.outputs import check_output_folder, write_text
 from videoseq.prepare import resolve_manifest
-from videoseq.report import write_html_report
+from videoseq.report import format_summary, summary_rows, write_html_report
 from videoseq.runtime import available_workers, select_device
 from videoseq.sampling import ClipSampling
 from videoseq.tables import read_csv, write_csv
@@ -98,7 +100,7 @@ def parse_views(text: str | int) -> tuple[int, int]:
     except ValueError:
         ok = False
     if not ok:
-        raise ValueError(f"--views {text!r}: expected CLIPSxCROPS such as 10x3 or 5x1 "
+        raise UsageError(f"--views {text!r}: expected CLIPSxCROPS such as 10x3 or 5x1 "
                          f"(clips >= 1, crops in {list(EVAL_CROPS)})")
     return temporal, crops
 
@@ -125,12 +127,12 @@ def read_predictions(path: str | Path, classes: list[str] | None = None) -> Pred
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"predictions file {path} does not exist; write one with `videoseq eval`")
+        raise InputError(f"predictions file {path} does not exist; write one with `videoseq eval`")
     header, records = read_csv(path)
     k = sum(1 for i in range(1, len(header) + 1) if f"label_{i}" in header and f"score_{i}" in header)
     missing = [c for c in ("path", "label", "label_1", "score_1") if c not in header]
     if missing or not records:
-        raise ValueError(f"{path}: needs columns path,label,label_1,score_1[,label_2,score_2...] and at least "
+        raise InputError(f"{path}: needs columns path,label,label_1,score_1[,label_2,score_2...] and at least "
                          f"one row; missing {missing}")
     if classes is None and (path.parent / "classes.txt").is_file():
         classes = read_classes(path.parent / "classes.txt")
@@ -140,7 +142,7 @@ def read_predictions(path: str | Path, classes: list[str] | None = None) -> Pred
 
     def class_id(record: dict, column: str, line: int) -> int:
         if record[column] not in index:
-            raise ValueError(f"{path} line {line}: {column} {record[column]!r} is not in the class list "
+            raise InputError(f"{path} line {line}: {column} {record[column]!r} is not in the class list "
                              f"({len(classes)} classes); pass --classes with the full list")
         return index[record[column]]
 
@@ -151,7 +153,7 @@ def read_predictions(path: str | Path, classes: list[str] | None = None) -> Pred
         try:
             scores.append([float(r[f"score_{i}"]) for i in range(1, k + 1)])
         except ValueError as err:
-            raise ValueError(f"{path} line {line}: a score is not a number ({err})") from err
+            raise InputError(f"{path} line {line}: a score is not a number ({err})") from err
     views = [r.get("view") or VIDEO_ROW for r in records]
     return Predictions(classes, [r["path"] for r in records], views, np.array(labels, dtype=np.int64),
                        np.array(ranked, dtype=np.int64).reshape(len(records), k), np.array(scores).reshape(-1, k))
@@ -182,7 +184,7 @@ class EvalOptions:
 
     def __post_init__(self) -> None:
         if self.aggregate not in AGGREGATIONS:
-            raise ValueError(f"--aggregate {self.aggregate!r} is not one of {list(AGGREGATIONS)}")
+            raise UsageError(f"--aggregate {self.aggregate!r} is not one of {list(AGGREGATIONS)}")
         if self.views:
             parse_views(self.views)
 
@@ -232,45 +234,59 @@ def open_eval(checkpoint: str | Path, manifest: str | Path | None, options: Eval
     classes = list(payload["classes"])
     data = read_manifest(manifest) if manifest else resolve_manifest(config.data)
     if data.classes != classes:
-        raise ValueError(f"the manifest's classes differ from the checkpoint's ({len(data.classes)} vs "
+        raise InputError(f"the manifest's classes differ from the checkpoint's ({len(data.classes)} vs "
                          f"{len(classes)}, first {data.classes[:3]} vs {classes[:3]}); "
                          "evaluate with a matching manifest")
     videos = data.videos(options.split)
     if not videos:
-        raise ValueError(f"no videos in split {options.split!r}; the manifest has {data.splits()}")
+        raise UsageError(f"no videos in split {options.split!r}; the manifest has {data.splits()}")
     device = select_device(options.device)
     return EvalRun(model.to(device), config, classes, data, videos, options, device, vocab=payload.get("vocab"))
 
 
+REPORT_FILES = ("report.json", "report.html", "per_class.csv", "confusion.csv", "confusion.png", "per_class.png")
+EVAL_FILES = ("predictions.csv", "captions.csv", "classes.txt", "bad_videos.csv", *REPORT_FILES)
+
+
 def run_eval(checkpoint: str | Path, *, out_dir: str | Path, manifest: str | Path | None = None,
-             options: EvalOptions = EvalOptions()) -> dict:
+             options: EvalOptions = EvalOptions(), overwrite: bool = False) -> dict:
     """Evaluate ``checkpoint`` on ``options.split`` of ``manifest`` (default: the one it was trained on).
 
     ``options.views`` is ``"CLIPSxCROPS"`` (default: the config's ``test_views`` x 1). With
     more than one view the single-view (1x1) result is measured too and reported beside
     it. Caption models caption the first view of each video; ``options.beam`` is their
     beam size (default: the config's ``caption.beam``).
+
+    An ``out_dir`` that holds the files of an evaluation needs ``overwrite``; they are written
+    once the checkpoint and the manifest have been opened, each whole (``outputs``).
     """
+    inputs = [checkpoint] + ([manifest] if manifest else [])
+    out = check_output_folder(out_dir, EVAL_FILES, flag="--out", overwrite=overwrite, inputs=inputs)
     run = open_eval(checkpoint, manifest, options)
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "classes.txt").write_text("".join(f"{c}\n" for c in run.classes))
+    write_text(out / "classes.txt", "".join(f"{c}\n" for c in run.classes))
     report: dict = {"checkpoint": str(checkpoint), "split": options.split}
     if run.config.model.captions:
         report["caption"] = eval_captions(run, out)
         if run.config.model.task == "caption":
             report |= {"failed_videos": run.failed_videos, "config": run.config.to_dict()}
-            if report["failed_videos"]:
-                run.bad.write(out / "bad_videos.csv")
-            (out / "report.json").write_text(json.dumps(report, indent=2))
+            write_bad_videos(run, out)
+            write_text(out / "report.json", json.dumps(report, indent=2))
             print(f"-> {out}")
             return report
     report |= eval_classes(run, out)
-    if report["failed_videos"]:
-        run.bad.write(out / "bad_videos.csv")
+    write_bad_videos(run, out)
     write_report(out, report)
     print(format_summary(report) + f"\n-> {out}")
     return report
+
+
+def write_bad_videos(run: EvalRun, out: Path) -> None:
+    """``bad_videos.csv`` of the videos that failed, or none (an earlier evaluation's list is removed)."""
+    if run.failed_videos:
+        run.bad.write(out / "bad_videos.csv")
+    else:
+        (out / "bad_videos.csv").unlink(missing_ok=True)
 
 
 def eval_classes(run: EvalRun, out: Path) -> dict:
@@ -339,33 +355,6 @@ def summary(metrics: dict) -> dict:
     return {"count": metrics["count"], **{k: metrics[k] for k in SUMMARY_KEYS}}
 
 
-def summary_rows(report: dict) -> list[tuple[str, dict]]:
-    """(name, metrics) rows to show side by side: single view, multi-view videos, clips."""
-    views, aggregate = report.get("views", ""), report.get("aggregate", "")
-    rows = []
-    if "single_view" in report:
-        rows.append(("videos, single view 1x1", report["single_view"]))
-    rows.append((f"videos, {views} views, {aggregate}" if views else "videos", report["video"]))
-    if "clip" in report:
-        rows.append(("clips, each view alone" if views else "clips", report["clip"]))
-    return rows
-
-
-def format_summary(report: dict) -> str:
-    """A small fixed-width table of the headline metrics."""
-    def cell(value) -> str:
-        return "-" if value is None else f"{value:.4f}"
-
-    lines = [f"{'':32} {'count':>6} {'top1':>7} {'95% CI':>15} {'top5':>7} {'mean_class_acc':>14} "
-             f"{'macro_f1':>8} {'ECE':>7}"]
-    for name, m in summary_rows(report):
-        lo, hi = m["top1_ci95"]
-        lines.append(f"{name:32} {m['count']:>6} {cell(m['top1']):>7} {f'[{lo:.3f}, {hi:.3f}]':>15} "
-                     f"{cell(m['top5']):>7} {cell(m['mean_class_acc']):>14} {cell(m['macro_f1']):>8} "
-                     f"{cell(m['ece']):>7}")
-    return "\n".join(lines)
-
-
 def write_report(out: Path, report: dict) -> dict:
     """``report.json``, per-class and confusion tables and figures, and ``report.html``."""
     classes, video = report["classes"], report["video"]
@@ -378,15 +367,19 @@ def write_report(out: Path, report: dict) -> dict:
     plot_confusion(np.array(video["confusion"]), classes, out / "confusion.png",
                    title=f"confusion of videos{where}, rows normalised")
     plot_per_class(table, out / "per_class.png", title=f"per-class F1{where}, worst on top")
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    write_text(out / "report.json", json.dumps(report, indent=2))
     write_html_report(out / "report.html", report, summary_rows(report),
                       {"confusion": out / "confusion.png", "per_class": out / "per_class.png"})
     return report
 
 
 def run_metrics(predictions: str | Path, *, classes: str | Path | None = None, out_dir: str | Path | None = None,
-                seed: int = 0) -> dict:
-    """``videoseq metrics``: every metric from a ``predictions.csv`` alone; files too with ``out_dir``."""
+                seed: int = 0, overwrite: bool = False) -> dict:
+    """``videoseq metrics``: every metric from a ``predictions.csv`` alone; files too with ``out_dir``
+    (report files already there need ``overwrite``)."""
+    if out_dir:
+        inputs = [predictions] + ([classes] if classes else [])
+        check_output_folder(out_dir, REPORT_FILES, flag="--out", overwrite=overwrite, inputs=inputs)
     preds = read_predictions(predictions, read_classes(classes) if classes else None)
     report = {"predictions": str(predictions), **predictions_report(preds, seed)}
     print(format_summary(report))

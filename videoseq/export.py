@@ -6,19 +6,18 @@ Three parts can be written, each with a dynamic batch axis:
 - ``frames``: ``(B, K, S, S)`` -> per-frame features ``(B, D)`` or ``(B, D, h, w)``;
 - ``head``: the feature buffer ``(B, T, D[, h, w])`` -> logits ``(B, C)``.
 
-``frames`` + ``head`` (``--streaming``) are what a stream needs: the backbone once
-per new frame, the head over the buffer. Next to ``OUT.onnx`` they are
-``OUT.frames.onnx`` and ``OUT.head.onnx``. ``K`` is the input's channels: 3 for RGB, those of
-the motion images otherwise, and for a fused two-stream model (``videoseq fuse``) the
-streams' channels side by side: one graph runs every stream and their fusion. Every file carries the resolved config,
-class names and normalisation (ONNX metadata ``videoseq``, a TorchScript extra
-file ``videoseq.json``), so ``videoseq predict OUT.onnx ...`` needs nothing else.
-With an online temporal shift (``model.temporal_shift: online``) the frames part also takes
-the previous frame's shifted channels at every shift (``cache_0, ...``) and returns the new
-ones (``next_cache_0, ...``), so an ONNX stream keeps the cache too; the clip part runs the
-shift over the whole clip. A bidirectional shift exports its clip part only.
-Each export is run on a random batch of another size than the one traced (which
-also proves the batch axis is dynamic) and compared with PyTorch.
+``frames`` + ``head`` (``--streaming``) are what a stream needs: the backbone once per new frame,
+the head over the buffer. Next to ``OUT.onnx`` they are ``OUT.frames.onnx`` and ``OUT.head.onnx``.
+``K`` is the input's channels: 3 for RGB, those of the motion images otherwise, and for a fused
+two-stream model (``videoseq fuse``) the streams' channels side by side: one graph runs every
+stream and their fusion. Every file carries the resolved config, class names and normalisation
+(ONNX metadata ``videoseq``, a TorchScript extra file ``videoseq.json``), so ``videoseq predict
+OUT.onnx ...`` needs nothing else. With an online temporal shift (``model.temporal_shift: online``)
+the frames part also takes the previous frame's shifted channels at every shift (``cache_0, ...``)
+and returns the new ones (``next_cache_0, ...``), so an ONNX stream keeps the cache too; the clip
+part runs the shift over the whole clip. A bidirectional shift exports its clip part only. Each
+export is run on a random batch of another size than the one traced (which also proves the batch
+axis is dynamic) and compared with PyTorch.
 """
 
 from __future__ import annotations
@@ -36,8 +35,10 @@ from torch import nn
 
 from videoseq.checkpoint import load_checkpoint, model_from_checkpoint
 from videoseq.config import Config, config_from_dict
+from videoseq.errors import InputError, UsageError, one_line
 from videoseq.models import VideoClassifier
 from videoseq.models.motion import shift_modules, step_frames
+from videoseq.outputs import atomic_output, check_output
 
 EXPORT_FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
@@ -133,19 +134,25 @@ def example_inputs(model: VideoClassifier, config: Config, batch: int) -> dict[s
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *, fmt: str = "onnx",
-                      streaming: bool = False) -> list[ExportCheck]:
-    """Write the clip model (and with ``streaming`` the frames + head parts); check each one."""
+                      streaming: bool = False, overwrite: bool = False) -> list[ExportCheck]:
+    """Write the clip model (and with ``streaming`` the frames + head parts); check each one.
+
+    The files are checked first (``outputs.check_output``: existing ones need ``overwrite``,
+    the checkpoint itself is refused) and each is written whole under its name, or not at all.
+    """
     if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"--format {fmt!r} is not one of {list(EXPORT_FORMATS)}")
+        raise UsageError(f"--format {fmt!r} is not one of {list(EXPORT_FORMATS)}")
+    out = Path(out) if out else Path(checkpoint).with_suffix(SUFFIXES[fmt])
+    paths, written = part_paths(out, fmt), ("clip", "frames", "head") if streaming else ("clip",)
+    for part in written:
+        check_output(paths[part], flag="--out", overwrite=overwrite, inputs=[checkpoint])
     payload = load_checkpoint(checkpoint)
     model, config = model_from_checkpoint(payload, checkpoint)
     model = model.cpu().eval()
-    out = Path(out) if out else Path(checkpoint).with_suffix(SUFFIXES[fmt])
     out.parent.mkdir(parents=True, exist_ok=True)
-    paths = part_paths(out, fmt)
     modes = {s.mode for s in shift_modules(model.backbone)}
     if streaming and "bidirectional" in modes:
-        raise ValueError(f"{checkpoint}: --streaming with a bidirectional temporal shift: each frame reads the next "
+        raise UsageError(f"{checkpoint}: --streaming with a bidirectional temporal shift: each frame reads the next "
                          "frame, so the model cannot run frame by frame; export without --streaming, or train with "
                          "model.temporal_shift=online")
     # eval() on the wrappers too: the exporter restores each module's own mode afterwards.
@@ -166,10 +173,9 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *, 
             else:
                 write_onnx_clip(parts["frames"], parts["head"], traced, paths["clip"], meta["clip"])
         else:
-            for part in ("clip", "frames", "head") if streaming else ("clip",):
+            for part in written:
                 write_torchscript(modules[part], traced[part], paths[part], meta[part])
-    return [ExportCheck(part, paths[part], compare(modules[part], paths[part], fmt, checked[part]))
-            for part in (("clip", "frames", "head") if streaming else ("clip",))]
+    return [ExportCheck(part, paths[part], compare(modules[part], paths[part], fmt, checked[part])) for part in written]
 
 
 def metadata(config: Config, payload: dict[str, Any], model: VideoClassifier, part: str) -> str:
@@ -186,14 +192,14 @@ def write_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path,
     caches = range(len(example) - 1)  # the shift cache of StepFramesPart
     names_in = [name_in, *(f"cache_{i}" for i in caches)]
     names_out = [name_out, *(f"next_cache_{i}" for i in caches)]
-    with warnings.catch_warnings():
+    with atomic_output(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and deprecation notes; the numeric check decides
-        torch.onnx.export(module, example, str(path), input_names=names_in, output_names=names_out,
+        torch.onnx.export(module, example, str(tmp), input_names=names_in, output_names=names_out,
                           dynamic_axes={name: {0: "batch"} for name in names_in + names_out},
                           opset_version=ONNX_OPSET, dynamo=False)
-    proto = onnx.load(str(path))
-    set_metadata(proto, meta)
-    onnx.save(proto, str(path))
+        proto = onnx.load(str(tmp))
+        set_metadata(proto, meta)
+        onnx.save(proto, str(tmp))
 
 
 def set_metadata(proto: Any, meta: str) -> None:
@@ -236,7 +242,8 @@ def save_onnx(model: Any, meta: str, path: Path) -> None:
 
     set_metadata(model, meta)
     onnx.checker.check_model(model)
-    onnx.save(model, str(path))
+    with atomic_output(path) as tmp:
+        onnx.save(model, str(tmp))
 
 
 def reshape_model(name_in: str, name_out: str, in_shape: list, out_shape: list, like: Any) -> Any:
@@ -267,7 +274,8 @@ def write_torchscript(module: nn.Module, example: tuple[torch.Tensor, ...], path
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         scripted = torch.jit.trace(module, example, check_trace=False)
-        torch.jit.save(scripted, str(path), _extra_files={"videoseq.json": meta})
+        with atomic_output(path) as tmp:
+            torch.jit.save(scripted, str(tmp), _extra_files={"videoseq.json": meta})
 
 
 @torch.no_grad()
@@ -304,8 +312,12 @@ def onnx_session(path: Path) -> Any:
         # as many threads as torch uses (set_num_threads / OMP_NUM_THREADS), so one knob sets both
         options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        _SESSIONS[key] = (Path(path).stat().st_mtime_ns,
-                          ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime's own exception types: InvalidProtobuf, Fail, ...
+            raise InputError(f"ONNX model {path} cannot be read by onnxruntime ({type(err).__name__}: "
+                             f"{one_line(err, 200)}); write it again with videoseq export") from None
+        _SESSIONS[key] = (Path(path).stat().st_mtime_ns, session)
     return _SESSIONS[key][1]
 
 
@@ -326,7 +338,7 @@ class OnnxModel:
     def _session(self, part: str) -> Any:
         path = self.paths[part]
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: streaming an ONNX model needs its frames and head parts; "
+            raise InputError(f"{path} is missing: streaming an ONNX model needs its frames and head parts; "
                                     f"write them with videoseq export CHECKPOINT --format onnx --streaming")
         return onnx_session(path)
 
@@ -352,7 +364,7 @@ class OnnxModel:
 
     def to(self, device: torch.device | str) -> OnnxModel:
         if torch.device(device).type != "cpu":
-            raise ValueError("ONNX models run on the CPU here (onnxruntime CPUExecutionProvider)")
+            raise UsageError("ONNX models run on the CPU here (onnxruntime CPUExecutionProvider)")
         return self
 
     def eval(self) -> OnnxModel:
@@ -363,21 +375,26 @@ def load_onnx_model(path: str | Path) -> tuple[OnnxModel, Config, list[str]]:
     """The clip ONNX file written by ``export_checkpoint``, with its config and classes."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"ONNX model {path} does not exist")
+        raise InputError(f"ONNX model {path} does not exist")
     meta_text = onnx_session(path).get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     if not meta_text:
-        raise ValueError(f"{path} has no {METADATA_KEY!r} metadata; export it with videoseq export")
-    meta = json.loads(meta_text)
-    if meta["part"] != "clip":
-        raise ValueError(f"{path} is the {meta['part']!r} part of an export; "
+        raise InputError(f"{path} has no {METADATA_KEY!r} metadata; export it with videoseq export")
+    try:
+        meta = json.loads(meta_text)
+        config = config_from_dict(meta["config"])
+        classes, mean, std = list(meta["classes"]), meta["mean"], meta["std"]
+    except (ValueError, KeyError, TypeError) as err:  # ConfigError is a ValueError
+        raise InputError(f"{path}: its {METADATA_KEY!r} metadata is damaged ({one_line(err, 200)}); "
+                         "write it again with videoseq export") from None
+    if meta.get("part") != "clip":
+        raise UsageError(f"{path} is the {meta['part']!r} part of an export; "
                          f"pass the clip file (without .{meta['part']})")
-    model = OnnxModel(part_paths(path, "onnx"), meta["mean"], meta["std"])
-    return model, config_from_dict(meta["config"]), meta["classes"]
+    return OnnxModel(part_paths(path, "onnx"), mean, std), config, classes
 
 
-def export_command(checkpoint: str, out: str | None, fmt: str, streaming: bool) -> int:
+def export_command(checkpoint: str, out: str | None, fmt: str, streaming: bool, overwrite: bool = False) -> int:
     """``videoseq export``: write, check and print every part; exit 1 when a check fails."""
-    results = export_checkpoint(checkpoint, out, fmt=fmt, streaming=streaming)
+    results = export_checkpoint(checkpoint, out, fmt=fmt, streaming=streaming, overwrite=overwrite)
     for result in results:
         print(result.line())
     return 0 if all(r.ok for r in results) else 1

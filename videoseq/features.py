@@ -32,9 +32,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from videoseq.archive import archive_device
 from videoseq.cache import (
     CacheError,
     ShardCache,
+    check_cache_folder,
     fill_cache,
     manifest_paths,
     open_index,
@@ -42,14 +44,16 @@ from videoseq.cache import (
 from videoseq.checkpoint import open_source
 from videoseq.config import Config
 from videoseq.datasets import ClipDataset
-from videoseq.distributed import weights_digest
+from videoseq.distributed import is_main, weights_digest
 from videoseq.manifest import Manifest
 from videoseq.models import VideoClassifier
 from videoseq.models.backbones import get_backbone_spec
 from videoseq.models.heads import get_head_class
+from videoseq.outputs import atomic_output
+from videoseq.reading import Crop
 from videoseq.sampling import ClipSampling
-from videoseq.transforms import ClipEvalPreset, clip_to_tensor, normalize_clip
-from videoseq.video.decoder import VideoReader
+from videoseq.transforms import clip_to_tensor, normalize_clip
+from videoseq.video.decoder import VideoInfo
 
 CACHE_FORMAT = "videoseq-features-1"
 FeatureCacheError = CacheError  # the name importers of this module know
@@ -63,20 +67,21 @@ class Extractor:
     def __init__(self, model: VideoClassifier, *, size: int, spatial: bool, device: torch.device,
                  batch_frames: int = 64) -> None:
         self.backbone = model.backbone.to(device).eval()
-        self.preset = ClipEvalPreset(size=size)
+        self.prepare = Crop(size)  # the eval preset, in the decoding workers
+        self.chunk = batch_frames * max(1, 256 // batch_frames)  # frames per decoding request: whole batches
         self.spatial, self.device, self.batch_frames = spatial, device, batch_frames
         self.pooled_shape, self.map_shape = self.feature_shapes(size)
         self.floats = math.prod(self.pooled_shape) + (math.prod(self.map_shape) if spatial else 0)
         self.unit = f"float16 ({self.floats} values per frame{', with spatial maps' if spatial else ''})"
 
     @torch.no_grad()
-    def __call__(self, reader: VideoReader, indices: np.ndarray) -> tuple[dict[str, np.ndarray], dict]:
-        """float16 ``(N, D)`` pooled features (``shard``) and ``(N, D, h, w)`` maps (``spatial``) of ``indices``."""
+    def __call__(self, frames: np.ndarray) -> tuple[dict[str, np.ndarray], dict]:
+        """Cropped uint8 frames ``(N, S, S, 3)`` -> float16 ``(N, D)`` pooled features (``shard``) and
+        ``(N, D, h, w)`` maps (``spatial``), ``batch_frames`` frames per backbone batch."""
         pooled, maps = [], []
-        for start in range(0, len(indices), self.batch_frames):
-            frames, _ = self.preset(reader.read(indices[start:start + self.batch_frames]), 0)  # (n, S, S, 3)
-            x = normalize_clip(clip_to_tensor(frames).to(self.device), self.backbone.mean, self.backbone.std)
-            fmap = self.backbone.trunk(x)  # (n, D, h, w)
+        for start in range(0, len(frames), self.batch_frames):
+            batch = clip_to_tensor(frames[start:start + self.batch_frames]).to(self.device)  # (n, 3, S, S)
+            fmap = self.backbone.trunk(normalize_clip(batch, self.backbone.mean, self.backbone.std))  # (n, D, h, w)
             pooled.append(fmap.mean(dim=(2, 3)).half().cpu().numpy())
             if self.spatial:
                 maps.append(fmap.half().cpu().numpy())
@@ -85,7 +90,7 @@ class Extractor:
             arrays["spatial"] = np.concatenate(maps)
         return arrays, {}
 
-    def frame_bytes(self, reader: VideoReader) -> int:
+    def frame_bytes(self, info: VideoInfo) -> int:
         return self.floats * 2
 
     def feature_shapes(self, size: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -106,26 +111,42 @@ def extract_features(
     shard_videos: int = 64,
     batch_frames: int = 64,
     max_videos: int | None = None,
+    workers: int = 2,
+    overwrite: bool = False,
 ) -> dict:
     """Extract (or resume extracting) the feature cache of every video in ``manifest``; returns the index.
 
-    ``max_videos`` stops after that many new videos (work split over several runs).
+    ``max_videos`` stops after that many new videos (work split over several runs);
+    ``workers`` decoding processes (of each rank, under torchrun). ``out_dir`` is a new or
+    empty folder or a feature cache to resume; ``overwrite`` starts afresh (the old cache's
+    files are removed once the inputs opened) or writes beside other files.
     """
-    opened = open_source(source)
-    model, config = opened.model(), opened.config
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    extractor = Extractor(model, size=config.data.size, spatial=spatial, device=torch.device(device),
-                          batch_frames=batch_frames)
+    out = check_cache_folder(out_dir, "feature cache", overwrite=overwrite, inputs=[source, manifest])
+    with archive_device(device) as torch_device:
+        opened = open_source(source)
+        model, config = opened.model(), opened.config
+        manifest_paths(manifest)  # the manifest opens before anything is written
+        out.mkdir(parents=True, exist_ok=True)
+        extractor = Extractor(model, size=config.data.size, spatial=spatial, device=torch_device,
+                              batch_frames=batch_frames)
+        return _extract(extractor, model, config, manifest, out, fps=fps, spatial=spatial, shard_videos=shard_videos,
+                        max_videos=max_videos, workers=workers, overwrite=overwrite)
+
+
+def _extract(extractor: Extractor, model: VideoClassifier, config: Config, manifest: str | Path, out: Path, *,
+             fps: float | None, spatial: bool, shard_videos: int, max_videos: int | None, workers: int,
+             overwrite: bool) -> dict:
     settings = {"backbone": config.model.backbone, "stage": model.backbone.stage, "size": config.data.size,
                 "fps": fps, "spatial": spatial, "weights_sha256": weights_digest(model.backbone)}
-    index = open_index(out, CACHE_FORMAT, settings)
+    index = open_index(out, CACHE_FORMAT, settings, fresh=overwrite)
     index |= {"feature_shape": list(extractor.pooled_shape),
               "map_shape": list(extractor.map_shape) if spatial else None}
-    torch.save({"backbone": model.backbone.state_dict(), "mean": list(model.backbone.mean),
-                "std": list(model.backbone.std)}, out / "backbone.pt")
+    if is_main():
+        with atomic_output(out / "backbone.pt") as tmp:
+            torch.save({"backbone": model.backbone.state_dict(), "mean": list(model.backbone.mean),
+                        "std": list(model.backbone.std)}, tmp)
     return fill_cache(extractor, manifest_paths(manifest), out, index, fps=fps, shard_videos=shard_videos,
-                      max_videos=max_videos)
+                      max_videos=max_videos, workers=workers)
 
 
 class FeatureCache(ShardCache):

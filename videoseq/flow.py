@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from videoseq.errors import UsageError
+
 MODALITIES = ("rgb", "flow", "rgbdiff")
 DIS_PRESETS = {"dis_ultrafast": "ULTRAFAST", "dis_fast": "FAST", "dis_medium": "MEDIUM"}
 FLOW_METHODS = (*DIS_PRESETS, "farneback", "tvl1")
@@ -44,7 +46,7 @@ def modality_parts(modality: str) -> list[str]:
     """The inputs a modality stacks on the channel axis: ``"rgb+flow"`` -> ``["rgb", "flow"]`` (a fused model's)."""
     parts = str(modality).split("+")
     if any(p not in MODALITIES for p in parts) or len(set(parts)) != len(parts):
-        raise ValueError(f"modality {modality!r} is not one of {list(MODALITIES)}, nor distinct ones joined by '+' "
+        raise UsageError(f"modality {modality!r} is not one of {list(MODALITIES)}, nor distinct ones joined by '+' "
                          "(rgb+flow: the input of a fused two-stream model)")
     return parts
 
@@ -83,7 +85,7 @@ class FlowEstimator:
     def __init__(self, method: str = "dis_fast") -> None:
         if method not in available_flow_methods():
             hint = " (TV-L1 needs opencv-contrib-python)" if method == "tvl1" else ""
-            raise ValueError(f"flow method {method!r} is not one of {list(available_flow_methods())}{hint}")
+            raise UsageError(f"flow method {method!r} is not one of {list(available_flow_methods())}{hint}")
         self.method = method
         self._engine = None
 
@@ -254,9 +256,18 @@ def video_fields(motion: MotionInput, frames: list[np.ndarray]) -> np.ndarray:
     Field ``j`` is the pair ``(max(j - step, 0), j)``, so time step ``t`` of a clip is
     ``fields[table[t, 1:]]`` side by side (``gather_fields``): the frame table's own pairs.
     """
+    return fields_after(motion, [], frames)[0]
+
+
+def fields_after(motion: MotionInput, before: list[np.ndarray], frames: list[np.ndarray] | np.ndarray
+                 ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``video_fields`` of ``frames`` that follow the sources ``before`` (the last ``motion.step`` sources of the
+    video's earlier frames, or all of them; [] at its start) -> (fields ``(n, h, w, c)``, the sources to pass on)."""
     (part,) = modality_parts(motion.modality)
-    sources = [motion.source(part, f) for f in frames]
-    return np.stack([motion.field(part, sources[max(j - motion.step, 0)], sources[j]) for j in range(len(frames))])
+    sources = list(before) + [motion.source(part, f) for f in frames]
+    pairs = [(max(j - motion.step, 0), j) for j in range(len(before), len(sources))]
+    fields = [motion.field(part, sources[a], sources[b]) for a, b in pairs]
+    return np.stack(fields), sources[-motion.step:]
 
 
 def gather_fields(fields: np.ndarray, table: np.ndarray) -> np.ndarray:

@@ -30,24 +30,29 @@ cached frame again to the same short side changes nothing).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from videoseq.archive import archive_device
 from videoseq.cache import (
     CacheError,
     ShardCache,
+    check_cache_folder,
     fill_cache,
     manifest_paths,
     open_index,
 )
 from videoseq.checkpoint import open_source
 from videoseq.config import DataConfig
-from videoseq.flow import MotionInput, resize_short_side, video_fields
+from videoseq.errors import UsageError
+from videoseq.flow import MotionInput, fields_after, resize_short_side
 from videoseq.modality import motion_input
-from videoseq.transcode import CHUNK, scaled_size
-from videoseq.transforms import eval_resize, short_side_resize
-from videoseq.video.decoder import VideoReader
+from videoseq.reading import ShortSide
+from videoseq.transcode import scaled_size
+from videoseq.transforms import eval_resize
+from videoseq.video.decoder import VideoInfo
 
 CACHE_FORMAT = "videoseq-frames-1"
 
@@ -59,45 +64,58 @@ class FrameResizer:
 
     def __init__(self, short_side: int) -> None:
         self.short_side = short_side
-        self.resize = short_side_resize(short_side)
+        self.prepare = ShortSide(short_side)  # the resize, in the decoding workers
+        self.chunk = 256
         self.unit = f"uint8 (short side {short_side} px, 3 bytes per pixel)"
 
-    def __call__(self, reader: VideoReader, indices: np.ndarray) -> tuple[dict[str, np.ndarray], dict]:
-        """``frames``: the frames at ``indices``, resized and flattened; the index gets their height and width."""
-        chunks = []
-        for start in range(0, len(indices), CHUNK):
-            frames = reader.read(indices[start:start + CHUNK])  # (n, H, W, 3)
-            if min(frames.shape[1:3]) > self.short_side:
-                frames = np.asarray(self.resize(images=frames)["images"])  # (n, h, w, 3)
-            chunks.append(frames)
-        frames = np.concatenate(chunks)
+    def __call__(self, frames: np.ndarray) -> tuple[dict[str, np.ndarray], dict]:
+        """``frames``: the resized frames ``(n, h, w, 3)`` flattened; the index gets their height and width."""
         return {"frames": frames.reshape(-1)}, {"height": frames.shape[1], "width": frames.shape[2]}
 
-    def frame_bytes(self, reader: VideoReader) -> int:
-        width, height = scaled_size(reader.info.width, reader.info.height,
-                                    min(self.short_side, reader.info.width, reader.info.height), even=False)
+    def frame_bytes(self, info: VideoInfo) -> int:
+        width, height = scaled_size(info.width, info.height, min(self.short_side, info.width, info.height), even=False)
         return width * height * 3
 
 
+@dataclass(frozen=True)
+class MotionSide:
+    """The short side resized to exactly ``short_side`` (flow vectors are in its pixels): the motion cache."""
+
+    short_side: int
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 ``(T, H, W, 3)`` -> ``(T, h, w, 3)``."""
+        return resize_short_side(frames, self.short_side)
+
+
 class MotionFields:
-    """Every frame's motion field against the frame ``motion.step`` before it, uint8 bytes for a shard."""
+    """Every frame's motion field against the frame ``motion.step`` before it, uint8 bytes for a shard.
+
+    The chunks of one video come in order; the last sources of a chunk carry over to the next
+    (``new_video`` starts afresh), so the fields are those of the whole video (``flow.video_fields``).
+    """
 
     what = "frame cache"
 
     def __init__(self, motion: MotionInput) -> None:
         self.motion = motion
+        self.prepare = MotionSide(motion.short_side)  # the resize, in the decoding workers
+        self.chunk = 256
         self.channels = motion.channels // motion.stack  # one field
         self.unit = f"uint8 {motion.modality} fields ({motion.short_side} px short side, {self.channels} channels)"
+        self.before: list[np.ndarray] = []
 
-    def __call__(self, reader: VideoReader, indices: np.ndarray) -> tuple[dict[str, np.ndarray], dict]:
-        frames = [f for start in range(0, len(indices), CHUNK)
-                  for f in resize_short_side(reader.read(indices[start:start + CHUNK]), self.motion.short_side)]
-        fields = video_fields(self.motion, frames)  # (N, h, w, c)
+    def new_video(self) -> None:
+        self.before = []
+
+    def __call__(self, frames: np.ndarray) -> tuple[dict[str, np.ndarray], dict]:
+        """``frames``: the next resized frames ``(n, h, w, 3)`` of the video -> their fields, flattened."""
+        fields, self.before = fields_after(self.motion, self.before, frames)  # (n, h, w, c)
         return {"motion": fields.reshape(-1)}, {"height": fields.shape[1], "width": fields.shape[2],
                                                 "channels": self.channels}
 
-    def frame_bytes(self, reader: VideoReader) -> int:
-        width, height = scaled_size(reader.info.width, reader.info.height, self.motion.short_side, even=False)
+    def frame_bytes(self, info: VideoInfo) -> int:
+        width, height = scaled_size(info.width, info.height, self.motion.short_side, even=False)
         return width * height * self.channels
 
 
@@ -108,32 +126,39 @@ def motion_settings(motion: MotionInput) -> dict:
 
 
 def extract_frames(source: str | Path, manifest: str | Path, out_dir: str | Path, *, fps: float | None = None,
-                   short_side: int | None = None, shard_videos: int = 16, max_videos: int | None = None) -> dict:
+                   short_side: int | None = None, shard_videos: int = 16, max_videos: int | None = None,
+                   workers: int = 2, overwrite: bool = False) -> dict:
     """Build (or resume building) the frame cache of every video in ``manifest``; returns the index.
 
     ``fps`` defaults to the config's ``data.fps`` (None: every frame), ``short_side`` to
-    ``eval_resize(data.size)``; ``max_videos`` stops after that many new videos.
+    ``eval_resize(data.size)``; ``max_videos`` stops after that many new videos; ``out_dir`` as
+    for ``features.extract_features`` (``overwrite`` starts afresh).
     """
+    check_cache_folder(out_dir, "frame cache", overwrite=overwrite, inputs=[source, manifest])
     data = open_source(source).config.data
     motion = motion_input(data) if data.modality in ("flow", "rgbdiff") else None
     return cache_frames(manifest_paths(manifest), out_dir, short_side=short_side or eval_resize(data.size),
-                        fps=fps or data.fps, shard_videos=shard_videos, max_videos=max_videos, motion=motion)
+                        fps=fps or data.fps, shard_videos=shard_videos, max_videos=max_videos, workers=workers,
+                        fresh=overwrite, motion=motion)
 
 
 def cache_frames(paths: list[str], out_dir: str | Path, *, short_side: int, fps: float | None,
-                 shard_videos: int = 16, max_videos: int | None = None, motion: MotionInput | None = None) -> dict:
+                 shard_videos: int = 16, max_videos: int | None = None, workers: int = 2,
+                 fresh: bool = False, motion: MotionInput | None = None) -> dict:
     """The frame cache of the videos ``paths`` (absolute) in ``out_dir``; returns the index.
 
     With ``motion`` it stores every frame's motion field instead of the frame (``MotionFields``).
     """
     if short_side <= 0 or (fps is not None and fps <= 0):
-        raise ValueError(f"--short-side and --fps must be positive, got {short_side} and {fps}")
+        raise UsageError(f"--short-side and --fps must be positive, got {short_side} and {fps}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     settings = {"short_side": short_side, "fps": fps, **(motion_settings(motion) if motion else {})}
-    index = open_index(out, CACHE_FORMAT, settings)
     extract = MotionFields(motion) if motion else FrameResizer(short_side)
-    return fill_cache(extract, paths, out, index, fps=fps, shard_videos=shard_videos, max_videos=max_videos)
+    with archive_device("cpu"):
+        index = open_index(out, CACHE_FORMAT, settings, fresh=fresh)
+        return fill_cache(extract, paths, out, index, fps=fps, shard_videos=shard_videos,
+                          max_videos=max_videos, workers=workers)
 
 
 class FrameCache(ShardCache):

@@ -22,7 +22,9 @@ from typing import IO
 import cv2
 import numpy as np
 
+from videoseq.errors import UsageError
 from videoseq.events import EventDetector, EventOptions, GestureEvent
+from videoseq.outputs import check_output, commit, partial_path
 from videoseq.predict import Predictor, topk
 from videoseq.runtime import StopSignals
 from videoseq.tables import safe_row
@@ -31,6 +33,7 @@ from videoseq.video.cameras import (
     Frame,
     FrameSource,
     SourceOptions,
+    is_live,
     open_capture,
 )
 
@@ -50,6 +53,7 @@ class StreamOptions:
     events: EventOptions | None = None
     max_frames: int | None = None  # stop after this many frames (None: until the source ends)
     source: SourceOptions = field(default_factory=SourceOptions)
+    overwrite: bool = False  # replace existing --csv / --jsonl / --save-video files
 
 
 @dataclass
@@ -74,12 +78,14 @@ class StepLog:
 
     CSV columns: ``kind`` (step | event), ``time_s``, ``frame``, ``end_s``,
     ``end_frame`` (events only), ``label_i``/``score_i`` (an event: its label and
-    peak score in ``label_1``/``score_1``).
+    peak score in ``label_1``/``score_1``). The rows go to a temporary name beside each
+    file (``outputs.partial_path``), renamed to the file's own name when the stream ends
+    (``close(keep=True)``); a stream that read no frame leaves any existing file as it was.
     """
 
     def __init__(self, csv_path: str | None, jsonl_path: str | None, k: int) -> None:
         self.k = k
-        self.files: list[IO[str]] = []
+        self.files: list[tuple[IO[str], Path, Path]] = []  # (open handle, temporary name, final name)
         self.csv = self.jsonl = None
         if csv_path:
             self.csv_file = self._open(csv_path)
@@ -91,8 +97,9 @@ class StepLog:
 
     def _open(self, path: str) -> IO[str]:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "w", newline="")
-        self.files.append(handle)
+        tmp = partial_path(path)
+        handle = open(tmp, "w", newline="")
+        self.files.append((handle, tmp, Path(path)))
         return handle
 
     def step(self, time_s: float, frame: int, top: list[tuple[str, float]]) -> None:
@@ -117,9 +124,20 @@ class StepLog:
         self.jsonl.write(json.dumps(record) + "\n")
         self.jsonl.flush()
 
-    def close(self) -> None:
-        for handle in self.files:
+    def close(self, keep: bool = True) -> None:
+        """Close every file; ``keep``: put each in place under its name, else delete what was written."""
+        for handle, tmp, path in self.files:
             handle.close()
+            finish(tmp, path, keep)
+        self.files = []
+
+
+def finish(tmp: Path, path: Path, keep: bool) -> None:
+    """A stream output written under ``tmp``: in place as ``path`` (``keep``), or deleted."""
+    if keep:
+        commit(tmp, path)
+    else:
+        tmp.unlink(missing_ok=True)
 
 
 def topk_records(top: list[tuple[str, float]]) -> list[dict]:
@@ -157,6 +175,7 @@ class Viewer:
         if show and not Path(fonts).is_dir() and Path(SYSTEM_FONTS).is_dir():
             os.environ["QT_QPA_FONTDIR"] = SYSTEM_FONTS
         self.writer: cv2.VideoWriter | None = None
+        self.partial = Path()  # the temporary name of the video being written
 
     @property
     def active(self) -> bool:
@@ -176,14 +195,18 @@ class Viewer:
 
     def _open_writer(self, width: int, height: int, fps: float) -> cv2.VideoWriter:
         Path(self.save_video).parent.mkdir(parents=True, exist_ok=True)
-        writer = cv2.VideoWriter(self.save_video, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        self.partial = partial_path(self.save_video, keep_suffix=True)  # OpenCV picks the format by the suffix
+        writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
         if not writer.isOpened():
-            raise RuntimeError(f"--save-video {self.save_video}: OpenCV cannot write it; use an .mp4 or .avi name")
+            raise UsageError(f"--save-video {self.save_video}: OpenCV cannot write it; use an .mp4 or .avi name")
         return writer
 
-    def close(self) -> None:
+    def close(self, keep: bool = True) -> None:
+        """Close the window; finish the video file (``keep``) or delete it."""
         if self.writer is not None:
             self.writer.release()
+            finish(self.partial, Path(self.save_video), keep)
+            self.writer = None
         if self.show:
             cv2.destroyAllWindows()
 
@@ -242,8 +265,8 @@ def _close_stream(src: FrameSource, detector: EventDetector | None, log: StepLog
     for event in detector.flush() if detector else []:
         log.event(event)
         summary.events += 1
-    log.close()
-    viewer.close()
+    log.close(keep=summary.frames > 0)
+    viewer.close(keep=summary.frames > 0)
     summary.seconds = time.perf_counter() - start
     summary.dropped, summary.error = src.dropped, src.error
 
@@ -275,14 +298,36 @@ def step_frame(predictor: Predictor, image: np.ndarray, time_s: float | None, in
     return topk(probs, predictor.classes, k), events
 
 
+def check_stream(checkpoint: str, source: str, options: StreamOptions) -> None:
+    """What ``predict --stream`` checks before it loads the model: a display for ``--show``, outputs that
+    replace nothing unasked, a source that is not a folder."""
+    if options.show and sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                                   or os.environ.get("WAYLAND_DISPLAY")):
+        raise UsageError("--show needs a display, and neither DISPLAY nor WAYLAND_DISPLAY is set (a remote shell "
+                         "or a container?); run without --show (--csv, --jsonl and --save-video OUT.mp4 keep the "
+                         "results), or on a virtual display: xvfb-run videoseq predict ...")
+    for flag, path in (("--csv", options.csv), ("--jsonl", options.jsonl), ("--save-video", options.save_video)):
+        if path:
+            check_output(path, flag=flag, overwrite=options.overwrite, inputs=[checkpoint, source])
+    if Path(str(source)).is_dir():
+        raise UsageError(f"SOURCE {source} is a folder; --stream reads one file, camera index or URL "
+                         "(predict without --stream reads every video of a folder)")
+
+
 def stream_to_outputs(checkpoint: str, source: str, options: StreamOptions, device: str = "auto") -> int:
-    """The ``predict --stream`` command: run, print the summary; exit status 0, 1 (source failed) or 130."""
+    """The ``predict --stream`` command: run, print the summary; exit status 0, 1 (source failed) or 130.
+
+    Outputs are written only when the stream read at least one frame (``StepLog``).
+    """
+    check_stream(checkpoint, source, options)
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
     predictor.check_streamable()
+    if not is_live(source):  # a file batch predict refuses fails here too, with batch predict's message
+        predictor.read_views(source)
     summary = run_stream(predictor, source, options)
     print(summary.line())
     for path in (options.csv, options.jsonl, options.save_video):
-        if path:
+        if path and summary.frames:
             print(f"wrote {path}")
     if summary.error:
         print(f"error: {summary.error}", file=sys.stderr)

@@ -12,13 +12,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from videoseq.errors import InputError
+from videoseq.outputs import write_text
 from videoseq.tables import read_csv, write_csv
 
 REQUIRED_COLUMNS = ("path", "label", "split")
 OPTIONAL_COLUMNS = ("group", "caption")
 
 
-class ManifestError(ValueError):
+class ManifestError(InputError, ValueError):
     """A manifest or class list is malformed; the message names the file and the fix."""
 
 
@@ -39,7 +41,7 @@ class Manifest:
     notes: list[str] = field(default_factory=list)  # what building it skipped or could not find
 
     def resolve(self, path: str) -> str:
-        return path if os.path.isabs(path) else os.path.normpath(self.root / path)
+        return resolve_path(self.root, path)
 
     def videos(self, split: str) -> list[tuple[str, int]]:
         """Unique ``(absolute path, class id)`` pairs of one split, in manifest order."""
@@ -65,6 +67,11 @@ class Manifest:
         for _path, split in {(r.path, r.split) for r in self.rows}:
             counts[split] = counts.get(split, 0) + 1
         return counts
+
+
+def resolve_path(root: Path, path: str) -> str:
+    """A manifest's path: as written when absolute, else under the manifest's folder ``root``."""
+    return path if os.path.isabs(path) else os.path.normpath(root / path)
 
 
 def read_classes(path: str | Path) -> list[str]:
@@ -123,5 +130,5 @@ def write_manifest(manifest: Manifest, out_dir: str | Path, csv_name: str = "man
         [os.path.relpath(manifest.resolve(r.path), out_dir.resolve()), r.label, r.split, r.group, r.caption]
         for r in manifest.rows
     ]
-    (out_dir / "classes.txt").write_text("".join(f"{c}\n" for c in manifest.classes))
+    write_text(out_dir / "classes.txt", "".join(f"{c}\n" for c in manifest.classes))
     return write_csv(out_dir / csv_name, header, rows)

@@ -14,6 +14,8 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
+from videoseq.outputs import save_figure
+
 
 def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
     """Fraction of rows whose true label is among the ``k`` highest scores."""
@@ -255,7 +257,7 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: str | Path, tit
     ax.set_title(title or "confusion matrix (rows normalised)")
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return Path(path)
 
@@ -279,7 +281,7 @@ def plot_per_class(table: list[dict], path: str | Path, title: str = "") -> Path
     ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=3, fontsize=8, frameon=False)
     ax.set_title(title or "per-class F1, worst on top", pad=22)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
     return Path(path)
 
@@ -306,7 +308,7 @@ def plot_curves(history: list[dict], path: str | Path) -> Path:
     right.set_ylim(0, 1.02)
     right.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
     return Path(path)
 

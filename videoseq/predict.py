@@ -1,17 +1,13 @@
-"""Predictions from a checkpoint alone: clips, files, images, folders, globs, sliding windows, CSV.
+"""Predictions from a checkpoint alone: the ``Predictor`` (clips, videos, windows, stream steps, captions).
 
-Caption checkpoints add a ``caption`` column (beam search, ``--beam K``).
-
-A file that cannot be read gets a CSV row with its error and a message on stderr;
-the other files are still processed.
+Caption checkpoints also caption (beam search, ``--beam K``). ``videoseq predict`` over
+files, folders, globs and manifests, with the CSV and timelines, is ``predict_files``.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import glob
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,27 +15,21 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from videoseq.checkpoint import ModelSource, open_source
 from videoseq.config import Config
-from videoseq.flow import shift_into_range
+from videoseq.errors import UsageError
 from videoseq.modality import eval_preset, motion_input
 from videoseq.models import VideoClassifier
 from videoseq.models.decoding import Decoding
 from videoseq.models.motion import shift_modules
+from videoseq.reading import Crop, MotionCrop, VideoViews, Windows
 from videoseq.runtime import select_device
-from videoseq.sampling import ClipSampling, window_starts
+from videoseq.sampling import ClipSampling
 from videoseq.stream import FeatureRing, FrameClock, MotionStream, stream_interval
-from videoseq.tables import write_csv, write_rows
 from videoseq.text import Vocabulary
-from videoseq.transforms import clip_to_tensor, normalize_clip
-from videoseq.video.decoder import (
-    VideoDecodeError,
-    VideoReader,
-    find_videos,
-    is_frame_folder,
-)
+from videoseq.transforms import normalize_clip
+from videoseq.video.decoder import VideoReader
 
 
 class Predictor:
@@ -90,7 +80,7 @@ class Predictor:
     def from_source(cls, source: ModelSource, device: str = "auto") -> Predictor:
         """The trained model of an opened checkpoint (``checkpoint.open_source``)."""
         if source.payload is None:
-            raise ValueError(f"{source.path} is a config, not a trained checkpoint; train it first (videoseq train)")
+            raise UsageError(f"{source.path} is a config, not a trained checkpoint; train it first (videoseq train)")
         payload = source.payload
         vocab = Vocabulary(payload["vocab"]) if payload.get("vocab") else None
         return cls(source.model(), source.config, list(payload["classes"]), select_device(device), vocab)
@@ -107,6 +97,19 @@ class Predictor:
     def clip_len(self) -> int:
         return self.config.data.frames
 
+    def crop(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 RGB ``(..., T, H, W, 3)`` -> ``(..., T, S, S, 3)``: the eval preset, every frame alike."""
+        lead = frames.shape[:-4]
+        flat = frames.reshape(-1, *frames.shape[-4:])  # (V, T, H, W, 3)
+        cropped = np.stack([self.preset(clip, 0)[0] for clip in flat])  # (V, T, S, S, 3)
+        return cropped.reshape(*lead, *cropped.shape[1:])
+
+    def to_input(self, cropped: np.ndarray) -> torch.Tensor:
+        """Cropped uint8 ``(..., T, S, S, 3)`` -> normalised float ``(..., T, 3, S, S)`` on the device."""
+        batch = torch.from_numpy(np.ascontiguousarray(cropped)).movedim(-1, -3).contiguous()  # (..., T, 3, S, S)
+        batch = batch.to(self.device)
+        return normalize_clip(batch, self.mean, self.std)
+
     def prepare(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 ``(..., T, H, W, C)`` -> normalised float ``(..., T, C, S, S)`` on the device.
 
@@ -116,15 +119,16 @@ class Predictor:
         """
         channels = self.config.data.input_channels()
         if frames.shape[-1] != channels:
-            raise ValueError(f"this model takes {channels} channels per frame (data.modality="
+            raise UsageError(f"this model takes {channels} channels per frame (data.modality="
                              f"{self.config.data.modality}), got {frames.shape[-1]}: its motion images are "
                              "computed from the frames of whole video files (predict without --stream, eval, "
                              "serve uploads); single frames, images and streams give RGB frames only")
-        lead = frames.shape[:-4]
-        flat = frames.reshape(-1, *frames.shape[-4:])  # (V, T, H, W, 3)
-        batch = torch.stack([clip_to_tensor(self.preset(clip, 0)[0]) for clip in flat])  # (V, T, 3, S, S)
-        batch = normalize_clip(batch.to(self.device), self.mean, self.std)
-        return batch.reshape(*lead, *batch.shape[1:])
+        return self.to_input(self.crop(frames))
+
+    @torch.no_grad()
+    def input_probs(self, x: torch.Tensor) -> np.ndarray:
+        """Prepared clips ``(V, T, C, S, S)`` -> probabilities ``(V, C)``."""
+        return self.model(x).float().softmax(1).cpu().numpy()
 
     @torch.no_grad()
     def clip_logits(self, clips: np.ndarray) -> torch.Tensor:
@@ -133,15 +137,19 @@ class Predictor:
 
     def predict_clips(self, clips: np.ndarray) -> np.ndarray:
         """uint8 RGB ``(V, T, H, W, 3)`` views -> probabilities ``(V, C)``."""
-        return self.clip_logits(clips).softmax(1).cpu().numpy()
+        return self.input_probs(self.prepare(clips))
 
     @torch.no_grad()
+    def caption_input(self, x: torch.Tensor, beam: int | None = None) -> str:
+        """One prepared clip ``(1, T, 3, S, S)`` -> a caption (beam search; default: the config's beam)."""
+        if self.vocab is None:
+            raise UsageError("this checkpoint has no caption decoder (model.task=classify)")
+        ids = Decoding.of(self.config.caption, beam).generate(self.model, x)
+        return self.vocab.decode(ids[0])
+
     def caption_clip(self, frames: np.ndarray, beam: int | None = None) -> str:
         """One clip, uint8 RGB ``(T, H, W, 3)`` -> a caption (beam search; default: the config's beam)."""
-        if self.vocab is None:
-            raise ValueError("this checkpoint has no caption decoder (model.task=classify)")
-        ids = Decoding.of(self.config.caption, beam).generate(self.model, self.prepare(frames[None]))
-        return self.vocab.decode(ids[0])
+        return self.caption_input(self.prepare(frames[None]), beam)
 
     def predict_clip(self, frames: np.ndarray) -> np.ndarray:
         """One clip, uint8 RGB ``(T, H, W, 3)`` -> class probabilities ``(C,)``."""
@@ -163,7 +171,7 @@ class Predictor:
     def check_streamable(self) -> None:
         """A stream runs one frame at a time: a bidirectional temporal shift, which reads the next frame, cannot."""
         if self.config.model.temporal_shift == "bidirectional" or "bidirectional" in shift_modes(self.model):
-            raise ValueError("this model has a bidirectional temporal shift (model.temporal_shift=bidirectional): "
+            raise UsageError("this model has a bidirectional temporal shift (model.temporal_shift=bidirectional): "
                              "each frame's features read the next frame, which a stream has not seen yet. Stream a "
                              "model trained with model.temporal_shift=online, or predict whole files or --window "
                              "spans without --stream")
@@ -207,15 +215,36 @@ class Predictor:
         """``views`` test clips of a video (default: ``data.test_views``), ``(V, T)``."""
         return self.clips.views(num_frames, views or self.config.data.test_views)
 
+    def shrink(self, frames: np.ndarray) -> np.ndarray:
+        """The eval preset's resize of decoded frames ``(n, H, W, 3)`` (``prepare`` resizing them again changes
+        nothing): what ``read_views`` and ``window_clips`` apply as frames are decoded, so a read of a large
+        video holds small frames."""
+        return np.asarray(self.preset.resize(images=frames)["images"])
+
+    def plan(self, window: float | None = None, stride: float | None = None) -> VideoViews | Windows:
+        """What to read of each video: its test views, or windows of ``window`` s every ``stride`` s."""
+        if window:
+            return Windows(self.clips, window, stride or window)
+        lookback = 0 if self.motion is None else self.motion.lookback  # room for the frames motion reads before
+        return VideoViews(self.clips, self.config.data.test_views, lookback=lookback)
+
+    def reader_prepare(self) -> Crop | MotionCrop:
+        """What the decoding workers make of a unit's frames (``reading.read_chunk``): the eval crop of RGB
+        frames, or the model's motion images through the motion eval preset."""
+        if self.motion is None:
+            return Crop(self.config.data.size)
+        return MotionCrop(self.motion, self.preset)
+
     def read_views(self, path: str | Path, views: int | None = None) -> np.ndarray:
-        """The test views of a whole video, uint8 ``(V, T, H, W, C)``: RGB frames, or the model's motion images."""
+        """The test views of a whole video, uint8 ``(V, T, h, w, C)``: RGB frames resized as decoded (``shrink``),
+        or the model's motion images (``reading.MotionCrop``)."""
         with VideoReader(path) as reader:
-            num_frames = reader.info.num_frames
-            if self.motion is not None:  # kept frames with room for the frames their motion reads before them
-                indices = shift_into_range(lambda n: self.view_indices(n, views), num_frames, self.motion.lookback)
+            plan = self.plan()
+            indices, _ = VideoViews(self.clips, views or self.config.data.test_views, lookback=plan.lookback).units(
+                reader.info)  # (V, T)
+            if self.motion is not None:
                 return np.stack([self.motion.read_clip(reader.read, kept) for kept in indices])
-            indices = self.view_indices(num_frames, views)  # (V, T)
-            frames = reader.read(indices.reshape(-1))
+            frames = reader.read(indices.reshape(-1), transform=self.shrink)
         return frames.reshape(*indices.shape, *frames.shape[1:])
 
     def predict_video(self, path: str | Path, views: int | None = None) -> np.ndarray:
@@ -223,16 +252,24 @@ class Predictor:
         return self.predict_clips(self.read_views(path, views)).mean(0)
 
     def window_clips(self, path: str | Path, window: float, stride: float) -> Iterator[tuple[float, float, np.ndarray]]:
-        """``(start_s, end_s, clip (T, H, W, 3))`` for windows of ``window`` seconds every ``stride`` seconds."""
+        """``(start_s, end_s, clip (T, H, W, 3))`` for windows of ``window`` seconds every ``stride`` seconds.
+
+        Times are the frames' own (``VideoReader.frame_times``): on a variable-frame-rate
+        file a window holds ``window`` seconds' worth of frames at the file's mean rate, and
+        its start and end are the decoded timestamps of its first frame and of its end.
+        """
+        plan = Windows(self.clips, window, stride)
         with VideoReader(path) as reader:
-            info = reader.info
-            size, step = max(1, round(window * info.fps)), max(1, round(stride * info.fps))
-            for start in window_starts(info.num_frames, size, step):
-                length = min(size, info.num_frames - start)
-                indices = start + self.view_indices(length, 1)[0]
-                end = start + length
-                clip = reader.read(indices) if self.motion is None else self.motion.read_clip(reader.read, indices)
-                yield start / info.fps, end / info.fps, clip
+            indices, spans = plan.units(reader.info, reader.frame_times())  # (W, T), (W, 2)
+            if self.motion is not None:  # each window's motion images, from its frames and those before them
+                for kept, (start, end) in zip(indices, spans):
+                    yield float(start), float(end), self.motion.read_clip(reader.read, kept)
+                return
+            for first in range(0, len(indices), plan.chunk):  # decoded a chunk at a time, as predict_files does
+                chunk = indices[first:first + plan.chunk]
+                frames = reader.read(chunk.reshape(-1), transform=self.shrink)
+                for clip, (start, end) in zip(frames.reshape(*chunk.shape, *frames.shape[1:]), spans[first:]):
+                    yield float(start), float(end), clip
 
     def predict_windows(self, path: str | Path, window: float,
                         stride: float) -> Iterator[tuple[float, float, np.ndarray]]:
@@ -251,59 +288,6 @@ def topk(scores: np.ndarray, classes: list[str], k: int) -> list[tuple[str, floa
     return [(classes[i], float(scores[i])) for i in order]
 
 
-def expand_sources(sources: list[str]) -> list[str]:
-    """Files as given, folders searched recursively for videos, globs expanded, sorted per source.
-
-    A source that matches nothing is kept so it gets an error row.
-    """
-    found: list[str] = []
-    for source in sources:
-        path = Path(source)
-        if path.is_dir() and not is_frame_folder(path):
-            found += [str(p) for p in find_videos(path)]
-        elif not path.exists() and glob.has_magic(source):
-            found += sorted(glob.glob(source, recursive=True)) or [source]
-        else:
-            found.append(source)
-    return found
-
-
-@dataclass
-class PredictionRows:
-    header: list[str]
-    rows: list[list]
-    failures: int = 0
-
-
-def prediction_rows(
-    predictor: Predictor, sources: list[str], *, k: int = 5, window: float | None = None, stride: float | None = None,
-    beam: int | None = None,
-) -> PredictionRows:
-    """One row per video (or per window): path, [start_s, end_s,] top-k labels and scores, [caption,] error.
-
-    Class columns come from classifying models, the caption column (beam search,
-    ``beam`` wide; default the config's) from captioning ones; a video's caption is
-    that of its first test view.
-    """
-    k = min(k, len(predictor.classes)) if predictor.classifies else 0
-    header = ["path"] + (["start_s", "end_s"] if window else [])
-    header += [c for i in range(1, k + 1) for c in (f"label_{i}", f"score_{i}")]
-    header += (["caption"] if predictor.captions else []) + ["error"]
-    result = PredictionRows(header, [])
-    for path in tqdm(expand_sources(sources), desc="predict", dynamic_ncols=True):
-        try:
-            spans = list(predict_spans(predictor, path, window=window, stride=stride, beam=beam))
-        except VideoDecodeError as err:
-            print(f"error: {err}", file=sys.stderr)
-            result.rows.append([path] + [""] * (len(header) - 2) + [str(err)])
-            result.failures += 1
-            continue
-        for span in spans:
-            times = [round(span.start_s, 3), round(span.end_s, 3)] if window else []
-            result.rows.append([path] + times + _prediction_cells(span, predictor.classes, k) + [""])
-    return result
-
-
 @dataclass(frozen=True)
 class SpanPrediction:
     """A whole video (``start_s`` / ``end_s`` None) or one window of it."""
@@ -318,8 +302,8 @@ def predict_spans(predictor: Predictor, path: str | Path, *, window: float | Non
                   stride: float | None = None, beam: int | None = None) -> Iterator[SpanPrediction]:
     """The whole video (its test views) or, with ``window`` seconds, one span per window every ``stride`` s.
 
-    ``videoseq predict`` and ``videoseq serve`` compute their numbers here. Raises
-    ``VideoDecodeError`` for a file that cannot be read.
+    ``videoseq serve`` computes its numbers here (``videoseq predict`` the same ones from
+    chunks decoded ahead, ``predict_files``). Raises ``VideoDecodeError`` for a file that cannot be read.
     """
     if window:
         spans = ((s, e, clip[None]) for s, e, clip in predictor.window_clips(path, window, stride or window))
@@ -329,26 +313,3 @@ def predict_spans(predictor: Predictor, path: str | Path, *, window: float | Non
         scores = predictor.predict_clips(clips).mean(0) if predictor.classifies else None
         caption = predictor.caption_clip(clips[0], beam) if predictor.captions else None
         yield SpanPrediction(start, end, scores, caption)
-
-
-def _prediction_cells(span: SpanPrediction, classes: list[str], k: int) -> list:
-    """Top-k label/score cells and the caption cell of one span."""
-    cells = [v for label, score in topk(span.scores, classes, k) for v in (label, round(score, 6))] if k else []
-    return cells + ([span.caption] if span.caption is not None else [])
-
-
-def predict_to_csv(
-    checkpoint: str | Path, sources: list[str], csv_path: str | Path | None, *, k: int = 5,
-    window: float | None = None, stride: float | None = None, device: str = "auto", beam: int | None = None,
-) -> int:
-    """Predict every source and write (or print) the CSV; returns the number of failed inputs."""
-    predictor = Predictor.from_checkpoint(checkpoint, device=device)
-    table = prediction_rows(predictor, sources, k=k, window=window, stride=stride, beam=beam)
-    if csv_path:
-        write_csv(csv_path, table.header, table.rows)
-        print(f"wrote {len(table.rows)} rows to {csv_path}")
-    else:
-        write_rows(sys.stdout, table.header, table.rows)
-    if table.failures:
-        print(f"{table.failures} input(s) failed", file=sys.stderr)
-    return table.failures

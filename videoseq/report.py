@@ -1,4 +1,4 @@
-"""``report.html``: an evaluation's figures and tables in one self-contained page.
+"""``report.html`` and the headline table: an evaluation's figures and tables, in one self-contained page or as text.
 
 The PNGs are embedded as base64 data URIs, so the file can be mailed or attached to
 an issue on its own; nothing is fetched when it opens.
@@ -10,6 +10,8 @@ import base64
 import html
 import json
 from pathlib import Path
+
+from videoseq.outputs import write_text
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -85,5 +87,31 @@ def render_html(report: dict, summary_rows: list[tuple[str, dict]], images: dict
 
 
 def write_html_report(path: Path, report: dict, summary_rows: list[tuple[str, dict]], images: dict[str, Path]) -> Path:
-    path.write_text(render_html(report, summary_rows, images), encoding="utf-8")
-    return path
+    return write_text(path, render_html(report, summary_rows, images))
+
+
+def summary_rows(report: dict) -> list[tuple[str, dict]]:
+    """(name, metrics) rows to show side by side: single view, multi-view videos, clips."""
+    views, aggregate = report.get("views", ""), report.get("aggregate", "")
+    rows = []
+    if "single_view" in report:
+        rows.append(("videos, single view 1x1", report["single_view"]))
+    rows.append((f"videos, {views} views, {aggregate}" if views else "videos", report["video"]))
+    if "clip" in report:
+        rows.append(("clips, each view alone" if views else "clips", report["clip"]))
+    return rows
+
+
+def format_summary(report: dict) -> str:
+    """A small fixed-width table of the headline metrics."""
+    def cell(value) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    lines = [f"{'':32} {'count':>6} {'top1':>7} {'95% CI':>15} {'top5':>7} {'mean_class_acc':>14} "
+             f"{'macro_f1':>8} {'ECE':>7}"]
+    for name, m in summary_rows(report):
+        lo, hi = m["top1_ci95"]
+        lines.append(f"{name:32} {m['count']:>6} {cell(m['top1']):>7} {f'[{lo:.3f}, {hi:.3f}]':>15} "
+                     f"{cell(m['top5']):>7} {cell(m['mean_class_acc']):>14} {cell(m['macro_f1']):>8} "
+                     f"{cell(m['ece']):>7}")
+    return "\n".join(lines)

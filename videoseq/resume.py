@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from videoseq.errors import UsageError
+
 # Config keys that may differ between an interrupted run and its resumption: they
 # change where or how fast the run goes, not the numbers it computes.
 RESUME_MAY_CHANGE = (
@@ -110,7 +112,7 @@ def check_resumable(saved: dict[str, Any], current: dict[str, Any], checkpoint: 
     changed = [k for k in config_differences(saved, current) if k not in RESUME_MAY_CHANGE]
     if changed:
         details = ", ".join(f"{k}: {_lookup(saved, k)!r} -> {_lookup(current, k)!r}" for k in changed[:6])
-        raise ValueError(
+        raise UsageError(
             f"cannot resume {checkpoint} with a different config ({details}); an exact resume needs the "
             f"run's own config (config.yaml in the run folder). Only {list(RESUME_MAY_CHANGE)} may change"
         )

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from videoseq.errors import UsageError
 from videoseq.tables import write_csv
 
 GESTURE_CLASSES: tuple[str, ...] = (
@@ -166,9 +167,9 @@ class Trajectory:
 
 def _check_clip_shape(frames: int, size: int) -> None:
     if frames < 4:
-        raise ValueError(f"frames={frames} is too short to show a motion; use frames >= 4")
+        raise UsageError(f"frames={frames} is too short to show a motion; use frames >= 4")
     if size < 32:
-        raise ValueError(f"size={size} is too small to draw a shape; use size >= 32")
+        raise UsageError(f"size={size} is too small to draw a shape; use size >= 32")
 
 
 def _lerp(bounds: tuple[float, float], t: float) -> float:
@@ -421,12 +422,12 @@ def write_avi(path: Path, clip: np.ndarray, fps: float) -> None:
 def _resolve_test_groups(groups: int, test_groups: tuple[int, ...] | None) -> tuple[int, ...]:
     """Default: the last third of the groups (at least one)."""
     if groups < 2:
-        raise ValueError(f"groups={groups} leaves nothing to split; use groups >= 2")
+        raise UsageError(f"groups={groups} leaves nothing to split; use groups >= 2")
     if test_groups is None:
         return tuple(range(groups - max(1, groups // 3) + 1, groups + 1))
     chosen = tuple(sorted(set(test_groups)))
     if not chosen or chosen[0] < 1 or chosen[-1] > groups or len(chosen) == groups:
-        raise ValueError(
+        raise UsageError(
             f"test_groups={test_groups!r} must name some but not all of the groups 1..{groups}"
         )
     return chosen
@@ -434,11 +435,11 @@ def _resolve_test_groups(groups: int, test_groups: tuple[int, ...] | None) -> tu
 
 def _check_dataset_args(per_class: int, groups: int, test_groups: tuple[int, ...], fps: float) -> None:
     if per_class < 1:
-        raise ValueError(f"per_class={per_class}; use per_class >= 1")
+        raise UsageError(f"per_class={per_class}; use per_class >= 1")
     if fps <= 0:
-        raise ValueError(f"fps={fps}; use a positive frame rate")
+        raise UsageError(f"fps={fps}; use a positive frame rate")
     if per_class < test_groups[0]:
-        raise ValueError(
+        raise UsageError(
             f"per_class={per_class} with groups={groups} puts no clip in test groups {test_groups} "
             f"(clip k goes to group k % groups + 1); use per_class >= {test_groups[0]} or fewer groups"
         )

@@ -3,7 +3,14 @@
 Every CSV videoseq writes (manifests, predictions, metrics, reports, bad-video lists,
 live step logs) goes through here: cells that a spreadsheet would run as a formula
 get a leading ``'`` (``safe_cell``), and ``read_csv`` (``read_cell``) undoes it when
-videoseq reads its own files back.
+videoseq reads its own files back, so every cell reads back as it was written.
+
+The escaping is unambiguous: a cell gets one extra leading ``'`` when it starts with
+``= + - @``, a tab or a CR (a plain negative number such as ``-1.5`` excepted), or with
+a ``'`` followed by one of those or by another ``'``; reading removes one leading ``'``
+exactly when it is followed by one of those characters or by another ``'``. So
+``=SUM(A1)`` is written ``'=SUM(A1)``, a genuine ``'=x`` is written ``''=x``, and
+``'quoted`` (a quote before anything else) is written and read as it is.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from typing import IO
 from videoseq.outputs import atomic_output
 
 CSV_INJECTION_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+ESCAPE = "'"
+_ESCAPED_AFTER = (*CSV_INJECTION_PREFIXES, ESCAPE)  # what a removable leading quote stands before
 _NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
@@ -24,17 +33,21 @@ def safe_cell(value: object) -> object:
     """Neutralise spreadsheet formulas: text starting with ``= + - @``, tab or CR gets a leading ``'``.
 
     Numbers pass untouched, and so does text that is a plain negative number
-    (``"-1.5"``); ``"+1"``, ``"-x"`` or ``"=HYPERLINK(...)"`` become ``"'+1"`` etc.
-    ``read_cell`` undoes it when videoseq reads its own files back.
+    (``"-1.5"``); ``"+1"``, ``"-x"`` or ``"=HYPERLINK(...)"`` become ``"'+1"`` etc. Text that
+    starts with a quote before one of those or before another quote gets one more quote,
+    so ``read_cell`` can tell the two apart (see the module's docstring).
     """
-    if isinstance(value, str) and value.startswith(CSV_INJECTION_PREFIXES) and not _NEGATIVE_NUMBER.match(value):
-        return "'" + value
+    if not isinstance(value, str):
+        return value
+    formula = value.startswith(CSV_INJECTION_PREFIXES) and not _NEGATIVE_NUMBER.match(value)
+    if formula or (value.startswith(ESCAPE) and value[1:].startswith(_ESCAPED_AFTER)):
+        return ESCAPE + value
     return value
 
 
 def read_cell(value: str) -> str:
-    """A cell as it was before ``safe_cell`` (for manifests written by ``write_manifest``)."""
-    if value.startswith("'") and value[1:].startswith(CSV_INJECTION_PREFIXES):
+    """A cell as it was before ``safe_cell``: one leading quote removed where ``safe_cell`` adds one."""
+    if value.startswith(ESCAPE) and value[1:].startswith(_ESCAPED_AFTER):
         return value[1:]
     return value
 

@@ -28,6 +28,7 @@ import av
 import cv2
 import numpy as np
 
+from videoseq.errors import InputError, UsageError
 from videoseq.video.decoder import VideoReader, find_videos
 from videoseq.video.isolated import run_isolated
 
@@ -49,11 +50,11 @@ class TranscodeJob:
 
     def __post_init__(self) -> None:
         if self.kind not in ("resize", "frames"):
-            raise ValueError(f"kind must be resize or frames, got {self.kind!r}")
+            raise UsageError(f"kind must be resize or frames, got {self.kind!r}")
         if self.kind == "resize" and not self.short_side:
-            raise ValueError("resize needs --short-side N")
+            raise UsageError("resize needs --short-side N")
         if (self.short_side is not None and self.short_side <= 0) or (self.fps is not None and self.fps <= 0):
-            raise ValueError(f"--short-side and --fps must be positive, got {self.short_side} and {self.fps}")
+            raise UsageError(f"--short-side and --fps must be positive, got {self.short_side} and {self.fps}")
 
     def target(self, relative: str) -> str:
         """The output path of a video at ``relative``: the same path, or a folder named by its stem."""
@@ -166,14 +167,14 @@ def plan_tree(root: str | Path, out: str | Path, job: TranscodeJob) -> tuple[lis
     """``([(source, target)] still to do, outputs already finished)``; every target checked to be in ``out``."""
     root, out = Path(root).resolve(), Path(out).resolve()
     if not root.is_dir():
-        raise ValueError(f"{root} is not a folder of videos")
+        raise InputError(f"{root} is not a folder of videos")
     if out == root or root.is_relative_to(out):
-        raise ValueError(f"--out {out} must not be {root} or hold it: outputs would mix with the sources")
+        raise UsageError(f"--out {out} must not be {root} or hold it: outputs would mix with the sources")
     todo, done = [], 0
     for source in find_videos(root, skip=out):
         target = out / job.target(os.path.relpath(source, root))
         if not inside(target.parent, out):
-            raise ValueError(f"{target} would be written outside --out {out} (a symlink?); remove the link")
+            raise UsageError(f"{target} would be written outside --out {out} (a symlink?); remove the link")
         if target.exists():
             done += 1
         else:

@@ -1,7 +1,8 @@
 """Benchmarks behind ``videoseq bench KIND``; one entry per kind in :data:`BENCH_KINDS`.
 
 Each kind lives in its own module (``bench/stream.py``, ``loader.py``, ``train.py``,
-``heads.py``, ``captions.py``, ``decoders.py``, ``serve.py``, ``motion.py``), imported only when that kind runs:
+``heads.py``, ``captions.py``, ``decoders.py``, ``serve.py``, ``memory.py``, ``predict.py``, ``motion.py``),
+imported only when that kind runs:
 this registry names the kinds and their arguments and imports nothing heavy, so
 building the command line costs no torch import.
 
@@ -14,6 +15,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from videoseq.flags import non_negative_int, positive_float, positive_int
 
 
 @dataclass(frozen=True)
@@ -28,9 +31,9 @@ def _stream_arguments(p: argparse.ArgumentParser) -> None:
                      "(a checkpoint, an .onnx export, or a config with random weights)")
     p.add_argument("model", help="checkpoint .pt, exported .onnx, or a YAML config (random weights)")
     p.add_argument("--source", help="video file (default: a synthetic 320x240 25 fps clip)")
-    p.add_argument("--frames", type=int, default=300, help="length of the synthetic clip")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--repeats", type=int, default=3, help="runs per mode; the fastest counts")
+    p.add_argument("--frames", type=positive_int, default=300, help="length of the synthetic clip")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="runs per mode; the fastest counts")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key of a YAML config")
 
 
@@ -44,10 +47,10 @@ def _stream_run(args: argparse.Namespace) -> int:
 
 def _loader_arguments(p: argparse.ArgumentParser) -> None:
     p.description = "example: videoseq bench loader --clips 20; videoseq bench loader --motion-only"
-    p.add_argument("--clips", type=int, default=20, help="timed clips per video and clip length")
+    p.add_argument("--clips", type=positive_int, default=20, help="timed clips per video and clip length")
     p.add_argument("--motion-only", action="store_true",
                    help="only the motion table: RGB clips vs flow clips from a flow cache, on-the-fly flow cost")
-    p.add_argument("--rss-clips", type=int, default=1000, help="clips loaded while watching memory")
+    p.add_argument("--rss-clips", type=positive_int, default=1000, help="clips loaded while watching memory")
 
 
 def _loader_run(args: argparse.Namespace) -> int:
@@ -63,10 +66,10 @@ TRAIN_PARTS = ("peers", "cache")
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("example: videoseq bench train --epochs 3; "
                      "videoseq bench train --parts cache --size 112 --per-class 20")
-    p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--per-class", type=int, default=6, help="synthetic gesture clips per class")
-    p.add_argument("--size", type=int, default=64, help="clip side in pixels (the issue's peers: 112)")
-    p.add_argument("--frames", type=int, default=8, help="frames per clip")
+    p.add_argument("--epochs", type=positive_int, default=4)
+    p.add_argument("--per-class", type=positive_int, default=6, help="synthetic gesture clips per class")
+    p.add_argument("--size", type=positive_int, default=64, help="clip side in pixels (the issue's peers: 112)")
+    p.add_argument("--frames", type=positive_int, default=8, help="frames per clip")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto (model timings; AMP as train.amp on CUDA)")
     p.add_argument("--parts", nargs="+", choices=TRAIN_PARTS, default=list(TRAIN_PARTS),
                    help="peers: default model vs r3d_18; cache: feature-cache vs frozen end-to-end epochs")
@@ -83,7 +86,7 @@ def _train_run(args: argparse.Namespace) -> int:
 def _heads_arguments(p: argparse.ArgumentParser) -> None:
     p.description = "example: videoseq bench heads --per-class 60 --out /tmp/bench_heads"
     p.add_argument("--out", default="/tmp/bench_heads", help="data, runs and evaluations (a finished run is reused)")
-    p.add_argument("--per-class", type=int, default=40, help="synthetic gesture clips per class")
+    p.add_argument("--per-class", type=positive_int, default=40, help="synthetic gesture clips per class")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key of the demo config")
 
 
@@ -97,8 +100,10 @@ def _heads_run(args: argparse.Namespace) -> int:
 def _captions_arguments(p: argparse.ArgumentParser) -> None:
     p.description = "example: videoseq bench captions --per-class 480 --seed 0 --out /tmp/bench_captions"
     p.add_argument("--out", default="/tmp/bench_captions")
-    p.add_argument("--per-class", type=int, default=480, help="synthetic clips per class (2/3 train, 1/3 test)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic clips and of the training run")
+    p.add_argument("--per-class", type=positive_int, default=480,
+                   help="synthetic clips per class (2/3 train, 1/3 test)")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed of the synthetic clips and of the training run")
     p.add_argument("--config", help="caption config (default: the shipped configs/captions.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
 
@@ -114,9 +119,9 @@ def _decord_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("examples: videoseq bench decord --json /tmp/decord.json; "
                      "videoseq bench decord --compare /tmp/decord.json /tmp/decord2.json")
     p.add_argument("--videos", help="folder of real clips (default: the shared sample clips)")
-    p.add_argument("--clips", type=int, default=20, help="clips per video, clip length and decoder")
-    p.add_argument("--threads", type=int, default=1, help="decord decoding threads")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clips", type=positive_int, default=20, help="clips per video, clip length and decoder")
+    p.add_argument("--threads", type=positive_int, default=1, help="decord decoding threads")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--json", help="write the results here")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two --json files")
 
@@ -135,12 +140,12 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("example: videoseq bench serve demo_out/run/best.pt (8 clients x 25 uploads + 4 streams for "
                      "30 s, all on 127.0.0.1)")
     p.add_argument("model", help="checkpoint .pt or exported .onnx to serve")
-    p.add_argument("--clients", type=int, default=8, help="upload clients at once")
-    p.add_argument("--uploads", type=int, default=25, help="uploads per client, one after another")
-    p.add_argument("--streams", type=int, default=4, help="webcam-like WebSocket streams")
-    p.add_argument("--seconds", type=float, default=30.0, help="how long each stream sends")
-    p.add_argument("--stream-fps", type=float, default=30.0, help="frames per second each stream sends")
-    p.add_argument("--workers", type=int, default=0, help="the server's model threads (0: its default)")
+    p.add_argument("--clients", type=positive_int, default=8, help="upload clients at once")
+    p.add_argument("--uploads", type=positive_int, default=25, help="uploads per client, one after another")
+    p.add_argument("--streams", type=non_negative_int, default=4, help="webcam-like WebSocket streams")
+    p.add_argument("--seconds", type=positive_float, default=30.0, help="how long each stream sends")
+    p.add_argument("--stream-fps", type=positive_float, default=30.0, help="frames per second each stream sends")
+    p.add_argument("--workers", type=non_negative_int, default=0, help="the server's model threads (0: its default)")
 
 
 def _serve_run(args: argparse.Namespace) -> int:
@@ -153,6 +158,44 @@ def _serve_run(args: argparse.Namespace) -> int:
     return bench_serve(args)
 
 
+def _memory_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = "example: videoseq bench memory (an 8K clip and a checkpoint asking for data.size: 20000)"
+    p.add_argument("--width", type=positive_int, default=7680, help="width of the large clip")
+    p.add_argument("--height", type=positive_int, default=4320, help="height of the large clip")
+    p.add_argument("--frames", type=positive_int, default=2, help="frames of the large clip")
+    p.add_argument("--size", type=positive_int, default=20000, help="data.size the crafted checkpoint asks for")
+    p.add_argument("--limit-mb", type=positive_float, default=2048.0, help="peak RSS every case must stay under")
+
+
+def _memory_run(args: argparse.Namespace) -> int:
+    from videoseq.bench.memory import bench_memory
+
+    peaks = bench_memory(width=args.width, height=args.height, frames=args.frames, size=args.size,
+                         limit_mb=args.limit_mb)
+    expected = [0, 0, 1]  # both clips predicted, the crafted checkpoint refused
+    return 0 if all(p.rss_mb <= args.limit_mb for p in peaks) and [p.status for p in peaks] == expected else 1
+
+
+def _predict_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("example: videoseq bench predict --videos 500 --workers 2 --ranks 2 "
+                     "(a folder of links to the real sample clips; configs/gestures.yaml with random weights)")
+    p.add_argument("config", nargs="?", help="YAML config of the model (default: the shipped configs/gestures.yaml)")
+    p.add_argument("--videos", type=int, default=500, help="files in the folder (links to the sample clips in turn)")
+    p.add_argument("--workers", type=int, default=2, help="decoding processes of the archive path")
+    p.add_argument("--ranks", type=int, default=2, help="torchrun processes of the sharded run (0: leave it out)")
+    p.add_argument("--warmup", type=int, default=50, help="videos before memory growth is counted")
+    p.add_argument("--out", help="folder for the links, the model and the CSVs (default: a new temporary folder)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+
+
+def _predict_run(args: argparse.Namespace) -> int:
+    from videoseq.bench.predict import bench_predict
+
+    bench_predict(args.config, videos=args.videos, workers=args.workers, ranks=args.ranks, warmup=args.warmup,
+                  out=args.out, overrides=args.set)
+    return 0
+
+
 MOTION_ROWS = ("rgb", "rgbdiff", "flow", "tsm_rgb", "tsm_flow", "fusion")
 MOTION_TEST_SOURCES = ("vtest", "Megamind")
 
@@ -162,13 +205,13 @@ def _motion_arguments(p: argparse.ArgumentParser) -> None:
                      "(camera-motion clips of the real sample videos, split by source video)")
     p.add_argument("--out", default="/tmp/bench_motion", help="clips, runs and bench.json (finished runs are reused)")
     p.add_argument("--config", help="the recipe (default: the shipped configs/motion.yaml)")
-    p.add_argument("--per-class", type=int, default=24, help="clips per class per source")
-    p.add_argument("--clip-frames", type=int, default=20)
-    p.add_argument("--clip-size", type=int, default=96)
+    p.add_argument("--per-class", type=positive_int, default=24, help="clips per class per source")
+    p.add_argument("--clip-frames", type=positive_int, default=20)
+    p.add_argument("--clip-size", type=positive_int, default=96)
     p.add_argument("--test-sources", nargs=2, default=list(MOTION_TEST_SOURCES), help="file stems of the held-out pair")
     p.add_argument("--rotate", action="store_true", help="every held-out pair of the rotation, not one")
     p.add_argument("--rows", nargs="+", default=list(MOTION_ROWS), choices=MOTION_ROWS)
-    p.add_argument("--fusion-weights", nargs=2, type=float, default=[1.0, 1.5], metavar=("RGB", "FLOW"))
+    p.add_argument("--fusion-weights", nargs=2, type=positive_float, default=[1.0, 1.5], metavar=("RGB", "FLOW"))
     p.add_argument("--gestures", action="store_true", help="also train the rows on the synthetic gestures")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
 
@@ -195,6 +238,10 @@ BENCH_KINDS: dict[str, BenchKind] = {
                         _decord_arguments, _decord_run),
     "serve": BenchKind("load test of videoseq serve on loopback: concurrent uploads and webcam streams",
                        _serve_arguments, _serve_run),
+    "memory": BenchKind("peak RSS of predict on an 8K clip and on a checkpoint crafted to exhaust memory",
+                        _memory_arguments, _memory_run),
+    "predict": BenchKind("videos/s over a folder of real clips: archive path vs a per-file loop vs torchrun; RSS",
+                         _predict_arguments, _predict_run),
     "motion": BenchKind("motion on unseen real footage: RGB, rgbdiff, flow, TSM and two-stream, split by source",
                         _motion_arguments, _motion_run),
 }

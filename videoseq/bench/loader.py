@@ -157,10 +157,13 @@ def print_loader_rows(rows: list[dict]) -> dict[str, float]:
     return geo
 
 
-def rss_mb() -> float:
-    """Resident memory of this process in MB (Linux /proc)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096 / 1e6
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of a process (default: this one) in MB (Linux /proc); 0 for one that is gone."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * 4096 / 1e6
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def rss_growth(videos: list[Path], clips: int = 1000) -> tuple[float, float]:

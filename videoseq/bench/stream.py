@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from videoseq.checkpoint import open_source
+from videoseq.errors import InputError
 from videoseq.predict import Predictor
 from videoseq.stream import FrameClock, MotionStream
 from videoseq.video.cameras import FrameSource
@@ -214,7 +215,7 @@ def bench_stream(model: str | Path, source: str | Path | None = None, *, frames:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(source) if source else write_test_video(Path(tmp) / "bench.avi", frames=frames)
         if not path.is_file():
-            raise FileNotFoundError(f"--source {path} does not exist")
+            raise InputError(f"--source {path} does not exist")
         time_stream(predictor, path)  # warm-up: allocator, lazy inits, file cache
         runs = [timing for _ in range(repeats)
                 for timing in (time_stream(predictor, path), time_window(predictor, path))]

@@ -26,6 +26,7 @@ from videoseq.checkpoint import load_weights
 from videoseq.config import TrainConfig
 from videoseq.datasets import ClipDataset
 from videoseq.engine.objectives import ClassifyObjective, Objective
+from videoseq.errors import InputError, VideoseqError
 from videoseq.metrics import aggregate_by_video, caption_metrics, classification_metrics
 from videoseq.models import VideoClassifier
 from videoseq.models.decoding import Decoding
@@ -35,7 +36,7 @@ from videoseq.text import Vocabulary, normalize_caption
 from videoseq.transforms import normalize_clip
 
 
-class TooManyBadVideos(RuntimeError):
+class TooManyBadVideos(InputError, RuntimeError):
     """More than the allowed fraction of a split failed to decode."""
 
 
@@ -85,7 +86,7 @@ def whole_model(module: nn.Module) -> VideoClassifier:
     return module.model if isinstance(module, HeadOnly) else module
 
 
-class NonFiniteLoss(RuntimeError):
+class NonFiniteLoss(VideoseqError, RuntimeError):
     """A training batch gave a NaN or infinite loss (``train.on_nonfinite: stop``)."""
 
 
@@ -295,7 +296,7 @@ def evaluate(
         torch.cat(x).numpy() if x else None for x in (logits_all, labels_all, videos_all, items_all, views_all))
     logits_np, labels_np, videos_np, views_np = gather_clips(logits_np, labels_np, videos_np, items_np, views_np)
     if logits_np is None:
-        raise RuntimeError(f"no {split} clip could be decoded; see the errors above")
+        raise InputError(f"no {split} clip could be decoded; see the errors above")
     logits = torch.from_numpy(logits_np)
     loss = nn.functional.cross_entropy(logits, torch.from_numpy(labels_np)).item()
     scores = logits.softmax(1).numpy()
@@ -348,12 +349,12 @@ def evaluate_captions(
         for r, ids in zip(rows, found):
             captions[int(batch["index"][r])] = vocab.decode(ids)
     if not captions:
-        raise RuntimeError(f"no {split} clip could be decoded; see the errors above")
+        raise InputError(f"no {split} clip could be decoded; see the errors above")
     video_ids = sorted(captions)
     refs = [[normalize_caption(c) for c in references[v]] for v in video_ids]
     scored = [i for i, r in enumerate(refs) if r]
     if not scored:
-        raise ValueError(f"no {split} video has a reference caption; add a caption column to the manifest")
+        raise InputError(f"no {split} video has a reference caption; add a caption column to the manifest")
     metrics = caption_metrics([captions[video_ids[i]] for i in scored], [refs[i] for i in scored])
     return {"video_ids": video_ids, "captions": [captions[v] for v in video_ids], "references": refs,
             "metrics": metrics}

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from videoseq.config import Config
+from videoseq.errors import InputError
 from videoseq.manifest import Manifest
 from videoseq.text import PAD_ID, Vocabulary, pad_sequences
 
@@ -97,7 +98,7 @@ def caption_vocabulary(config: Config, manifest: Manifest) -> Vocabulary | None:
         return None
     train = [c for refs in manifest.captions(config.data.train_split) for c in refs]
     if not train:
-        raise ValueError(f"model.task={config.model.task} needs captions: the manifest has none in split "
+        raise InputError(f"model.task={config.model.task} needs captions: the manifest has none in split "
                          f"{config.data.train_split!r} (fill its caption column; several rows per video are fine)")
     return Vocabulary.build(train, min_freq=config.caption.min_freq)
 
@@ -111,7 +112,7 @@ def build_objective(config: Config, manifest: Manifest, vocab: Vocabulary | None
     refs = manifest.captions(config.data.train_split)
     missing = sum(not r for r in refs)
     if missing:
-        raise ValueError(f"{missing} of {len(refs)} {config.data.train_split} videos have no caption; "
+        raise InputError(f"{missing} of {len(refs)} {config.data.train_split} videos have no caption; "
                          "give every training video at least one (or drop it from the split)")
     encoded = [[vocab.encode(text, c.max_words) for text in texts] for texts in refs]
     return CaptionObjective(encoded, label_smoothing=c.label_smoothing, scheduled_sampling=c.scheduled_sampling,

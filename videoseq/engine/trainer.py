@@ -41,15 +41,16 @@ from videoseq.engine.objectives import (
     build_objective,
     caption_vocabulary,
 )
+from videoseq.errors import InputError, UsageError
 from videoseq.features import feature_datasets
 from videoseq.framecache import open_frame_cache
-from videoseq.manifest import Manifest
+from videoseq.manifest import Manifest, write_manifest
 from videoseq.metrics import plot_curves
 from videoseq.modality import eval_preset, motion_input, train_preset
 from videoseq.models import VideoClassifier
 from videoseq.models.build import build_model_from_config, check_model_names
 from videoseq.models.decoding import Decoding
-from videoseq.outputs import remove_partial_outputs
+from videoseq.outputs import check_output_folder, remove_partial_outputs, write_text
 from videoseq.prepare import resolve_manifest
 from videoseq.resume import (
     TrainingInterrupted,
@@ -116,7 +117,7 @@ def build_datasets(config: Config, manifest: Manifest) -> tuple[ClipDataset, Cli
     index = {name: i for i, name in enumerate(manifest.classes)}
     unknown = sorted((set(d.flip_swap) | set(d.flip_swap.values())) - set(index))
     if unknown:
-        raise ValueError(f"data.flip_swap names labels not in the class list: {unknown}")
+        raise UsageError(f"data.flip_swap names labels not in the class list: {unknown}")
     swap = {index[a]: index[b] for a, b in d.flip_swap.items()}
     train_videos, val_videos = manifest.videos(d.train_split), manifest.videos(d.val_split)
     cache = open_frame_cache(d, train_videos + val_videos) if d.frame_cache else None
@@ -125,7 +126,7 @@ def build_datasets(config: Config, manifest: Manifest) -> tuple[ClipDataset, Cli
     train_set = ClipDataset(train_videos, train=True, **common, transform=train_preset(d, swap))
     val_set = ClipDataset(val_videos, train=False, views=d.test_views, **common, transform=eval_preset(d))
     if not train_set.videos:
-        raise ValueError(f"the manifest has no videos in split {d.train_split!r} (data.train_split); "
+        raise UsageError(f"the manifest has no videos in split {d.train_split!r} (data.train_split); "
                          f"it has {manifest.splits()}")
     return train_set, val_set
 
@@ -302,7 +303,7 @@ class Trainer:
                   f"Continue with: videoseq train CONFIG --resume {self.run_dir}")
 
 
-def fit(config: Config, run_dir: str | Path, *, resume: bool = False) -> Path:
+def fit(config: Config, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False) -> Path:
     """Train a model as ``config`` says; returns the run folder.
 
     The run folder gets ``config.yaml`` (resolved), ``classes.txt``, ``metrics.csv``,
@@ -314,12 +315,18 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False) -> Path:
     the same weights as a run that was never interrupted. SIGINT or SIGTERM save a
     resumable ``last.pt`` after the current step and raise ``TrainingInterrupted``.
     Under torchrun every rank trains its shard; rank 0 alone writes, and adds ``ranks.json``.
+
+    A folder that holds a run already needs ``resume`` or ``overwrite`` (which removes
+    that run's files when the new one starts). Nothing is written, and no folder made,
+    until the config, the data, the model and the resume state have all been checked:
+    a run that fails before it starts leaves ``run_dir`` exactly as it was.
     """
     run_dir = Path(run_dir)
-    check_model_names(config.model)  # a typo in a name fails before the run folder is made
+    check_run_folder(run_dir, resume=resume, overwrite=overwrite)
+    check_model_names(config.model)  # a typo in a name fails before anything is built
     device, joined = distributed.setup(select_device(config.train.device))
     try:
-        trainer, train_set, val_set = start_run(config, run_dir, device, resume=resume)
+        trainer, train_set, val_set = start_run(config, run_dir, device, resume=resume, overwrite=overwrite)
         try:
             with StopSignals() as signals:
                 trainer.train(train_set, val_set, signals)
@@ -331,35 +338,60 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False) -> Path:
     return run_dir
 
 
-def start_run(config: Config, run_dir: Path, device: torch.device, *,
-              resume: bool) -> tuple[Trainer, ClipDataset, ClipDataset]:
-    """The run folder's files, the datasets and a ``Trainer`` (restored from ``last.pt`` with ``resume``)."""
+RUN_CHECKPOINTS = ("last.pt", "best.pt", "metrics.csv")  # a folder holding one of these holds a run
+RUN_FILES = (*RUN_CHECKPOINTS, "curves.png", "bad_videos.csv", "vocab.txt", "ranks.json")  # what a run writes
+
+
+def check_run_folder(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """A run folder is a new run's, or a run to resume; a finished or stopped run is never replaced unasked."""
+    if resume and overwrite:
+        raise UsageError(f"--resume continues the run in {run_dir}, --overwrite starts it over: give one of them")
+    hint = (f"add --resume {run_dir} to continue that run, --overwrite to start it over (its checkpoints are "
+            "replaced), or choose another --out")
+    check_output_folder(run_dir, () if resume else RUN_CHECKPOINTS, flag="--out", overwrite=overwrite, hint=hint)
+
+
+def start_run(config: Config, run_dir: Path, device: torch.device, *, resume: bool,
+              overwrite: bool = False) -> tuple[Trainer, ClipDataset, ClipDataset]:
+    """The datasets and a ``Trainer`` (restored from ``last.pt`` with ``resume``), then the run folder's files."""
     main = distributed.is_main()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if main:
-        for partial in remove_partial_outputs(run_dir):
-            print(f"removed {partial}: a checkpoint write that was killed before it finished")
     saved = load_resume_checkpoint(run_dir, config) if resume else None
     seed_everything(config.train.seed)
-    manifest = resolve_manifest(config.data, run_dir if main else None)
+    manifest = resolve_manifest(config.data)
     if saved is not None and list(saved["classes"]) != manifest.classes:
-        raise ValueError(f"cannot resume {run_dir}: its classes {saved['classes'][:5]}... differ from the "
+        raise InputError(f"cannot resume {run_dir}: its classes {saved['classes'][:5]}... differ from the "
                          f"manifest's {manifest.classes[:5]}...")
-    if main:
-        save_config(config, run_dir / "config.yaml")
-        (run_dir / "classes.txt").write_text("".join(f"{c}\n" for c in manifest.classes))
     train_set, val_set = build_datasets(config, manifest)
     vocab = caption_vocabulary(config, manifest)
-    if main and vocab is not None:
-        (run_dir / "vocab.txt").write_text("".join(f"{w}\n" for w in vocab.words))
     shard = math.ceil(len(train_set) / distributed.world_size())  # padded: every rank as many clips
     steps = math.ceil(shard / config.train.batch_size)
     trainer = Trainer(config, manifest, run_dir, device=device, steps_per_epoch=steps, vocab=vocab)
     if saved is not None:
         trainer.restore(saved, run_dir / "last.pt")
     if main:
+        write_run_files(run_dir, config, manifest, vocab, overwrite=overwrite)
         print(run_summary(trainer, train_set, val_set, resumed=saved is not None))
     return trainer, train_set, val_set
+
+
+def write_run_files(run_dir: Path, config: Config, manifest: Manifest, vocab: Vocabulary | None, *,
+                    overwrite: bool) -> None:
+    """The run folder and what describes the run: ``config.yaml``, ``classes.txt``, the manifest it used, ``vocab.txt``.
+
+    With ``overwrite`` the files of the run that was there are removed first.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for partial in remove_partial_outputs(run_dir):
+        print(f"removed {partial}: a checkpoint write that was killed before it finished")
+    if overwrite:
+        for name in RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    write_text(run_dir / "classes.txt", "".join(f"{c}\n" for c in manifest.classes))
+    if not config.data.manifest:  # built from a dataset root: record exactly which videos and splits it used
+        write_manifest(manifest, run_dir)
+    if vocab is not None:
+        write_text(run_dir / "vocab.txt", "".join(f"{w}\n" for w in vocab.words))
 
 
 def run_summary(trainer: Trainer, train_set: ClipDataset, val_set: ClipDataset, *, resumed: bool) -> str:
@@ -376,10 +408,10 @@ def load_resume_checkpoint(run_dir: Path, config: Config) -> dict:
     """``run_dir/last.pt``, checked to hold resume state written with a compatible config."""
     path = run_dir / "last.pt"
     if not path.is_file():
-        raise FileNotFoundError(f"nothing to resume in {run_dir}: it has no last.pt; start the run without --resume")
+        raise UsageError(f"nothing to resume in {run_dir}: it has no last.pt; start the run without --resume")
     payload = load_checkpoint(path)
     if "progress" not in payload or "rng" not in payload:
-        raise ValueError(f"{path} holds no resume state (written by an older videoseq); start a new run")
+        raise InputError(f"{path} holds no resume state (written by an older videoseq); start a new run")
     check_resumable(payload["config"], config.to_dict(), str(path))
     return payload
 

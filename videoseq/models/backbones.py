@@ -25,17 +25,20 @@ from __future__ import annotations
 
 import copy
 import difflib
+import pickle
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 from torchvision import models as tvm
 
+from videoseq.errors import InputError, UsageError
 from videoseq.models.fx_cut import Stage, cut_at_node, find_stages, measure_node
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -136,7 +139,7 @@ def get_backbone_spec(name: str) -> BackboneSpec:
         return BACKBONES[name]
     if name not in backbone_names():
         close = difflib.get_close_matches(name, backbone_names(), n=5, cutoff=0.5)
-        raise ValueError(f"unknown backbone {name!r}; close matches: {close}; model.backbone takes any "
+        raise UsageError(f"unknown backbone {name!r}; close matches: {close}; model.backbone takes any "
                          f"torchvision classification model, list them with: {LIST_MODELS}")
     return traced_spec(name)
 
@@ -168,7 +171,7 @@ def resolve_stage(name: str, stage: str | None) -> Stage:
     if cut is None:
         nodes = (" or a node of torchvision.models.feature_extraction.get_graph_node_names(model) whose output "
                  "is an (N, C, H, W) map") if spec.trunk is None else ""
-        raise ValueError(f"unknown stage {stage!r} for backbone {name!r}; valid stages: {list(spec.stages)}{nodes}")
+        raise UsageError(f"unknown stage {stage!r} for backbone {name!r}; valid stages: {list(spec.stages)}{nodes}")
     return cut
 
 
@@ -191,20 +194,53 @@ def weights_preprocessing(weights: tvm.WeightsEnum | None, name: str) -> Preproc
 def build_with_weights(name: str, spec: BackboneSpec) -> nn.Module:
     """The model with torchvision's weights (its builder downloads them, cached under ``$TORCH_HOME``)."""
     if spec.weights is None:
-        raise RuntimeError(f"backbone {name!r} has no torchvision weights; {OFFLINE_HINT}")
+        raise UsageError(f"backbone {name!r} has no torchvision weights; {OFFLINE_HINT}")
     try:
         return spec.builder(weights=spec.weights, progress=True)
     except OSError as err:  # URLError, socket and HTTP errors are all OSErrors
-        raise RuntimeError(f"could not download weights {spec.weights!r} for backbone {name!r} ({err}); "
+        raise InputError(f"could not download weights {spec.weights!r} for backbone {name!r} ({err}); "
                            f"when offline, {OFFLINE_HINT}") from err
+
+
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
+
+
+def read_weights_file(path: str | Path, what: str, error: type[Exception] = InputError) -> Any:
+    """``torch.load(weights_only=True)`` of a file the user named; every failure is one ``error`` naming it.
+
+    Anything that would need arbitrary unpickling is refused with a message, never run.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} {path} {'is a folder, not a file' if path.is_dir() else 'does not exist'}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise error(f"{what} {path} holds objects other than tensors and plain types; refused without unpickling "
+                    f"them (only load files you trust with other tools): {str(err).splitlines()[0]}") from None
+    except Exception as err:  # truncated or not a torch file at all
+        raise error(f"{what} {path} cannot be read: {_unreadable(path, err)}") from None
+
+
+def _unreadable(path: Path, err: BaseException) -> str:
+    """Why ``torch.load`` failed, in words: not a PyTorch file at all, or a damaged one."""
+    if isinstance(err, OSError):
+        return f"{err.strerror or err}; check that you may read it"
+    with path.open("rb") as f:
+        head = f.read(4)
+    if head != ZIP_MAGIC:
+        return f"it is not a PyTorch file (it starts with {head!r}, not the zip archive torch.save writes)"
+    reason = " ".join(str(err).split())[:200]
+    return f"the file is damaged or incomplete ({type(err).__name__}: {reason}); copy it again"
 
 
 def read_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a torchvision state_dict saved with ``torch.save(model.state_dict(), path)``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pretrained weights file not found: {path} (model.pretrained)")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    state = read_weights_file(path, "model.pretrained weights file")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"model.pretrained weights file {path} does not hold a state dict (names -> tensors); "
+                         "save one with torch.save(model.state_dict(), path)")
+    return state
 
 
 def build_torchvision_model(name: str, pretrained: bool | str | Path) -> nn.Module:
@@ -222,10 +258,14 @@ def build_torchvision_model(name: str, pretrained: bool | str | Path) -> nn.Modu
     if not pretrained:
         reset_batchnorm_momentum(model, 0.1)
         return model
-    try:
-        model.load_state_dict(read_state_dict_file(pretrained))
-    except RuntimeError as err:
-        raise RuntimeError(f"weights from {pretrained} do not fit backbone {name!r}: {err}") from err
+    state, own = read_state_dict_file(pretrained), model.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    wrong = [k for k in sorted(set(own) & set(state)) if state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        raise InputError(f"weights from {pretrained} do not fit backbone {name!r}: {len(missing)} missing keys "
+                         f"{missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}, {len(wrong)} of another "
+                         f"shape {wrong[:3]}; pass the state dict of a torchvision {name}")
+    model.load_state_dict(state)
     return model
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from videoseq.config import Config, ModelConfig
+from videoseq.config import Config, ConfigError, ModelConfig
 from videoseq.models.backbones import resolve_stage
-from videoseq.models.captioner import build_captioner
+from videoseq.models.captioner import build_captioner, check_decoder_args
 from videoseq.models.classifier import VideoClassifier, build_model
 from videoseq.models.heads import check_head_args
 from videoseq.models.motion import adapt_input, insert_temporal_shift
@@ -41,21 +41,27 @@ def build_model_from_config(config: Config, num_classes: int, *, pretrained: boo
 def add_motion(classifier: VideoClassifier, config: Config, *, pretrained: bool) -> None:
     """The backbone changes ``data.modality`` and ``model.temporal_shift`` ask for (``models/motion.py``)."""
     if "+" in config.data.modality:
-        raise ValueError(f"data.modality={config.data.modality} is the input of a fused model, made from trained "
-                         "streams with `videoseq fuse`; train each stream with one modality (rgb, flow or rgbdiff)")
+        raise ConfigError(f"data.modality={config.data.modality} is the input of a fused model, made from trained "
+                          "streams with `videoseq fuse`; train each stream with one modality (rgb, flow or rgbdiff)")
     stats = config.data.input_stats()
     if stats is not None:
         adapt_input(classifier.backbone, config.data.input_channels(), *stats, pretrained=pretrained)
     m = config.model
     if m.temporal_shift:
-        insert_temporal_shift(classifier.backbone, mode=m.temporal_shift, fraction=m.shift_fraction,
-                              placement=m.shift_placement)
+        try:
+            insert_temporal_shift(classifier.backbone, mode=m.temporal_shift, fraction=m.shift_fraction,
+                                  placement=m.shift_placement)
+        except ValueError as err:  # a backbone or stage without the blocks the shift needs
+            raise ConfigError(f"model.temporal_shift={m.temporal_shift}: {err}") from None
 
 
 def check_model_names(model: ModelConfig) -> None:
     """The backbone, its stage, the head and its arguments exist, before anything is built or written.
 
-    Raises the ``ValueError`` of the registry that does not know a name, listing the valid ones.
+    Raises the ``UsageError`` of the registry that does not know a name, listing the valid ones, or the
+    ``ConfigError`` of a head or decoder argument of the wrong name, type or range.
     """
     resolve_stage(model.backbone, model.stage)
     check_head_args(model.head, model.head_args)
+    if model.captions:
+        check_decoder_args({k: v for k, v in model.decoder.items() if k not in ("class_posterior", "spatial")})

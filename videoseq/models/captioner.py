@@ -21,13 +21,13 @@ lives with the data code (``videoseq.text``) and travels in the checkpoint.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
 from torch import nn
 
 from videoseq.config import TASKS
+from videoseq.errors import UsageError
 from videoseq.models.classifier import VideoClassifier
 from videoseq.models.decoding import (
     Hypothesis,
@@ -36,6 +36,7 @@ from videoseq.models.decoding import (
     greedy_decode,
     select_rows,
 )
+from videoseq.validation import check_keyword_args, check_value
 
 DECODER_CELLS = {"gru": nn.GRUCell, "lstm": nn.LSTMCell}
 
@@ -82,7 +83,7 @@ class CaptionDecoder(nn.Module):
     ) -> None:
         super().__init__()
         if cell not in DECODER_CELLS:
-            raise ValueError(f"unknown decoder cell {cell!r}; valid cells: {sorted(DECODER_CELLS)}")
+            raise UsageError(f"unknown decoder cell {cell!r}; valid cells: {sorted(DECODER_CELLS)}")
         self.cell_kind = cell
         self.vocab_size = vocab_size
         self.condition_dim = condition_dim
@@ -208,7 +209,7 @@ class VideoCaptioner(VideoClassifier):
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         """``(B, T, C, H, W)`` -> class logits ``(B, num_classes)``."""
         if not self.classifies:
-            raise ValueError("this model was trained to caption only (model.task=caption); it gives no class scores")
+            raise UsageError("this model was trained to caption only (model.task=caption); it gives no class scores")
         return self.head(self.backbone(clips))
 
     def forward_both(self, clips: torch.Tensor, inputs: torch.Tensor, *, sampling: float = 0.0,
@@ -246,6 +247,13 @@ class VideoCaptioner(VideoClassifier):
         return [h.tokens for h in found]
 
 
+def check_decoder_args(decoder_args: dict[str, Any]) -> dict[str, Any]:
+    """``model.decoder`` keys of the :class:`CaptionDecoder` (not ``class_posterior`` / ``spatial``), checked
+    against its signature: names, types and ranges."""
+    return check_keyword_args("model.decoder", CaptionDecoder.__init__, decoder_args,
+                              leave_out=("pad_id", "condition_dim"), extra=("class_posterior", "spatial"))
+
+
 def build_captioner(classifier: VideoClassifier, *, task: str, vocab_size: int, special_ids: dict[str, int],
                     decoder_args: dict[str, Any] | None = None) -> VideoCaptioner:
     """Add a caption decoder to a built classifier (its backbone and head become the encoder).
@@ -256,15 +264,11 @@ def build_captioner(classifier: VideoClassifier, *, task: str, vocab_size: int, 
     frame's feature map instead of over whole frames).
     """
     decoder_args = dict(decoder_args or {})
-    class_posterior = bool(decoder_args.pop("class_posterior", False))
-    spatial = bool(decoder_args.pop("spatial", False))
-    valid = [p.name for p in inspect.signature(CaptionDecoder.__init__).parameters.values()
-             if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in ("pad_id", "condition_dim")]
-    for key in decoder_args:
-        if key not in valid:
-            raise ValueError(f"unknown model.decoder key {key!r}; valid keys: {valid + ['class_posterior', 'spatial']}")
+    class_posterior = check_value("model.decoder.class_posterior", decoder_args.pop("class_posterior", False), bool)
+    spatial = check_value("model.decoder.spatial", decoder_args.pop("spatial", False), bool)
+    decoder_args = check_decoder_args(decoder_args)
     if class_posterior and task != "both":
-        raise ValueError(f"model.decoder.class_posterior needs model.task=both (a class head), got task {task!r}")
+        raise UsageError(f"model.decoder.class_posterior needs model.task=both (a class head), got task {task!r}")
     memory_dim = classifier.head.sequence_dim + classifier.backbone.feature_dim
     condition_dim = classifier.head.num_classes if class_posterior else 0
     decoder = CaptionDecoder(memory_dim, vocab_size, pad_id=special_ids["pad"], condition_dim=condition_dim,

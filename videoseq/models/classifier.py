@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from videoseq.errors import UsageError
 from videoseq.models.backbones import FrameBackbone
 from videoseq.models.heads import check_head_args, get_head_class
 from videoseq.models.motion import shift_modules, step_frames
@@ -68,7 +69,7 @@ class VideoClassifier(nn.Module):
 
     def _require_step(self) -> None:
         if not self.supports_step:
-            raise ValueError(
+            raise UsageError(
                 f"head {type(self.head).__name__} cannot run frame by frame (supports_step=False); "
                 "use a unidirectional gru/lstm or convlstm head, or sliding-window prediction"
             )

@@ -34,6 +34,8 @@ from torch import fx, nn
 from torchvision import models as tvm
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
+from videoseq.errors import UsageError
+
 PROBE_SIZES = (96, 160)  # two square frame sizes (inception_v3 needs >= 75); a map's side grows by 64 / stride
 MIN_STRIDE = 4  # stride-2 maps are the stem's: no named stage, still reachable by node name
 MAX_DEPTH = 3  # named stages are module paths of at most three parts (``features.0.0``)
@@ -80,7 +82,7 @@ def node_paths(name: str, model: nn.Module, max_depth: int = MAX_DEPTH) -> dict[
             warnings.simplefilter("ignore")
             train_nodes, eval_nodes = get_graph_node_names(model, suppress_diff_warning=True)
     except Exception as err:  # FX tracing fails inside model code (asserts on sizes, data-dependent flow)
-        raise ValueError(f"backbone {name!r} cannot be cut: torchvision's FX tracing failed "
+        raise UsageError(f"backbone {name!r} cannot be cut: torchvision's FX tracing failed "
                          f"({type(err).__name__}: {err})") from None
     in_train = {prefix for node in train_nodes for prefix in prefixes(node, max_depth)}
     ends: dict[str, int] = {}
@@ -111,7 +113,7 @@ def measure(name: str, model: nn.Module, nodes: list[str]) -> dict[str, Stage]:
             with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
                 outputs.append(extractor(torch.zeros(1, 3, size, size, device=device)))
         except Exception as err:  # fixed input sizes (vision transformers), window partitions (MaxViT)
-            raise ValueError(f"backbone {name!r} cannot be cut: it does not run on a {size}x{size} frame "
+            raise UsageError(f"backbone {name!r} cannot be cut: it does not run on a {size}x{size} frame "
                              f"({type(err).__name__}: {str(err).splitlines()[0]}); a model that takes one "
                              "input size or gives no (N, C, H, W) map cannot be a per-frame backbone") from None
     return {node: stage for node in nodes if (stage := map_stage(node, outputs[0][node], outputs[1][node]))}
@@ -143,7 +145,7 @@ def find_stages(name: str) -> dict[str, Stage]:
                 stage.stride not in best or path.count(".") <= best[stage.stride].node.count(".")):
             best[stage.stride] = Stage(stage.channels, stage.stride, node=path)
     if not best:
-        raise ValueError(f"backbone {name!r} cannot be cut: no node outside its head gives an (N, C, H, W) "
+        raise UsageError(f"backbone {name!r} cannot be cut: no node outside its head gives an (N, C, H, W) "
                          "feature map that grows with the frame")
     strides = sorted(best)
     names = [f"stride{stride}" for stride in strides[:-1]] + ["last"]

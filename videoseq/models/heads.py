@@ -26,6 +26,9 @@ import inspect
 import torch
 from torch import nn
 
+from videoseq.errors import UsageError
+from videoseq.validation import check_keyword_args
+
 RNNState = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 ConvLSTMState = tuple[torch.Tensor, torch.Tensor] | None
 
@@ -124,7 +127,7 @@ class RecurrentHead(nn.Module):
 
     def _check_step(self) -> None:
         if not self.supports_step:
-            raise ValueError(
+            raise UsageError(
                 f"head {self.kind!r} with bidirectional=True needs the whole clip and cannot step "
                 "frame by frame; use bidirectional=False or sliding-window prediction"
             )
@@ -166,7 +169,7 @@ class ConvLSTMCell(nn.Module):
     def __init__(self, in_channels: int, hidden: int, kernel_size: int = 3) -> None:
         super().__init__()
         if kernel_size % 2 != 1:
-            raise ValueError(f"convlstm kernel_size must be odd to keep the map size, got {kernel_size}")
+            raise UsageError(f"convlstm kernel_size must be odd to keep the map size, got {kernel_size}")
         self.hidden = hidden
         self.gates = nn.Conv2d(in_channels + hidden, 4 * hidden, kernel_size, padding=kernel_size // 2)
         with torch.no_grad():  # forget-gate bias 1: remember by default early in training
@@ -279,7 +282,7 @@ HEADS: dict[str, type[nn.Module]] = {
 def get_head_class(name: str) -> type[nn.Module]:
     """Look up ``name`` in :data:`HEADS`; unknown names list the valid ones."""
     if name not in HEADS:
-        raise ValueError(f"unknown head {name!r}; valid heads: {sorted(HEADS)}")
+        raise UsageError(f"unknown head {name!r}; valid heads: {sorted(HEADS)}")
     return HEADS[name]
 
 
@@ -289,9 +292,7 @@ def head_arg_names(name: str) -> list[str]:
     return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
-def check_head_args(name: str, head_args: dict) -> None:
-    """A ``ValueError`` naming the first key of ``head_args`` that head ``name`` does not take, and the valid ones."""
-    valid = head_arg_names(name)
-    for key in head_args:
-        if key not in valid:
-            raise ValueError(f"unknown head_args key {key!r} for head {name!r}; valid keys: {valid}")
+def check_head_args(name: str, head_args: dict) -> dict:
+    """``head_args`` checked against the keyword arguments of head ``name``: names, types (from its
+    signature) and ranges (sizes >= 1, dropout in [0, 1)); a ``ConfigError`` names the first wrong key."""
+    return check_keyword_args("model.head_args", get_head_class(name).__init__, head_args, owner=f"head {name!r}")

@@ -10,13 +10,16 @@ config and the command line can read the list cheaply.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from videoseq.manifest import Manifest, read_manifest, write_manifest
+from videoseq.errors import UsageError
+from videoseq.manifest import Manifest, ManifestError, read_manifest, write_manifest
+from videoseq.outputs import check_output_folder, write_text
 from videoseq.prepare.folder import manifest_from_folders
 from videoseq.prepare.hmdb51 import manifest_from_hmdb51
 from videoseq.prepare.jester import manifest_from_jester
@@ -66,22 +69,44 @@ FORMATS: dict[str, DatasetFormat] = {
 }
 
 
+MAX_MISSING_FRACTION = 0.05  # listed files not on disk: left out (and named in the notes) up to this share
+
+
 def resolve_manifest(data: DataConfig, out_dir: str | Path | None = None) -> Manifest:
     """The manifest a ``DataConfig`` names: a manifest file, or a dataset root read by format.
 
-    A manifest built from a root is written to ``out_dir`` (the run folder) so the run
-    records exactly which videos and splits it used.
+    A manifest built from a root lists only files that exist (``check_listed_files``) and is
+    written to ``out_dir`` when given, so a run or ``prepare`` records exactly which videos
+    and splits it used.
     """
     if data.manifest:
         return read_manifest(data.manifest)
     if not data.root:
-        raise ValueError(f"set data.manifest (a manifest CSV) or data.root with data.format ({' | '.join(FORMATS)})")
+        raise UsageError(f"set data.manifest (a manifest CSV) or data.root with data.format ({' | '.join(FORMATS)})")
     if data.format not in FORMATS:
-        raise ValueError(f"data.format={data.format!r} needs data.manifest; with data.root use one of {list(FORMATS)}")
-    manifest = FORMATS[data.format].read(data)
+        raise UsageError(f"data.format={data.format!r} needs data.manifest; with data.root use one of {list(FORMATS)}")
+    manifest = check_listed_files(FORMATS[data.format].read(data), f"data.root {data.root} ({data.format})")
     if out_dir is not None:
         write_manifest(manifest, out_dir)
     return manifest
+
+
+def check_listed_files(manifest: Manifest, where: str) -> Manifest:
+    """``manifest`` without the rows whose file is missing, each named in the notes; more than
+    ``MAX_MISSING_FRACTION`` of the files missing is a ``ManifestError`` (a wrong root, most likely)."""
+    files = list(dict.fromkeys(manifest.resolve(r.path) for r in manifest.rows))
+    missing = [f for f in files if not os.path.exists(f)]
+    if not missing:
+        return manifest
+    if len(missing) > MAX_MISSING_FRACTION * len(files):
+        raise ManifestError(f"{len(missing)} of the {len(files)} files that {where} lists are not on disk, e.g. "
+                            f"{missing[:3]}; point data.root (the dataset root) at the folder that holds the class "
+                            "folders (ROOT/<Class>/ or ROOT/videos/<Class>/)")
+    gone = set(missing)
+    rows = [r for r in manifest.rows if manifest.resolve(r.path) not in gone]
+    notes = [f"{len(missing)} of {len(files)} listed files are not on disk and were left out"]
+    return Manifest(rows=rows, classes=manifest.classes, root=manifest.root,
+                    notes=manifest.notes + notes + [f"missing: {f}" for f in missing])
 
 
 def summarize(manifest: Manifest, max_notes: int = 10) -> str:
@@ -105,11 +130,18 @@ def summarize(manifest: Manifest, max_notes: int = 10) -> str:
     return "\n".join(lines)
 
 
-def prepare_dataset(data: DataConfig, out_dir: str | Path) -> tuple[Manifest, str]:
-    """Build the manifest of ``data.root``; write manifest.csv, classes.txt, summary.txt, notes.txt."""
-    out_dir = Path(out_dir)
+PREPARE_FILES = ("manifest.csv", "classes.txt", "summary.txt", "notes.txt")
+
+
+def prepare_dataset(data: DataConfig, out_dir: str | Path, overwrite: bool = False) -> tuple[Manifest, str]:
+    """Build the manifest of ``data.root``; write manifest.csv, classes.txt, summary.txt, notes.txt.
+
+    Files of an earlier manifest in ``out_dir`` need ``overwrite``; nothing is written when the
+    layout cannot be read or too many of its files are missing (``check_listed_files``).
+    """
+    out_dir = check_output_folder(out_dir, PREPARE_FILES, flag="--out", overwrite=overwrite)
     manifest = resolve_manifest(data, out_dir)
     summary = f"{data.format} {data.root}\n" + summarize(manifest)
-    (out_dir / "summary.txt").write_text(summary + "\n")
-    (out_dir / "notes.txt").write_text("".join(f"{note}\n" for note in manifest.notes))
+    write_text(out_dir / "summary.txt", summary + "\n")
+    write_text(out_dir / "notes.txt", "".join(f"{note}\n" for note in manifest.notes))
     return manifest, summary

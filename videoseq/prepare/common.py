@@ -35,6 +35,15 @@ def find_annotations(root: Path, given: str | Path | None, names: tuple[str, ...
     )
 
 
+def video_root(root: Path, classes: list[str]) -> Path:
+    """Where the class folders are: ``ROOT/<Class>/``, or ``ROOT/videos/<Class>/`` beside ``ROOT/splits/``
+    (the layout ``videoseq synth`` writes)."""
+    inside = root / "videos"
+    if not any((root / c).is_dir() for c in classes) and any((inside / c).is_dir() for c in classes):
+        return inside
+    return root
+
+
 def group_of(name: str, label: str, pattern: re.Pattern) -> str:
     """The source a file came from: ``<label>_<first pattern group>``, else the file itself.
 

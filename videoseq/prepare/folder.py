@@ -41,6 +41,16 @@ def list_class_videos(root: Path) -> tuple[list[str], list[tuple[str, str]], lis
     return classes, items, skipped
 
 
+def _folder_root(root: Path) -> Path:
+    """``ROOT/videos`` when the class folders are there (``ROOT/videos/<Class>/`` beside ``ROOT/splits/``),
+    else ROOT."""
+    try:
+        list_class_videos(root)
+        return root
+    except ManifestError:
+        return root / "videos"
+
+
 def split_groups(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of about ``fraction`` of the items, whole groups, stratified by label."""
     from sklearn.model_selection import (
@@ -48,13 +58,19 @@ def split_groups(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: 
     )
 
     n_splits = max(2, int(round(1 / fraction)))
-    if len(set(groups)) < n_splits:
+    largest = max(np.unique(labels, return_counts=True)[1])
+    if len(set(groups)) < n_splits or largest < n_splits:
         raise ManifestError(
-            f"{len(set(groups))} groups cannot be split into {n_splits} folds; lower the split fractions "
-            "or check the group pattern"
+            f"a {fraction:g} split holds out 1 of {n_splits} folds, and {len(set(groups))} groups (source videos) "
+            f"with at most {largest} videos per class cannot fill {n_splits} folds; lower --val-fraction / "
+            "--test-fraction (data.val_fraction / data.test_fraction), add videos, or check data.group_pattern"
         )
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    _, held = next(splitter.split(np.zeros(len(labels)), labels, groups))
+    try:
+        _, held = next(splitter.split(np.zeros(len(labels)), labels, groups))
+    except ValueError as err:  # scikit-learn's own checks of the counts
+        raise ManifestError(f"the folder format cannot make a {fraction:g} split of these videos ({err}); lower "
+                            "--val-fraction / --test-fraction or add videos") from None
     mask = np.zeros(len(labels), dtype=bool)
     mask[held] = True
     return mask
@@ -70,6 +86,8 @@ def manifest_from_folders(
 ) -> Manifest:
     """Stratified, group-aware train/val/test split of plain class folders."""
     root = Path(root)
+    if (root / "videos").is_dir():
+        root = _folder_root(root)
     classes, items, skipped = list_class_videos(root)
     pattern = re.compile(group_pattern)
     labels = np.array([label for _, label in items])

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from videoseq.manifest import Manifest, ManifestError, ManifestRow
-from videoseq.prepare.common import check_class_name, find_annotations
+from videoseq.prepare.common import check_class_name, find_annotations, video_root
 
 SPLIT_MARKERS = {"1": "train", "2": "test", "0": None}
 
@@ -65,4 +65,5 @@ def manifest_from_hmdb51(root: str | Path, splits_dir: str | Path | None = None,
         rows += class_rows
         if unused:
             notes.append(f"{label}: {unused} videos marked 0 (unused) in split {fold}")
-    return Manifest(rows=rows, classes=[label for label, _ in files], root=Path(root).resolve(), notes=notes)
+    classes = [label for label, _ in files]
+    return Manifest(rows=rows, classes=classes, root=video_root(Path(root), classes).resolve(), notes=notes)

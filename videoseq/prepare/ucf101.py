@@ -17,6 +17,7 @@ from videoseq.prepare.common import (
     check_class_name,
     find_annotations,
     group_of,
+    video_root,
 )
 
 GROUP_PATTERN = re.compile(UCF_GROUP_PATTERN)
@@ -64,9 +65,10 @@ def read_split_list(path: Path, classes: list[str], split: str) -> list[Manifest
 
 
 def manifest_from_ucf101(root: str | Path, splits_dir: str | Path | None = None, fold: int = 1) -> Manifest:
-    """Read a UCF101-style tree (``root/<Class>/<video>``) with its official split files."""
+    """Read a UCF101-style tree (``root/<Class>/<video>``, or ``root/videos/<Class>/<video>`` beside
+    ``root/splits/``) with its official split files."""
     folder = find_splits_dir(root, splits_dir)
     classes = read_class_index(folder / "classInd.txt")
     rows = read_split_list(folder / f"trainlist{fold:02d}.txt", classes, "train")
     rows += read_split_list(folder / f"testlist{fold:02d}.txt", classes, "test")
-    return Manifest(rows=rows, classes=classes, root=Path(root).resolve())
+    return Manifest(rows=rows, classes=classes, root=video_root(Path(root), classes).resolve())

@@ -11,6 +11,8 @@ Importing this package loads decord before OpenCV, whichever of its modules is
 imported first (``videoseq/__init__.py`` imports it before anything else).
 """
 
+import ctypes
+import ctypes.util
 import os
 
 # decord reads its limits once, when its library loads: set them first. The EOF
@@ -19,6 +21,13 @@ import os
 # not frames, so very low values fail on sound files: 16-256 made the real sample
 # clips fail at random with 1-4 decoder threads, 1024 never did.
 os.environ.setdefault("DECORD_EOF_RETRY_MAX", "1024")
+
+# decord loads its own zlib 1.2.3 into the global symbol scope, and OpenCV's libpng, loaded
+# after it, would call that one ("libpng error: bad parameters to zlib": every PNG frame
+# unreadable); the system's zlib loaded first serves both (zlib stays backward compatible).
+_zlib = ctypes.util.find_library("z")
+if _zlib:
+    ctypes.CDLL(_zlib, mode=ctypes.RTLD_GLOBAL)
 
 # decord before cv2: with OpenCV's libraries loaded first, decord's bundled FFmpeg makes
 # OpenCV's Qt windows (cv2.imshow, predict --show) crash with a segmentation fault.

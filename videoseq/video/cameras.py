@@ -8,7 +8,8 @@ queue. Live sources (cameras, URLs) drop the oldest frame when the consumer
 falls behind, which bounds the latency; files never drop (every frame is
 processed, results are reproducible). A live source that cannot be opened,
 stops delivering, raises or repeats one frozen frame is reopened up to
-``retries`` times, then the stream ends with ``error`` set.
+``retries`` times, then the stream ends with ``error`` set. Frames larger than the
+pixel cap (``video.limits``) are shrunk as they are read.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import cv2
 import numpy as np
 
 from videoseq.video.decoder import VideoDecodeError
+from videoseq.video.limits import capped_size, fit_frame, pixel_limit
 
 
 def open_capture(source: str | int, *, api_preference: int = cv2.CAP_ANY) -> cv2.VideoCapture:
@@ -139,6 +141,7 @@ class FrameSource:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="videoseq-reader", daemon=True)
         self._started = False
+        self.max_pixels = pixel_limit()  # larger frames are shrunk as they are read
 
     # --- consumer side ---------------------------------------------------------
     def __enter__(self) -> FrameSource:
@@ -228,6 +231,7 @@ class FrameSource:
                     raise SourceFailure(f"{self.source} is frozen: {frozen + 1} identical frames in a row")
                 previous = bgr
                 time_s = self.read_count / fps if not self.live else time.monotonic() - start
+                bgr = fit_frame(bgr, capped_size(bgr.shape[1], bgr.shape[0], self.max_pixels))
                 self._put(Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.read_count, time_s, fps))
                 self.read_count += 1
         finally:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -40,7 +40,9 @@ import cv2
 import decord
 import numpy as np
 
+from videoseq.errors import InputError
 from videoseq.video.containers import TRUNCATED, container_truncation
+from videoseq.video.limits import DEFAULT_MAX_PIXELS, capped_size, fit_frame, pixel_limit
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (
     ".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv"
@@ -51,13 +53,16 @@ FRAME_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png")
 # previous one unless ``fault_tol`` is set; a tiny fraction makes the first such
 # substitution an error instead (decord raises once copies > fault_tol * frames).
 _DECORD_FAULT_TOL = "1e-9"
+READ_CHUNK = 16  # frames decoded at a time when a read resizes them as they come (``read(..., transform=)``)
+Transform = Callable[[np.ndarray], np.ndarray]  # uint8 (n, H, W, 3) -> uint8 (n, h, w, 3)
+
 _DEFAULT_HINT = (
     "check that it is a complete, playable video (ffprobe shows its streams), "
     "re-encode it (ffmpeg -i IN -c:v libx264 OUT.mp4) or drop it from the manifest"
 )
 
 
-class VideoDecodeError(RuntimeError):
+class VideoDecodeError(InputError, RuntimeError):
     """A video (file, frame folder, camera or stream) could not be opened or decoded.
 
     ``path`` is the source, ``reason`` what went wrong; ``str()`` adds what to do.
@@ -90,10 +95,11 @@ class VideoInfo:
 def is_frame_folder(path: str | os.PathLike) -> bool:
     """True for a directory that holds at least one JPEG/PNG image (a decoded video)."""
     path = Path(path)
-    if not path.is_dir():
+    try:
+        with os.scandir(path) as entries:
+            return any(e.is_file() and e.name.lower().endswith(FRAME_EXTENSIONS) for e in entries)
+    except OSError:  # not a folder, or one this user may not read
         return False
-    with os.scandir(path) as entries:
-        return any(e.is_file() and e.name.lower().endswith(FRAME_EXTENSIONS) for e in entries)
 
 
 def find_videos(root: str | os.PathLike, *, frame_folders: bool = False, skip: Path | None = None) -> list[Path]:
@@ -152,20 +158,25 @@ class VideoReader:
     ``num_threads`` is decord's decoding thread count (0: FFmpeg decides); keep it
     low when several data-loader workers decode at once. ``frame_folder_fps`` is
     the frame rate given to frame folders, which store none (Jester is 12 fps).
+    Frames larger than ``max_pixels`` (default: ``max_pixels()``, 4096 x 2160) are
+    decoded at a smaller size, aspect kept; ``info`` gives the size they come out at.
     """
 
     def __init__(
         self, path: str | os.PathLike, *, num_threads: int = 1, frame_folder_fps: float = 12.0,
-        known: tuple[VideoInfo, np.ndarray] | None = None,
+        known: tuple[VideoInfo, np.ndarray] | None = None, max_pixels: int | None = None,
     ) -> None:
         self.path = str(path)
         source = Path(path)
         if not source.exists():
             raise VideoDecodeError(self.path, "no such file or folder", "check the path and the data root")
+        if not os.access(source, os.R_OK):
+            raise VideoDecodeError(self.path, "permission denied", "make it readable (chmod) or run as its owner")
+        limit = max_pixels or pixel_limit()
         if source.is_dir() or source.suffix.lower() in FRAME_EXTENSIONS:  # an image is a one-frame clip
-            self._source: _FrameFolder | _DecordFile = _FrameFolder(source, frame_folder_fps)
+            self._source: _FrameFolder | _DecordFile = _FrameFolder(source, frame_folder_fps, limit)
         else:
-            self._source = _DecordFile(source, num_threads, known)
+            self._source = _DecordFile(source, num_threads, known, limit)
 
     @property
     def known(self) -> tuple[VideoInfo, np.ndarray] | None:
@@ -175,7 +186,7 @@ class VideoReader:
         (None for frame folders, which are cheap to open).
         """
         source = self._source
-        return (source.info, source.keyframes) if isinstance(source, _DecordFile) else None
+        return (source.info, source.keyframes, source.scaled) if isinstance(source, _DecordFile) else None
 
     @property
     def info(self) -> VideoInfo:
@@ -185,28 +196,39 @@ class VideoReader:
     def __len__(self) -> int:
         return self._source.info.num_frames
 
-    def read(self, indices: Sequence[int]) -> np.ndarray:
+    def read(self, indices: Sequence[int], transform: Transform | None = None) -> np.ndarray:
         """Frames ``indices`` as a C-contiguous uint8 RGB ``(T, H, W, 3)`` array, upright.
 
         Each distinct frame is decoded once, in ascending order (one forward pass
         per keyframe interval), then the frames are laid out in the order asked.
+        ``transform`` (a resize) runs on the frames as they are decoded, ``READ_CHUNK``
+        at a time, so a long read holds only the transformed frames.
         """
         wanted = _check_indices(self.path, indices, self.info.num_frames)
         info = self.info
         if wanted.size == 0:
             return np.empty((0, info.height, info.width, 3), dtype=np.uint8)
         unique, order = np.unique(wanted, return_inverse=True)
-        frames = self._source.read_sorted(unique)
-        if frames.shape != (len(unique), info.height, info.width, 3):
-            raise VideoDecodeError(
-                self.path,
-                f"decoded frames have shape {frames.shape[1:]}, expected upright "
-                f"{(info.height, info.width, 3)} (rotation {info.rotation})",
-                "report this file: the installed decord handles its geometry differently",
-            )
+        frames = self._source.read_sorted(unique, transform)
         if len(unique) == len(wanted) and np.array_equal(unique, wanted):
             return frames
         return frames[order.reshape(-1)]  # fancy indexing returns a fresh C-contiguous array
+
+    def frame_times(self) -> np.ndarray:
+        """``(N + 1,)`` seconds: where each frame starts, from the first one, and where the last one ends.
+
+        ``i / fps`` for a file whose timestamps keep the header's rate (within two frames over the
+        whole file) or make no sense (not increasing: some AVIs); a variable-frame-rate file gets
+        its decoded timestamps instead.
+        """
+        info = self.info
+        uniform = np.arange(info.num_frames + 1, dtype=np.float64) / info.fps
+        stamps = self._source.timestamps()
+        if stamps is None or not np.all(np.diff(stamps) > 0) or stamps[-1] - stamps[0] > 1e6:
+            return uniform
+        if abs((stamps[-1] - stamps[0]) - uniform[-1]) <= 2 / info.fps + 1e-6:
+            return uniform
+        return stamps - stamps[0]
 
     def close(self) -> None:
         """Release the decoder; reading again reopens the file."""
@@ -219,6 +241,19 @@ class VideoReader:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def finish_frames(path: str | Path, frames: np.ndarray, info: VideoInfo, transform: Transform | None) -> np.ndarray:
+    """Decoded frames checked to have the video's upright geometry, then through ``transform``."""
+    if frames.shape[1:] != (info.height, info.width, 3):
+        raise VideoDecodeError(
+            path,
+            f"decoded frames have shape {frames.shape[1:]}, expected upright "
+            f"{(info.height, info.width, 3)} (rotation {info.rotation})",
+            "report this file: the installed decord handles its geometry differently",
+        )
+    frames = np.ascontiguousarray(frames, dtype=np.uint8)
+    return frames if transform is None else np.ascontiguousarray(transform(frames), dtype=np.uint8)
 
 
 def _check_indices(path: str, indices: Sequence[int], num_frames: int) -> np.ndarray:
@@ -240,35 +275,44 @@ def _check_indices(path: str, indices: Sequence[int], num_frames: int) -> np.nda
 class _DecordFile:
     """A video file decoded by decord, reopened after a fork or a decode error."""
 
-    def __init__(self, path: Path, num_threads: int, known: tuple[VideoInfo, np.ndarray] | None = None) -> None:
+    def __init__(self, path: Path, num_threads: int, known: tuple[VideoInfo, np.ndarray, bool] | None = None,
+                 limit: int = DEFAULT_MAX_PIXELS) -> None:
         self.path = path
         self.num_threads = num_threads
         self._reader: decord.VideoReader | None = None
         self._pid = -1
         if known is not None:  # opened before: decord is opened only if a read seeks
-            self.info, self.keyframes = known
+            self.info, self.keyframes, self.scaled = known
             return
         if path.stat().st_size == 0:
             raise VideoDecodeError(path, "the file is empty (0 bytes)", "re-copy or re-download it")
         truncated = container_truncation(path)
         if truncated:
             raise VideoDecodeError(path, f"{TRUNCATED} {truncated}", "re-copy or re-download it")
+        self.scaled = False
         reader = self._open()
         rotation, coded_width, coded_height = _stream_geometry(path)
         upright = (coded_height, coded_width) if rotation in (90, 270) else (coded_width, coded_height)
+        size = capped_size(*upright, limit)
+        if size != upright:  # decode at the capped (upright) size from now on
+            self.scaled, self._reader = True, None
+            self.info = VideoInfo(str(path), 0, 0.0, 0.0, size[0], size[1], rotation)  # what _open decodes at
+            reader = self._open()
         num_frames, fps = len(reader), float(reader.get_avg_fps())
         self.keyframes = _keyframes(reader)
         if not np.isfinite(fps) or fps <= 0:
             raise VideoDecodeError(path, f"the container reports no usable frame rate ({fps})")
-        self.info = VideoInfo(str(path), num_frames, fps, num_frames / fps, upright[0], upright[1], rotation)
+        self.info = VideoInfo(str(path), num_frames, fps, num_frames / fps, size[0], size[1], rotation)
 
     def _open(self) -> decord.VideoReader:
         """The decord reader of this process, opened on first use here."""
         self._forget_inherited()
         if self._reader is None:
             try:
+                width, height = (self.info.width, self.info.height) if self.scaled else (-1, -1)
                 self._reader = decord.VideoReader(
-                    str(self.path), ctx=decord.cpu(0), num_threads=self.num_threads, fault_tol=_DECORD_FAULT_TOL
+                    str(self.path), ctx=decord.cpu(0), num_threads=self.num_threads, fault_tol=_DECORD_FAULT_TOL,
+                    width=width, height=height,
                 )
             except Exception as err:  # decord raises RuntimeError, AssertionError, DECORDError
                 raise VideoDecodeError(self.path, f"decord cannot open it ({_decord_message(err)})") from err
@@ -287,8 +331,8 @@ class _DecordFile:
             reader._handle = None
             self._reader = None
 
-    def read_sorted(self, indices: np.ndarray) -> np.ndarray:
-        """Frames at sorted, distinct ``indices``, upright.
+    def read_sorted(self, indices: np.ndarray, transform: Transform | None = None) -> np.ndarray:
+        """Frames at sorted, distinct ``indices``, upright, through ``transform`` (``READ_CHUNK`` at a time).
 
         Two decord faults on files that play fine are known: it sometimes loses the
         race for the last frame of a file (MPEG-4 AVIs with packed B-frames,
@@ -299,12 +343,16 @@ class _DecordFile:
         other failure is a ``VideoDecodeError``.
         """
         if decode_plan(indices, self.keyframes) == "sequential":
-            return opencv_read_sorted(self.path, indices)
+            return opencv_read_sorted(self.path, indices, self.info, transform)
+        chunks = np.array_split(indices, -(-len(indices) // READ_CHUNK)) if transform else [indices]
+        return np.concatenate([self._decord_read(chunk, transform) for chunk in chunks])
+
+    def _decord_read(self, indices: np.ndarray, transform: Transform | None) -> np.ndarray:
         try:
             frames = self._open().get_batch(indices.tolist()).asnumpy()
         except decord.DECORDLimitReachedError:
             self._reader = None  # the substitution is a timing race: start afresh next time
-            frames = opencv_read_sorted(self.path, indices)
+            return opencv_read_sorted(self.path, indices, self.info, transform)
         except Exception as err:
             self._reader = None  # the decoder thread may be wedged: start afresh next time
             if "DECORDArrayCopyFromTo" not in str(err):
@@ -312,11 +360,20 @@ class _DecordFile:
                     self.path,
                     f"decoding frames {_span(indices)} of {self.info.num_frames} failed ({_decord_message(err)})",
                 ) from err
-            frames = opencv_read_sorted(self.path, indices)
-            return np.ascontiguousarray(frames, dtype=np.uint8)
+            return opencv_read_sorted(self.path, indices, self.info, transform)
         if not _DECORD_ROTATES and self.info.rotation:
             frames = rotate_frames(frames, self.info.rotation)
-        return np.ascontiguousarray(frames, dtype=np.uint8)
+        return finish_frames(self.path, frames, self.info, transform)
+
+    def timestamps(self) -> np.ndarray | None:
+        """``(N + 1,)`` decoded presentation times in seconds: each frame's start, then the last one's end."""
+        try:
+            stamps = np.asarray(self._open().get_frame_timestamp(range(self.info.num_frames)), dtype=np.float64)
+        except Exception:  # decord keeps no timestamps for some containers
+            return None
+        if stamps.shape != (self.info.num_frames, 2) or not np.all(np.isfinite(stamps)):
+            return None
+        return np.append(stamps[:, 0], stamps[-1, 1])
 
     def close(self) -> None:
         self._forget_inherited()
@@ -362,11 +419,14 @@ def _keyframes(reader: decord.VideoReader) -> np.ndarray:
     return np.unique(np.append(keys, 0))
 
 
-def opencv_read_sorted(path: Path, indices: np.ndarray) -> np.ndarray:
+def opencv_read_sorted(path: Path, indices: np.ndarray, info: VideoInfo | None = None,
+                       transform: Transform | None = None) -> np.ndarray:
     """Frames at sorted, distinct ``indices`` by one sequential OpenCV pass (upright, RGB).
 
     One FFmpeg thread (like decord's readers: one decode thread per data-loader worker);
-    frames that are not wanted are grabbed (decoded) but never converted or copied.
+    frames that are not wanted are grabbed (decoded) but never converted or copied. With
+    ``info`` each frame is brought to its size (a capped video), checked and put through
+    ``transform`` as soon as it is decoded.
     """
     capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
     wanted, frames, position = set(indices.tolist()), [], 0
@@ -378,7 +438,10 @@ def opencv_read_sorted(path: Path, indices: np.ndarray) -> np.ndarray:
                 ok, frame = capture.retrieve()
                 if not ok:
                     break
-                frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+                frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                if info is not None:
+                    frame = finish_frames(path, fit_frame(frame, (info.width, info.height))[None], info, transform)[0]
+                frames.append(frame)
             position += 1
     finally:
         capture.release()
@@ -393,7 +456,7 @@ class _FrameFolder:
     """A folder of JPEG/PNG frames, sorted by name with numbers compared as numbers,
     or a single image file: a one-frame clip (so images go through the video path)."""
 
-    def __init__(self, path: Path, fps: float) -> None:
+    def __init__(self, path: Path, fps: float, limit: int = DEFAULT_MAX_PIXELS) -> None:
         if fps <= 0:
             raise ValueError(f"frame_folder_fps must be positive, got {fps}")
         self.path = path
@@ -404,10 +467,12 @@ class _FrameFolder:
         if not self.files:
             raise VideoDecodeError(
                 path,
-                "the folder holds no .jpg/.jpeg/.png frames",
-                "point to a video file or to a folder of frame images",
+                "the folder holds no .jpg/.jpeg/.png frames and no video files (searched recursively)",
+                "point to a video file, a folder of videos or a folder of frame images",
             )
         height, width = self._image(0).shape[:2]
+        self.stored = (width, height)  # every image must have the first one's size
+        width, height = capped_size(width, height, limit)
         n = len(self.files)
         self.info = VideoInfo(str(path), n, float(fps), n / fps, width, height, 0)
 
@@ -423,18 +488,24 @@ class _FrameFolder:
             raise VideoDecodeError(file, f"frame {index} is not a readable image", "replace or remove the image")
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
-    def read_sorted(self, indices: np.ndarray) -> np.ndarray:
-        frames = [self._image(int(i)) for i in indices]
-        expected = (self.info.height, self.info.width, 3)
-        for i, frame in zip(indices, frames):
-            if frame.shape != expected:
-                raise VideoDecodeError(
-                    self.files[int(i)],
-                    f"frame {int(i)} is {frame.shape[1]}x{frame.shape[0]}, "
-                    f"the folder's first frame {expected[1]}x{expected[0]}",
-                    "resize the frames of the folder to one size",
-                )
-        return np.stack(frames)
+    def read_sorted(self, indices: np.ndarray, transform: Transform | None = None) -> np.ndarray:
+        """The images at ``indices``, one at a time: checked, brought to the capped size, transformed."""
+        return np.stack([self._frame(int(i), transform) for i in indices])
+
+    def _frame(self, index: int, transform: Transform | None) -> np.ndarray:
+        frame = self._image(index)
+        if (frame.shape[1], frame.shape[0]) != self.stored:
+            raise VideoDecodeError(
+                self.files[index],
+                f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, "
+                f"the folder's first frame {self.stored[0]}x{self.stored[1]}",
+                "resize the frames of the folder to one size",
+            )
+        size = (self.info.width, self.info.height)
+        return finish_frames(self.files[index], fit_frame(frame, size)[None], self.info, transform)[0]
+
+    def timestamps(self) -> None:
+        return None  # frame images carry no times: frame i starts at i / fps
 
     def close(self) -> None:
         pass

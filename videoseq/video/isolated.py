@@ -10,7 +10,9 @@ Workers are started with ``spawn`` (a clean interpreter, no inherited decoder
 threads), so ``func`` must be a module-level function of a light module: keep
 torch out of its imports, or each worker pays seconds to start.
 
-``Worker.call`` is the same watch for one caller and one item at a time;
+``IsolatedPool`` is the pool itself, for callers that submit items as they go (and so
+bound how far ahead the workers decode); ``Worker.call`` is the same watch for one
+caller and one item at a time;
 ``IsolatedDecoder`` is built on it: probes and reads of one long-lived process in a
 child of its own.
 """
@@ -25,6 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
 from types import TracebackType
 from typing import Any
@@ -120,6 +123,92 @@ class Worker:
         self.closed = True
 
 
+class IsolatedPool:
+    """``workers`` processes running ``func`` on submitted items, each item watched.
+
+    ``submit`` queues an item; ``wait`` hands queued items to idle workers, blocks until
+    at least one item is done, and returns the ``Outcome`` of each finished one. An item
+    that takes longer than ``timeout`` seconds gets its worker killed and replaced; a
+    worker that dies takes only its item with it. The caller decides how far ahead it
+    submits, which bounds what waits in memory (``prefetch`` reads ahead this way).
+
+    ``start`` is how workers start: ``spawn`` (a fresh interpreter each), or ``forkserver``
+    after ``start_fork_server``, which imports the worker's modules once in a clean server
+    process that then forks each worker, a replacement too, in milliseconds.
+
+    >>> with IsolatedPool(probe_video, workers=2, timeout=30) as pool:   # doctest: +SKIP
+    ...     pool.submit(0, "a.mp4"); pool.submit(1, "b.mp4")
+    ...     while pool.busy:
+    ...         for outcome in pool.wait():
+    ...             print(outcome.index, outcome.error or outcome.value)
+    """
+
+    def __init__(self, func: Callable[[Any], Any], *, workers: int = 2, timeout: float = 60.0,
+                 start: str = "spawn") -> None:
+        if workers < 1 or timeout <= 0:
+            raise ValueError(f"need workers >= 1 and timeout > 0, got workers={workers}, timeout={timeout}")
+        self.func, self.timeout = func, timeout
+        self.context = multiprocessing.get_context(start)
+        self.queue: deque[tuple[int, Any]] = deque()
+        self.workers = [Worker(self.context, func) for _ in range(workers)]
+
+    @property
+    def busy(self) -> int:
+        """Items submitted and not yet reported (queued or being worked on)."""
+        return len(self.queue) + sum(w.index is not None for w in self.workers)
+
+    def submit(self, index: int, item: Any) -> None:
+        self.queue.append((index, item))
+
+    def wait(self) -> list[Outcome]:
+        """The outcomes of the items that finished (at least one, when any item is busy)."""
+        outcomes: list[Outcome] = []
+        while self.busy and not outcomes:
+            for worker in self.workers:
+                if worker.ready and worker.index is None and self.queue:
+                    worker.give(*self.queue.popleft())
+            busy = [w for w in self.workers if w.index is not None]
+            deadline = min((w.started + self.timeout for w in busy), default=time.monotonic() + 1.0)
+            wait([w.conn for w in self.workers] + [w.process.sentinel for w in self.workers],
+                 max(0.0, deadline - time.monotonic()))
+            for slot, worker in enumerate(self.workers):
+                outcome = _check(worker, self.timeout)
+                if worker.closed:  # killed for overrunning, or died
+                    if not worker.ready:
+                        raise RuntimeError(
+                            f"a worker process exited while starting (exit code {worker.process.exitcode}); "
+                            "its error is printed above"
+                        )
+                    self.workers[slot] = Worker(self.context, self.func)
+                if outcome is not None:
+                    outcomes.append(outcome)
+        return outcomes
+
+    def close(self) -> None:
+        """Stop every worker (killing those still at work)."""
+        for worker in self.workers:
+            if not worker.closed:
+                worker.stop(kill=worker.index is not None)
+
+    def __enter__(self) -> IsolatedPool:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def start_fork_server(modules: list[str]) -> None:
+    """Start the fork server now, importing ``modules`` in it once (while this process goes on).
+
+    Pools made with ``start="forkserver"`` afterwards fork their workers from it: a
+    single-threaded process that has never opened a video or run a model.
+    """
+    multiprocessing.set_forkserver_preload(modules)
+    forkserver.ensure_running()
+
+
 def run_isolated(
     func: Callable[[Any], Any],
     items: Sequence[Any],
@@ -132,34 +221,19 @@ def run_isolated(
     """Yield an ``Outcome`` per item, in completion order; a hang or crash fails only its item."""
     if workers < 1 or timeout <= 0:
         raise ValueError(f"need workers >= 1 and timeout > 0, got workers={workers}, timeout={timeout}")
-    context = multiprocessing.get_context("spawn")
-    pending = deque(enumerate(items))
-    pool = [Worker(context, func) for _ in range(min(workers, len(items)))]
+    if not items:
+        return
     bar = tqdm(total=len(items), desc=desc, unit="file", disable=not progress)
-    try:
-        while pending or any(w.index is not None for w in pool):
-            for worker in pool:
-                if worker.ready and worker.index is None and pending:
-                    worker.give(*pending.popleft())
-            busy = [w for w in pool if w.index is not None]
-            deadline = min((w.started + timeout for w in busy), default=time.monotonic() + 1.0)
-            wait([w.conn for w in pool] + [w.process.sentinel for w in pool], max(0.0, deadline - time.monotonic()))
-            for slot, worker in enumerate(pool):
-                outcome = _check(worker, timeout)
-                if worker.closed:  # killed for overrunning, or died
-                    if not worker.ready:
-                        raise RuntimeError(
-                            f"a worker process exited while starting (exit code {worker.process.exitcode}); "
-                            "its error is printed above"
-                        )
-                    pool[slot] = Worker(context, func)
-                if outcome is not None:
+    with IsolatedPool(func, workers=min(workers, len(items)), timeout=timeout) as pool:
+        try:
+            for index, item in enumerate(items):
+                pool.submit(index, item)
+            while pool.busy:
+                for outcome in pool.wait():
                     bar.update(1)
                     yield outcome
-    finally:
-        bar.close()
-        for worker in pool:
-            worker.stop(kill=worker.index is not None)
+        finally:
+            bar.close()
 
 
 def _check(worker: Worker, timeout: float) -> Outcome | None:

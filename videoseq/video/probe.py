@@ -48,17 +48,27 @@ def probe_video(path: str | os.PathLike, frames: int = 3, seed: int | None = Non
         return reader.info
 
 
-def count_decodable_frames(path: str) -> tuple[int, int]:
-    """``(frames the container header promises, frames that decode)`` in one OpenCV pass."""
+def count_decodable_frames(path: str) -> tuple[int, int, float, float]:
+    """``(frames the header promises, frames that decode, seconds the header promises, seconds that decode)``
+    in one OpenCV pass.
+
+    The header's seconds are its frame count over its frame rate; the decoded seconds run
+    from the first frame's timestamp to the end of the last frame (its timestamp plus the
+    mean frame interval), so a variable-frame-rate file that decodes whole covers them.
+    """
     capture = cv2.VideoCapture(path)
     try:
-        promised = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        decoded = 0
+        promised, fps = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), float(capture.get(cv2.CAP_PROP_FPS) or 0)
+        decoded, first, last = 0, 0.0, 0.0
         while capture.grab():
+            last = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000
+            first = last if decoded == 0 else first
             decoded += 1
     finally:
         capture.release()
-    return promised, decoded
+    promised_s = promised / fps if fps > 0 else 0.0
+    step = (last - first) / (decoded - 1) if decoded > 1 else (1 / fps if fps > 0 else 0.0)
+    return promised, decoded, promised_s, (last - first + step) if decoded else 0.0
 
 
 def failure_reason(err: VideoDecodeError, path: str) -> str:
@@ -83,11 +93,12 @@ def inspect_video(path: str) -> dict:
     """What one video holds, or why it cannot be used: a dict with ``error`` empty when it is sound.
 
     Keys: ``error``, ``frames`` (decord's count), ``decoded`` (frames that decode),
-    ``header_frames`` (the container's promise; 0 when it names none), ``fps``,
-    ``duration``, ``width``, ``height``.
+    ``header_frames`` (the container's promise; 0 when it names none), ``header_seconds`` and
+    ``decoded_seconds`` (how long the header says, and the decoded timestamps show, it
+    lasts), ``fps``, ``duration``, ``width``, ``height``.
     """
-    result = {"error": "", "frames": 0, "decoded": 0, "header_frames": 0, "fps": 0.0, "duration": 0.0,
-              "width": 0, "height": 0}
+    result = {"error": "", "frames": 0, "decoded": 0, "header_frames": 0, "header_seconds": 0.0,
+              "decoded_seconds": 0.0, "fps": 0.0, "duration": 0.0, "width": 0, "height": 0}
     try:
         info = probe_video(path, seed=zlib.crc32(path.encode()))
     except VideoDecodeError as err:
@@ -98,5 +109,6 @@ def inspect_video(path: str) -> dict:
         error = decode_every_frame(path)
         result.update(error=error, decoded=0 if error else result["frames"])
     else:
-        result["header_frames"], result["decoded"] = count_decodable_frames(path)
+        counts = count_decodable_frames(path)
+        result.update(zip(("header_frames", "decoded", "header_seconds", "decoded_seconds"), counts))
     return result
