@@ -15,7 +15,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from videoseq.engine.trainer import fit
     from videoseq.resume import TrainingInterrupted
 
-    config = load_config(args.config, args.set)
+    config = load_config(args.config, args.set + ([f"train.threads={args.threads}"] if args.threads else []))
     if args.resume and args.out and Path(args.out).resolve() != Path(args.resume).resolve():
         raise ValueError(f"--resume {args.resume} continues that run folder; drop --out {args.out}")
     out = args.resume or args.out or f"runs/{Path(args.config).stem}"
@@ -167,7 +167,10 @@ def add_train(sub) -> None:
     p.add_argument("config", help="YAML config (see configs/)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--out", help="run folder (default runs/<config name>)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt, exactly")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its last.pt, exactly (default: start a new run)")
+    p.add_argument("--threads", type=int, help="CPU threads of torch and OpenCV, as train.threads (default: the "
+                                               "config's, auto: the cores the DataLoader workers leave)")
     p.set_defaults(func=cmd_train)
 
 

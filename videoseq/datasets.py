@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from videoseq.runtime import limit_worker_threads
 from videoseq.sampling import ClipSampling
 from videoseq.transforms import clip_to_tensor
 from videoseq.video.decoder import VideoDecodeError, VideoReader
@@ -163,6 +164,12 @@ class ClipSampler(Sampler):
     that epoch's random clips.
     """
 
+def start_worker(worker_id: int) -> None:
+    """A DataLoader worker's set-up: stop signals left to the main process, one compute thread."""
+    ignore_stop_signals(worker_id)
+    limit_worker_threads()
+
+
     def __init__(self, size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0, rank: int = 0, world: int = 1,
                  pad: bool = True, skip: int = 0) -> None:
         if world < 1 or not 0 <= rank < world:
@@ -227,13 +234,15 @@ def make_loader(dataset: Dataset, options: LoaderOptions, *, shuffle: bool, pad:
     sampler = ClipSampler(len(dataset), shuffle=shuffle, seed=o.seed, epoch=epoch, rank=rank, world=world, pad=pad)
     workers = dict(timeout=o.timeout, persistent_workers=o.persistent_workers, prefetch_factor=o.prefetch_factor)
     return DataLoader(
+    one_thread_per_worker: bool = True  # one torch and one OpenCV thread in each worker (the thread policy)
+    sampler: str = "random"  # shuffled loaders: random (a permutation) | balanced (classes drawn equally often)
         dataset,
         batch_size=o.batch_size,
         sampler=sampler,
         num_workers=o.num_workers,
         collate_fn=collate_clips,
         generator=generator,
-        worker_init_fn=ignore_stop_signals,
+        worker_init_fn=start_worker if o.one_thread_per_worker else ignore_stop_signals,
         pin_memory=torch.cuda.is_available(),
         drop_last=False,
         **(workers if o.num_workers > 0 else {}),

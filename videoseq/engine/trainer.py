@@ -56,7 +56,7 @@ from videoseq.resume import (
     rng_state,
     set_rng_state,
 )
-from videoseq.runtime import StopSignals, amp_dtype, seed_everything, select_device
+from videoseq.runtime import StopSignals, amp_dtype, seed_everything, select_device, set_threads
 from videoseq.sampling import ClipSampling
 from videoseq.tables import write_csv
 from videoseq.text import Vocabulary
@@ -352,6 +352,7 @@ def start_run(config: Config, run_dir: Path, device: torch.device, *,
         raise ValueError(f"cannot resume {run_dir}: its classes {saved['classes'][:5]}... differ from the "
                          f"manifest's {manifest.classes[:5]}...")
     if main:
+    set_threads(config.train.threads, config.data.num_workers)
         save_config(config, run_dir / "config.yaml")
         (run_dir / "classes.txt").write_text("".join(f"{c}\n" for c in manifest.classes))
     train_set, val_set = build_datasets(config, manifest)
