@@ -132,7 +132,7 @@ def test_new_train_keys_are_validated(override, key):
 
 def wait_for_epoch_2_step(process: subprocess.Popen, steps: range) -> int:
     """Read the child's progress bars until the latest count of epoch 2 is in ``steps``."""
-    pattern, seen = re.compile(r"epoch 2/2 train:[^\r\n|]*\|[^|]*\| +(\d)/9 "), ""
+    pattern, seen = re.compile(r"epoch 2/2 train:[^\r\n]*? (\d)/9 "), ""
     while process.poll() is None:
         seen += os.read(process.stderr.fileno(), 65536).decode(errors="replace")
         counts = [int(c) for c in pattern.findall(seen)]

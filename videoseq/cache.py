@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from videoseq.manifest import read_manifest
 from videoseq.outputs import atomic_output
+from videoseq.progress import progress_bar
 from videoseq.tables import write_csv
 from videoseq.transcode import output_fps, resampled_indices
 from videoseq.video.decoder import VideoDecodeError, VideoReader
@@ -144,7 +145,7 @@ def _extract_videos(extract: Extract, todo: list[str], index: dict, out: Path, f
                     shard_videos: int) -> None:
     """Fill shards of ``shard_videos`` videos; after each, the shard and the index are on disk."""
     pending: list[tuple[str, dict, dict[str, np.ndarray]]] = []
-    for position, path in enumerate(tqdm(todo, desc=extract.what, dynamic_ncols=True)):
+    for position, path in enumerate(progress_bar(todo, desc=extract.what, unit="video")):
         try:
             with VideoReader(path) as reader:
                 indices = frame_plan(reader, fps)

@@ -62,7 +62,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.stride and not args.window:
         raise ValueError("--stride needs --window (both in seconds)")
     failures = predict_to_csv(args.checkpoint, args.sources, args.csv, k=args.topk, window=args.window,
-                              stride=args.stride, device=args.device, beam=args.beam)
+                              stride=args.stride, device=args.device, beam=args.beam, threads=args.threads or "auto")
     return 1 if failures else 0
 
 
@@ -225,8 +225,11 @@ def add_predict(sub) -> None:
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--window", type=float, help="window length in seconds: one row per window")
     p.add_argument("--stride", type=float, help="window step in seconds (default: --window)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--beam", type=int, help="caption models: beam size of the caption column (1: greedy)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (exports run on the CPU)")
+    p.add_argument("--threads", type=int, help="CPU threads of torch and OpenCV (default: auto, every core, or "
+                                               "$OMP_NUM_THREADS)")
+    p.add_argument("--beam", type=int, help="caption models: beam size of the caption column, 1 is greedy "
+                                            "(default: the config's caption.beam)")
     add_stream_arguments(p)
     p.set_defaults(func=cmd_predict)
 
@@ -246,7 +249,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
                            max_frozen=args.max_frozen, stall_timeout=args.stall_timeout)
     options = StreamOptions(topk=args.topk, show=args.show, save_video=args.save_video, csv=args.csv,
                             jsonl=args.jsonl, events=events, max_frames=args.max_frames, source=source)
-    return stream_to_outputs(args.checkpoint, args.sources[0], options, device=args.device)
+    return stream_to_outputs(args.checkpoint, args.sources[0], options, device=args.device,
+                             threads=args.threads or "auto")
 
 
 def add_stream_arguments(p) -> None:

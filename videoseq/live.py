@@ -24,7 +24,8 @@ import numpy as np
 
 from videoseq.events import EventDetector, EventOptions, GestureEvent
 from videoseq.predict import Predictor, topk
-from videoseq.runtime import StopSignals
+from videoseq.progress import progress_bar
+from videoseq.runtime import StopSignals, set_threads
 from videoseq.tables import safe_row
 from videoseq.video.cameras import (
     Capture,
@@ -212,6 +213,7 @@ def run_stream(
     viewer = Viewer(options.show, options.save_video)
     src = FrameSource(source, options.source, opener=opener)
     summary, meter, top = StreamSummary(), RateMeter(), []
+    bar = progress_bar(desc=f"stream {source}", total=options.max_frames, unit="frame")
     start = time.perf_counter()
     # Ctrl-C sets a flag checked after every frame: a KeyboardInterrupt raised inside a
     # finaliser (a decoder or tensor being freed) would be swallowed and the stream run on.
@@ -222,6 +224,7 @@ def run_stream(
                     predictor.reset_stream(source_fps=frame.source_fps)
                 top = _step(predictor, frame, k, log, detector, summary) or top
                 summary.frames += 1
+                bar.update(1)
                 fps = meter.tick()
                 if viewer.active and not viewer.frame(annotate(frame.image, top, fps), frame.source_fps):
                     break
@@ -231,6 +234,7 @@ def run_stream(
             pass
         finally:
             summary.interrupted = stop.requested
+            bar.close()
             _close_stream(src, detector, log, viewer, summary, start)
     return summary
 
@@ -275,8 +279,13 @@ def step_frame(predictor: Predictor, image: np.ndarray, time_s: float | None, in
     return topk(probs, predictor.classes, k), events
 
 
-def stream_to_outputs(checkpoint: str, source: str, options: StreamOptions, device: str = "auto") -> int:
-    """The ``predict --stream`` command: run, print the summary; exit status 0, 1 (source failed) or 130."""
+def stream_to_outputs(checkpoint: str, source: str, options: StreamOptions, device: str = "auto",
+                      threads: int | str = "auto") -> int:
+    """The ``predict --stream`` command: run, print the summary; exit status 0, 1 (source failed) or 130.
+
+    ``threads``: CPU threads of torch and OpenCV (``runtime.thread_policy``, as for ``predict``).
+    """
+    set_threads(threads)
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
     summary = run_stream(predictor, source, options)
     print(summary.line())

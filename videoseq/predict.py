@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from videoseq.checkpoint import ModelSource, open_source
 from videoseq.config import Config
 from videoseq.models import VideoClassifier
 from videoseq.models.decoding import Decoding
-from videoseq.runtime import select_device
+from videoseq.progress import progress_bar
+from videoseq.runtime import select_device, set_threads
 from videoseq.sampling import ClipSampling, window_starts
 from videoseq.stream import FeatureRing, FrameClock, stream_interval
 from videoseq.tables import write_csv, write_rows
@@ -244,7 +244,7 @@ def prediction_rows(
     header += [c for i in range(1, k + 1) for c in (f"label_{i}", f"score_{i}")]
     header += (["caption"] if predictor.captions else []) + ["error"]
     result = PredictionRows(header, [])
-    for path in tqdm(expand_sources(sources), desc="predict", dynamic_ncols=True):
+    for path in progress_bar(expand_sources(sources), desc="predict", unit="video"):
         try:
             spans = list(predict_spans(predictor, path, window=window, stride=stride, beam=beam))
         except VideoDecodeError as err:
@@ -294,8 +294,13 @@ def _prediction_cells(span: SpanPrediction, classes: list[str], k: int) -> list:
 def predict_to_csv(
     checkpoint: str | Path, sources: list[str], csv_path: str | Path | None, *, k: int = 5,
     window: float | None = None, stride: float | None = None, device: str = "auto", beam: int | None = None,
+    threads: int | str = "auto",
 ) -> int:
-    """Predict every source and write (or print) the CSV; returns the number of failed inputs."""
+    """Predict every source and write (or print) the CSV; returns the number of failed inputs.
+
+    ``threads``: CPU threads of torch and OpenCV (``runtime.thread_policy``; no DataLoader workers here).
+    """
+    set_threads(threads)
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
     table = prediction_rows(predictor, sources, k=k, window=window, stride=stride, beam=beam)
     if csv_path:

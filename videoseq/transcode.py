@@ -28,6 +28,7 @@ import av
 import cv2
 import numpy as np
 
+from videoseq.progress import progress_bar
 from videoseq.video.decoder import VideoReader, find_videos
 from videoseq.video.isolated import run_isolated
 
@@ -186,7 +187,8 @@ def transcode_tree(root: str | Path, out: str | Path, job: TranscodeJob, *, work
     """Run ``job`` on every unfinished video under ``root``; print a summary; the failures."""
     todo, done = plan_tree(root, out, job)
     failures = []
-    for outcome in run_isolated(job, todo, workers=workers, timeout=timeout, desc=job.kind, progress=progress):
+    outcomes = run_isolated(job, todo, workers=workers, timeout=timeout)
+    for outcome in progress_bar(outcomes, desc=job.kind, total=len(todo), unit="file", disable=not progress):
         if outcome.error:
             source, target = todo[outcome.index]
             remove(partial_path(Path(target)))  # a killed worker leaves its temporary output behind

@@ -29,6 +29,7 @@ from videoseq.engine.objectives import ClassifyObjective, Objective
 from videoseq.metrics import aggregate_by_video, caption_metrics, classification_metrics
 from videoseq.models import VideoClassifier
 from videoseq.models.decoding import Decoding
+from videoseq.progress import progress_bar
 from videoseq.runtime import autocast_for
 from videoseq.tables import write_csv
 from videoseq.text import Vocabulary, normalize_caption
@@ -199,8 +200,8 @@ def train_one_epoch(
     objective = criterion if isinstance(criterion, Objective) else ClassifyObjective(criterion)
     model.train()
     total = progress.batch + len(loader)
-    bar = tqdm(_batches(loader, progress, should_stop), desc=f"epoch {progress.epoch + 1}/{cfg.epochs} train",
-               total=total, initial=progress.batch, leave=False, dynamic_ncols=True, disable=not distributed.is_main())
+    bar = progress_bar(_batches(loader, progress, should_stop), desc=f"epoch {progress.epoch + 1}/{cfg.epochs} train",
+                       total=total, initial=progress.batch, disable=not distributed.is_main())
     for batch in bar:
         bad.add("train", loader.dataset, batch["errors"])
         if batch["video"].numel():
@@ -279,7 +280,7 @@ def evaluate(
     """
     model.eval()
     logits_all, labels_all, videos_all, views_all, items_all = [], [], [], [], []
-    for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=not distributed.is_main()):
+    for batch in progress_bar(loader, desc=desc, disable=not distributed.is_main()):
         if bad is not None:
             bad.add(split, loader.dataset, batch["errors"])
         if batch["video"].numel() == 0:
@@ -332,7 +333,7 @@ def evaluate_captions(
     """
     model.eval()
     captions: dict[int, str] = {}
-    for batch in tqdm(loader, desc="captions", leave=False, dynamic_ncols=True):
+    for batch in progress_bar(loader, desc="captions", disable=not distributed.is_main()):
         if bad is not None:
             bad.add(split, loader.dataset, batch["errors"])
         rows, taken = [], set(captions)

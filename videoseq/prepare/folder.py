@@ -14,6 +14,7 @@ import numpy as np
 
 from videoseq.manifest import Manifest, ManifestError, ManifestRow
 from videoseq.prepare.common import UCF_GROUP_PATTERN, check_class_name, group_of
+from videoseq.progress import progress_bar
 from videoseq.video.decoder import VIDEO_EXTENSIONS, is_frame_folder
 
 
@@ -22,7 +23,8 @@ def list_class_videos(root: Path) -> tuple[list[str], list[tuple[str, str]], lis
     if not root.is_dir():
         raise ManifestError(f"dataset root {root} is not a folder of class folders")
     classes, items, skipped = [], [], []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    for folder in progress_bar(folders, desc=f"listing {root}", unit="class"):
         if folder.name.startswith("."):
             skipped.append(f"{folder.name}: hidden folder")
             continue

@@ -30,7 +30,6 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from videoseq.video.decoder import VideoDecodeError, VideoInfo, read_frames
 from videoseq.video.probe import probe_video
@@ -126,16 +125,16 @@ def run_isolated(
     *,
     workers: int = 2,
     timeout: float = 60.0,
-    desc: str = "",
-    progress: bool = True,
 ) -> Iterator[Outcome]:
-    """Yield an ``Outcome`` per item, in completion order; a hang or crash fails only its item."""
+    """Yield an ``Outcome`` per item, in completion order; a hang or crash fails only its item.
+
+    Callers show progress by wrapping the iterator (``progress.progress_bar(..., total=len(items))``).
+    """
     if workers < 1 or timeout <= 0:
         raise ValueError(f"need workers >= 1 and timeout > 0, got workers={workers}, timeout={timeout}")
     context = multiprocessing.get_context("spawn")
     pending = deque(enumerate(items))
     pool = [Worker(context, func) for _ in range(min(workers, len(items)))]
-    bar = tqdm(total=len(items), desc=desc, unit="file", disable=not progress)
     try:
         while pending or any(w.index is not None for w in pool):
             for worker in pool:
@@ -154,10 +153,8 @@ def run_isolated(
                         )
                     pool[slot] = Worker(context, func)
                 if outcome is not None:
-                    bar.update(1)
                     yield outcome
     finally:
-        bar.close()
         for worker in pool:
             worker.stop(kill=worker.index is not None)
 
