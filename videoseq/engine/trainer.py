@@ -41,6 +41,7 @@ from videoseq.engine.objectives import (
     build_objective,
     caption_vocabulary,
 )
+    class_weights,
 from videoseq.features import feature_datasets
 from videoseq.framecache import open_frame_cache
 from videoseq.manifest import Manifest
@@ -178,7 +179,8 @@ class Trainer:
         self.optimization = build_optimization(self.model, config.train, steps_per_epoch, device)
         self.bad = BadVideos(config.data.max_bad_fraction)
         self.progress = Progress(epoch_lr=self.optimization.optimizer.param_groups[0]["lr"])
-        self.objective = build_objective(config, manifest, vocab)
+        self.class_weights = class_weights(config, manifest)
+        self.objective = build_objective(config, manifest, vocab, self.class_weights, device)
         self.references = manifest.captions(config.data.val_split)  # validation captions per video
 
     @property
@@ -396,7 +398,8 @@ def loader_options(config: Config) -> LoaderOptions:
     d = config.data
     return LoaderOptions(batch_size=config.train.batch_size, num_workers=d.num_workers, timeout=d.timeout,
                          seed=config.train.seed, shard=(distributed.rank(), distributed.world_size()),
-                         persistent_workers=d.persistent_workers, prefetch_factor=d.prefetch_factor)
+                         persistent_workers=d.persistent_workers, prefetch_factor=d.prefetch_factor,
+                         sampler=d.sampler)
 
 
 def training_module(model: VideoClassifier, config: Config, device: torch.device) -> nn.Module:
