@@ -28,7 +28,7 @@ from conftest import REPO
 
 STEPS_PER_EPOCH = 9  # 9 training videos, batch size 1
 SETTINGS = [
-    "data.format=ucf101", "data.frames=4", "data.size=32", "data.num_workers=0", "data.val_split=none",
+    "data.format=ucf101", "data.frames=4", "data.size=32", "data.num_workers=0", "data.val_split=null",
     "model.backbone=resnet18", "model.stage=layer1", "model.head=gru", "model.head_args={hidden: 8}",
     "train.epochs=2", "train.batch_size=1", "train.lr=0.003", "train.ema=0.9", "train.warmup_epochs=0.5",
 ]

@@ -110,6 +110,9 @@ class Progress:
     epoch_lr: float = 0.0  # learning rate when the current epoch began
     seconds: float = 0.0  # training seconds spent in the current epoch before this process
     best: float = -1.0  # best validation (or training) score so far, for best.pt
+    best_epoch: int = 0  # the epoch (1-based) of that score; 0 before the first
+    stale: int = 0  # validations in a row without an improvement (train.early_stop)
+    stopped_early: bool = False  # train.early_stop ended the run: a resumed run ends at once too
     history: list[dict] = field(default_factory=list)  # metrics rows of completed epochs
 
     def epoch_metrics(self) -> dict[str, float]:
