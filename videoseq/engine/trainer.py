@@ -62,7 +62,7 @@ from videoseq.resume import (
 from videoseq.runtime import StopSignals, amp_dtype, seed_everything, select_device, set_threads
 from videoseq.sampling import ClipSampling
 from videoseq.text import Vocabulary
-from videoseq.transforms import ClipEvalPreset, ClipTrainPreset
+from videoseq.transforms import ClipEvalPreset, ClipTrainPreset, flip_swap_ids
 
 HISTORY_COLUMNS = (
     "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_clip_acc", "val_video_acc",
@@ -118,11 +118,9 @@ def build_datasets(config: Config, manifest: Manifest) -> tuple[ClipDataset, Cli
     if config.data.features:
         return feature_datasets(config, manifest)
     d = config.data
-    index = {name: i for i, name in enumerate(manifest.classes)}
-    unknown = sorted((set(d.flip_swap) | set(d.flip_swap.values())) - set(index))
-    if unknown:
-        raise ValueError(f"data.flip_swap names labels not in the class list: {unknown}")
-    swap = {index[a]: index[b] for a, b in d.flip_swap.items()}
+    swap, ignored = flip_swap_ids(d.flip_swap, manifest.classes) if d.flip else ({}, [])
+    if ignored and distributed.is_main():
+        print(f"data.flip_swap: ignoring {ignored}: neither class of these pairs is in this dataset")
     train_videos, val_videos = manifest.videos(d.train_split), manifest.videos(d.val_split)
     cache = open_frame_cache(d, train_videos + val_videos) if d.frame_cache else None
     common = dict(clips=ClipSampling.from_data(d), seed=config.train.seed, on_error=d.on_error, cache=cache)
@@ -186,9 +184,9 @@ class Trainer:
         self.bad = BadVideos(config.data.max_bad_fraction)
         self.progress = Progress(epoch_lr=self.optimization.optimizer.param_groups[0]["lr"])
         self.class_weights = class_weights(config, manifest)
-        self.records = RunRecords(run_dir, self.columns, tensorboard=config.train.tensorboard and distributed.is_main())
         self.objective = build_objective(config, manifest, vocab, self.class_weights, device)
         self.references = manifest.captions(config.data.val_split)  # validation captions per video
+        self.records = RunRecords(run_dir, self.columns, tensorboard=config.train.tensorboard and distributed.is_main())
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -261,10 +259,10 @@ class Trainer:
                 return self.stopped(signals)
             self.end_epoch(val_loader)
             if should_stop(self.progress) and not self.progress.stopped_early:
-        if distributed.is_main():
-            print(self.closing_summary())
                 return self.stopped(signals)
         distributed.check_in_sync(self.model, self.run_dir / "ranks.json")
+        if distributed.is_main():
+            print(self.closing_summary())
 
     def train_epoch(self, loader: torch.utils.data.DataLoader, should_stop: StopCheck) -> None:
         """The rest of epoch ``progress.epoch``: its fixed order from batch ``progress.batch`` on."""
@@ -295,6 +293,8 @@ class Trainer:
         p.finish_epoch()
         improved = self.record_score(score)
         if distributed.is_main():
+            self.write_epoch(improved)
+
     def record_score(self, score: float | None) -> bool:
         """Note the finished epoch's selection score (None: not validated): best, best epoch, early-stop count.
 
@@ -317,8 +317,6 @@ class Trainer:
                   f"{stop.get('min_delta', 0.0):g} (train.early_stop)") if p.stopped_early else ""
         return closing_summary(self.run_dir, p.history, self.selection, best_epoch=p.best_epoch, best=p.best,
                                stop_reason=reason)
-
-            self.write_epoch(improved)
 
     def write_epoch(self, improved: bool) -> None:
         """Print the last metrics row; write last.pt (and best.pt when ``improved``), metrics.csv and curves.png."""
@@ -352,17 +350,17 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False) -> Path:
     resumable ``last.pt`` after the current step and raise ``TrainingInterrupted``.
     Under torchrun every rank trains its shard; rank 0 alone writes, and adds ``ranks.json``.
     """
-    set_threads(config.train.threads, config.data.num_workers)
     run_dir = Path(run_dir)
     check_model_names(config.model)  # a typo in a name fails before the run folder is made
+    set_threads(config.train.threads, config.data.num_workers)
     device, joined = distributed.setup(select_device(config.train.device))
     try:
         trainer, train_set, val_set = start_run(config, run_dir, device, resume=resume)
         try:
             with StopSignals() as signals:
-            trainer.records.close()
                 trainer.train(train_set, val_set, signals)
         finally:
+            trainer.records.close()
             if distributed.is_main() and any(trainer.bad.failures.values()):
                 trainer.bad.write(run_dir / "bad_videos.csv")
     finally:
@@ -376,11 +374,11 @@ def start_run(config: Config, run_dir: Path, device: torch.device, *,
     main = distributed.is_main()
     run_dir.mkdir(parents=True, exist_ok=True)
     if main:
+        for partial in remove_partial_outputs(run_dir):
+            print(f"removed {partial}: a checkpoint write that was killed before it finished")
     manifest = resolve_manifest(config.data, run_dir if main else None)
     selection = select_split(config, manifest)
     config = with_split(config, selection)  # config.yaml records the split validated on
-        for partial in remove_partial_outputs(run_dir):
-            print(f"removed {partial}: a checkpoint write that was killed before it finished")
     saved = load_resume_checkpoint(run_dir, config) if resume else None
     seed_everything(config.train.seed)
     if saved is not None and list(saved["classes"]) != manifest.classes:

@@ -50,6 +50,13 @@ def split_groups(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: 
     )
 
     n_splits = max(2, int(round(1 / fraction)))
+    largest = max(np.unique(labels, return_counts=True)[1])
+    if largest < n_splits:
+        raise ManifestError(
+            f"holding out {fraction:.0%} of each class (1 in {n_splits}) needs a class with at least {n_splits} "
+            f"videos; the largest has {largest}. Add videos, or raise the fraction (data.val_fraction / "
+            "data.test_fraction, --val-fraction / --test-fraction), or set it to 0 for no such split"
+        )
     if len(set(groups)) < n_splits:
         raise ManifestError(
             f"{len(set(groups))} groups cannot be split into {n_splits} folds; lower the split fractions "
