@@ -43,7 +43,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_metrics(args: argparse.Namespace) -> int:
     from videoseq.evaluation import run_metrics
 
-    run_metrics(args.predictions, classes=args.classes, out_dir=args.out, seed=args.seed)
+    run_metrics(args.predictions, classes=args.classes, out_dir=args.out)
     return 0
 
 
@@ -189,8 +189,9 @@ def add_eval(sub) -> None:
     p.add_argument("--batch-size", type=int, help="clips per batch")
     p.add_argument("--workers", dest="num_workers", type=int,
                    help="DataLoader workers (default: every available CPU core)")
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--seed", type=int, help="bootstrap seed of the confidence intervals")
+    p.add_argument("--threads", type=int, help="CPU threads of torch and OpenCV in the main process "
+                                               "(default: auto, the cores the workers leave)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: auto)")
     p.add_argument("--beam", type=int, help="caption models: beam size (default: the config's caption.beam)")
     p.set_defaults(func=cmd_eval)
 
@@ -201,8 +202,8 @@ def add_metrics(sub) -> None:
                        "Columns: path,label[,view],label_1,score_1,...,label_k,score_k (see docs/evaluation.md)")
     p.add_argument("predictions", help="predictions.csv")
     p.add_argument("--classes", help="class list, one per line (default: classes.txt beside the file)")
-    p.add_argument("--out", help="also write report.json, report.html, per-class and confusion files here")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--out", help="also write report.json, report.html, per-class and confusion files here "
+                                 "(default: print the metrics only)")
     p.set_defaults(func=cmd_metrics)
 
 

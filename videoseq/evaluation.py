@@ -43,10 +43,11 @@ from videoseq.metrics import (
     rank_classes,
     ranked_metrics,
 )
+from videoseq.misclassified import clip_strips, misclassified_rows
 from videoseq.models.decoding import Decoding
 from videoseq.prepare import resolve_manifest
-from videoseq.report import write_html_report
-from videoseq.runtime import available_workers, select_device
+from videoseq.report import format_summary, summary, summary_rows, write_html_report
+from videoseq.runtime import available_workers, select_device, set_threads
 from videoseq.sampling import ClipSampling
 from videoseq.tables import read_csv, write_csv
 from videoseq.text import Vocabulary
@@ -55,7 +56,6 @@ from videoseq.transforms import EVAL_CROPS, ClipEvalPreset
 TOPK = 5
 SCORE_DECIMALS = 6
 VIDEO_ROW = "video"
-SUMMARY_KEYS = ("top1", "top1_ci95", "top5", "mean_class_acc", "macro_f1", "ece")
 
 
 @dataclass
@@ -76,8 +76,8 @@ class Predictions:
                            [v for v, k in zip(self.views, keep) if k], self.labels[keep], self.ranked[keep],
                            self.scores[keep])
 
-    def metrics(self, seed: int = 0) -> dict:
-        return ranked_metrics(self.labels, self.ranked, self.scores[:, 0], self.classes, seed=seed)
+    def metrics(self) -> dict:
+        return ranked_metrics(self.labels, self.ranked, self.scores[:, 0], self.classes)
 
 
 def from_scores(scores: np.ndarray, labels: np.ndarray, paths: list[str], views: list[str],
@@ -156,12 +156,15 @@ def read_predictions(path: str | Path, classes: list[str] | None = None) -> Pred
                        np.array(ranked, dtype=np.int64).reshape(len(records), k), np.array(scores).reshape(-1, k))
 
 
-def predictions_report(preds: Predictions, seed: int = 0) -> dict:
+def predictions_report(preds: Predictions) -> dict:
     """Video-level metrics of the whole-video rows and clip-level ones of the per-view rows, if any."""
-    report = {"classes": preds.classes, "video": preds.select(video_rows=True).metrics(seed)}
+    videos = preds.select(video_rows=True)
+    report = {"classes": preds.classes, "video": videos.metrics(),
+              "misclassified": misclassified_rows(videos.paths, videos.classes, videos.labels, videos.ranked,
+                                                  videos.scores)}
     clips = preds.select(video_rows=False)
     if len(clips.paths):
-        report.setdefault("clip", clips.metrics(seed))
+        report.setdefault("clip", clips.metrics())
     return report
 
 
@@ -176,7 +179,7 @@ class EvalOptions:
     batch_size: int = 8
     num_workers: int | None = None  # DataLoader workers (None: every available CPU core)
     device: str = "auto"
-    seed: int = 0  # bootstrap seed of the confidence intervals
+    threads: int | str = "auto"  # CPU threads of the main process (runtime.thread_policy)
     beam: int | None = None  # caption models: beam size (None: the config's caption.beam)
 
     def __post_init__(self) -> None:
@@ -250,6 +253,7 @@ def run_eval(checkpoint: str | Path, *, out_dir: str | Path, manifest: str | Pat
     it. Caption models caption the first view of each video; ``options.beam`` is their
     beam size (default: the config's ``caption.beam``).
     """
+    set_threads(options.threads, options.workers())
     run = open_eval(checkpoint, manifest, options)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -264,30 +268,34 @@ def run_eval(checkpoint: str | Path, *, out_dir: str | Path, manifest: str | Pat
             (out / "report.json").write_text(json.dumps(report, indent=2))
             print(f"-> {out}")
             return report
-    report |= eval_classes(run, out)
+    classes_report, strips = eval_classes(run, out)
+    report |= classes_report
     if report["failed_videos"]:
         run.bad.write(out / "bad_videos.csv")
-    write_report(out, report)
+    write_report(out, report, strips)
     print(format_summary(report) + f"\n-> {out}")
     return report
 
 
-def eval_classes(run: EvalRun, out: Path) -> dict:
-    """Class metrics of the chosen views (and of one view beside them); writes ``predictions.csv``."""
+def eval_classes(run: EvalRun, out: Path) -> tuple[dict, dict[str, str]]:
+    """Class metrics of the chosen views (and of one view beside them); writes ``predictions.csv``.
+
+    Also returns the frame strips of the worst misclassified videos (``misclassified.clip_strips``).
+    """
     o = run.options
     temporal, crops = parse_views(o.views) if o.views else (run.config.data.test_views, 1)
     result, dataset = run.evaluate_views(temporal, crops)
     preds, clips = view_predictions(result, dataset, run.classes, o.aggregate, o.per_view)
     report = {"views": f"{temporal}x{crops}", "aggregate": o.aggregate, "failed_videos": run.failed_videos,
-              **predictions_report(preds, o.seed)}
-    report.setdefault("clip", clips.metrics(o.seed))
+              **predictions_report(preds)}
+    report.setdefault("clip", clips.metrics())
     if (temporal, crops) != (1, 1):
         single, single_set = run.evaluate_views(1, 1)
         report["single_view"] = summary(view_predictions(single, single_set, run.classes, o.aggregate,
-                                                         False)[0].metrics(o.seed))
+                                                         False)[0].metrics())
     report["config"] = run.config.to_dict()
     write_csv(out / "predictions.csv", *prediction_table(preds))
-    return report
+    return report, clip_strips(dataset, [row["path"] for row in report["misclassified"]])
 
 
 def eval_captions(run: EvalRun, out: Path) -> dict:
@@ -334,39 +342,9 @@ def write_captions(path: Path, found: dict, dataset: ClipDataset, classes: list[
     return {**m, "beam": beam, "videos": len(rows)}
 
 
-def summary(metrics: dict) -> dict:
-    return {"count": metrics["count"], **{k: metrics[k] for k in SUMMARY_KEYS}}
-
-
-def summary_rows(report: dict) -> list[tuple[str, dict]]:
-    """(name, metrics) rows to show side by side: single view, multi-view videos, clips."""
-    views, aggregate = report.get("views", ""), report.get("aggregate", "")
-    rows = []
-    if "single_view" in report:
-        rows.append(("videos, single view 1x1", report["single_view"]))
-    rows.append((f"videos, {views} views, {aggregate}" if views else "videos", report["video"]))
-    if "clip" in report:
-        rows.append(("clips, each view alone" if views else "clips", report["clip"]))
-    return rows
-
-
-def format_summary(report: dict) -> str:
-    """A small fixed-width table of the headline metrics."""
-    def cell(value) -> str:
-        return "-" if value is None else f"{value:.4f}"
-
-    lines = [f"{'':32} {'count':>6} {'top1':>7} {'95% CI':>15} {'top5':>7} {'mean_class_acc':>14} "
-             f"{'macro_f1':>8} {'ECE':>7}"]
-    for name, m in summary_rows(report):
-        lo, hi = m["top1_ci95"]
-        lines.append(f"{name:32} {m['count']:>6} {cell(m['top1']):>7} {f'[{lo:.3f}, {hi:.3f}]':>15} "
-                     f"{cell(m['top5']):>7} {cell(m['mean_class_acc']):>14} {cell(m['macro_f1']):>8} "
-                     f"{cell(m['ece']):>7}")
-    return "\n".join(lines)
-
-
-def write_report(out: Path, report: dict) -> dict:
-    """``report.json``, per-class and confusion tables and figures, and ``report.html``."""
+def write_report(out: Path, report: dict, strips: dict[str, str] | None = None) -> dict:
+    """``report.json``, per-class and confusion tables and figures, and ``report.html``
+    (with ``strips``, ``{path: image data URI}``, beside the misclassified videos)."""
     classes, video = report["classes"], report["video"]
     table = video["per_class"]
     write_csv(out / "per_class.csv", list(table[0]), [list(r.values()) for r in table])
@@ -379,15 +357,15 @@ def write_report(out: Path, report: dict) -> dict:
     plot_per_class(table, out / "per_class.png", title=f"per-class F1{where}, worst on top")
     (out / "report.json").write_text(json.dumps(report, indent=2))
     write_html_report(out / "report.html", report, summary_rows(report),
-                      {"confusion": out / "confusion.png", "per_class": out / "per_class.png"})
+                      {"confusion": out / "confusion.png", "per_class": out / "per_class.png"}, strips or {})
     return report
 
 
-def run_metrics(predictions: str | Path, *, classes: str | Path | None = None, out_dir: str | Path | None = None,
-                seed: int = 0) -> dict:
+def run_metrics(predictions: str | Path, *, classes: str | Path | None = None,
+                out_dir: str | Path | None = None) -> dict:
     """``videoseq metrics``: every metric from a ``predictions.csv`` alone; files too with ``out_dir``."""
     preds = read_predictions(predictions, read_classes(classes) if classes else None)
-    report = {"predictions": str(predictions), **predictions_report(preds, seed)}
+    report = {"predictions": str(predictions), **predictions_report(preds)}
     print(format_summary(report))
     if out_dir:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
