@@ -17,6 +17,7 @@ holding a NaN or infinite tensor is refused before anything is written.
 from __future__ import annotations
 
 import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from videoseq.models.build import build_model_from_config
 from videoseq.outputs import atomic_output
 
 CHECKPOINT_FORMAT = "videoseq-checkpoint-1"
+WHAT_RUNS = ("a .pt checkpoint written by videoseq train (predict also runs the .onnx and .torchscript.pt files "
+             "of videoseq export)")
 
 
 class CheckpointError(RuntimeError):
@@ -68,11 +71,24 @@ def non_finite_keys(value: Any, prefix: str = "") -> list[str]:
     return [k for key, item in items for k in non_finite_keys(item, f"{prefix}.{key}" if prefix else str(key))]
 
 
+def is_torchscript(path: str | Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (``torch.jit.save``: a zip with the model's ``code/``)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any("/code/" in name or name.endswith("/constants.pkl") for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load with ``weights_only=True`` and check it is a videoseq checkpoint."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if is_torchscript(path):
+        raise CheckpointError(f"{path} is a TorchScript export, not a checkpoint: videoseq predict runs it (and "
+                              f".onnx exports); eval, export, features and train --resume need the .pt checkpoint "
+                              f"written by videoseq train")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -81,9 +97,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"unpickling them (only load checkpoints you trust with other tools): {str(err).splitlines()[0]}"
         ) from None
     except Exception as err:  # truncated or not a torch file at all
-        raise CheckpointError(f"checkpoint {path} cannot be read: {err}") from None
+        raise CheckpointError(f"checkpoint {path} cannot be read ({err}); expected {WHAT_RUNS}") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a videoseq checkpoint (no format {CHECKPOINT_FORMAT!r})")
+        raise CheckpointError(f"{path} is not a videoseq checkpoint (no format {CHECKPOINT_FORMAT!r}); expected "
+                              f"{WHAT_RUNS}")
     return payload
 
 

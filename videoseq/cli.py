@@ -219,7 +219,7 @@ def add_compare(sub) -> None:
 def add_predict(sub) -> None:
     p = sub.add_parser("predict", help="classify files, folders or globs into a CSV",
                        description="example: videoseq predict runs/demo/best.pt clips/ --csv out.csv --topk 3")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a .pt checkpoint, or an export of it: .onnx or .torchscript.pt")
     p.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="video file, folder or glob; with --stream one file, camera index (0) or URL")
     p.add_argument("--csv", help="output CSV (default: print to stdout)")
@@ -295,8 +295,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def add_export(sub) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX or TorchScript, checked against PyTorch",
                        description="example: videoseq export runs/demo/best.pt --format onnx --streaming")
-    p.add_argument("checkpoint")
-    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    p.add_argument("checkpoint", help="a .pt checkpoint written by videoseq train")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx",
+                   help="onnx (onnxruntime) or torchscript (torch.jit); videoseq predict runs both")
     p.add_argument("--out", help="output file (default: the checkpoint's name with .onnx / .torchscript.pt)")
     p.add_argument("--streaming", action="store_true",
                    help="also write the per-frame backbone (OUT.frames.*) and the head over the buffer (OUT.head.*)")
