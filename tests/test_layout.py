@@ -162,7 +162,7 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision
                                                                "metrics", "compare", "export", "demo", "synth")]
                                       + [["serve", "--help"]]
                                       + [["bench", k, "--help"]
-                                         for k in ("stream", "loader", "train", "heads", "serve")]],
+                                         for k in ("stream", "loader", "train", "heads", "serve", "threads")]],
                          ids=["videoseq", "predict", "every-command"])
 def test_help_imports_no_torch(commands):
     code = HELP_WITHOUT_TORCH.format(commands=commands)

@@ -1,7 +1,8 @@
 """Benchmarks behind ``videoseq bench KIND``; one entry per kind in :data:`BENCH_KINDS`.
 
 Each kind lives in its own module (``bench/stream.py``, ``loader.py``, ``train.py``,
-``heads.py``, ``captions.py``, ``decoders.py``, ``serve.py``), imported only when that kind runs:
+``heads.py``, ``captions.py``, ``decoders.py``, ``serve.py``,
+``threads.py``), imported only when that kind runs:
 this registry names the kinds and their arguments and imports nothing heavy, so
 building the command line costs no torch import.
 
@@ -155,6 +156,29 @@ BENCH_KINDS: dict[str, BenchKind] = {
     "stream": BenchKind("streaming vs window re-run per frame, decoding included", _stream_arguments, _stream_run),
     "loader": BenchKind("clips/s: our loader vs decord ceiling, PyAV and OpenCV decode-all, frame cache; RSS",
                         _loader_arguments, _loader_run),
+def _threads_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("examples: videoseq bench threads; videoseq bench threads --steps 60 --repeats 2; "
+                     "videoseq bench threads --settings before auto 1")
+    p.add_argument("--steps", type=int, default=30, help="training steps timed per setting (after the warm-up)")
+    p.add_argument("--warmup", type=int, default=5, help="training steps before the timing starts")
+    p.add_argument("--per-class", type=int, default=20, help="synthetic gesture clips per class")
+    p.add_argument("--repeats", type=int, default=1, help="rounds per condition; the best round counts")
+    p.add_argument("--load", type=int, help="spinning processes of the competing load (default: one per core)")
+    p.add_argument("--settings", nargs="+", metavar="SETTING",
+                   help="before (no limits), auto (the default policy) and thread counts "
+                        "(default: before, auto and every count from 1 to the cores)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the demo config (repeatable; default: none)")
+
+
+def _threads_run(args: argparse.Namespace) -> int:
+    from videoseq.bench.threads import bench_threads
+
+    bench_threads(steps=args.steps, warmup=args.warmup, per_class=args.per_class, repeats=args.repeats,
+                  load=args.load, settings=args.settings, overrides=args.set)
+    return 0
+
+
     "train": BenchKind("default model vs r3d_18; feature-cache vs frozen end-to-end epochs",
                        _train_arguments, _train_run),
     "heads": BenchKind("does the temporal head use time? mean vs the demo's head on synthetic gestures",
@@ -165,4 +189,6 @@ BENCH_KINDS: dict[str, BenchKind] = {
                         _decord_arguments, _decord_run),
     "serve": BenchKind("load test of videoseq serve on loopback: concurrent uploads and webcam streams",
                        _serve_arguments, _serve_run),
+    "threads": BenchKind("training clips/s of the demo config per thread setting, idle and beside a competing "
+                         "CPU load", _threads_arguments, _threads_run),
 }
