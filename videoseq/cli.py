@@ -1,4 +1,7 @@
-"""The command line: parse arguments, build a config, call one library function."""
+"""The command line: parse arguments, build a config, call one library function.
+
+example: videoseq train configs/own_footage.yaml --set data.root=data/my_videos --out runs/mine
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,27 @@ import sys
 from pathlib import Path
 
 from videoseq import __version__
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already says what happens without it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        quiet = default is None or default is False or default == [] or default == argparse.SUPPRESS
+        quiet = quiet or action.nargs == 0 or action.required
+        if quiet or not action.option_strings or "default" in text.lower():
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose help shows the defaults; subcommands' parsers are of this class too."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -157,15 +181,17 @@ def add_features(sub) -> None:
     p.add_argument("--shard-videos", type=int, help="videos per shard, the unit of resuming, held in memory "
                                                     "until written (default: 64 for features, 16 with --frames)")
     p.add_argument("--batch-frames", type=int, default=64, help="frames per backbone batch (features only)")
-    p.add_argument("--max-videos", type=int, help="stop after this many new videos (run it again to go on)")
+    p.add_argument("--max-videos", type=int, help="stop after this many new videos, run it again to go on "
+                                                  "(default: every video)")
     p.set_defaults(func=cmd_features)
 
 
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model from a YAML config",
                        description="example: videoseq train configs/demo.yaml --set train.epochs=5 --out runs/demo")
-    p.add_argument("config", help="YAML config (see configs/)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("config", help="YAML config (see configs/; configs/own_footage.yaml for a folder of class folders)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, value as YAML, e.g. train.epochs=5 (repeatable; default: none)")
     p.add_argument("--out", help="run folder (default runs/<config name>)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its last.pt, exactly (default: start a new run)")
@@ -177,16 +203,16 @@ def add_train(sub) -> None:
 def add_eval(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint on a split",
                        description="example: videoseq eval runs/demo/best.pt --views 5x1 --out runs/demo/eval")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a .pt checkpoint written by videoseq train")
     p.add_argument("--manifest", help="manifest CSV (default: the data the checkpoint was trained on)")
     p.add_argument("--split", help="split of the manifest to evaluate (default: test, as evaluation.EvalOptions)")
     p.add_argument("--out", default="eval", help="folder for report.html, report.json, predictions.csv, figures")
     p.add_argument("--views", help="CLIPSxCROPS test views per video, e.g. 10x3 (crops 1 or 3; default: the "
                    "config's test_views x 1); more than one also reports single view beside")
     p.add_argument("--aggregate", choices=["mean_softmax", "mean_logits", "max"],
-                   help="how the views' scores make the video's")
+                   help="how the views' scores make the video's (default: mean_softmax)")
     p.add_argument("--per-view", action="store_true", help="also one predictions.csv row per view")
-    p.add_argument("--batch-size", type=int, help="clips per batch")
+    p.add_argument("--batch-size", type=int, help="clips per batch (default: 8)")
     p.add_argument("--workers", dest="num_workers", type=int,
                    help="DataLoader workers (default: every available CPU core)")
     p.add_argument("--threads", type=int, help="CPU threads of torch and OpenCV in the main process "
@@ -223,8 +249,9 @@ def add_predict(sub) -> None:
     p.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="video file, folder or glob; with --stream one file, camera index (0) or URL")
     p.add_argument("--csv", help="output CSV (default: print to stdout)")
-    p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--window", type=float, help="window length in seconds: one row per window")
+    p.add_argument("--topk", type=int, default=5, help="labels and scores per row")
+    p.add_argument("--window", type=float, help="window length in seconds: one row per window "
+                                                "(default: one row per whole video)")
     p.add_argument("--stride", type=float, help="window step in seconds (default: --window)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (exports run on the CPU)")
     p.add_argument("--threads", type=int, help="CPU threads of torch and OpenCV (default: auto, every core, or "
@@ -264,9 +291,9 @@ def add_stream_arguments(p) -> None:
     g.add_argument("--stream", action="store_true",
                    help="run frame by frame on one SOURCE: a file, a camera index (0) or an rtsp/http URL")
     g.add_argument("--show", action="store_true", help="a window with the top labels, scores and fps (q quits)")
-    g.add_argument("--save-video", metavar="OUT.mp4", help="write the annotated video")
-    g.add_argument("--jsonl", help="one JSON line per inference step and per gesture event")
-    g.add_argument("--max-frames", type=int, help="stop after this many frames")
+    g.add_argument("--save-video", metavar="OUT.mp4", help="write the annotated video (default: none)")
+    g.add_argument("--jsonl", help="one JSON line per inference step and per gesture event (default: none)")
+    g.add_argument("--max-frames", type=int, help="stop after this many frames (default: at the end of the source)")
     g.add_argument("--queue", type=int, default=source.queue_size,
                    help="reader queue length; a live source drops frames beyond it")
     g.add_argument("--retries", type=int, default=source.retries, help="reopen a failing camera/stream this many times")
@@ -277,10 +304,11 @@ def add_stream_arguments(p) -> None:
                    help="seconds without a frame before giving up")
     g.add_argument("--events", action="store_true", help="also write gesture events (start, end, label, peak)")
     g.add_argument("--smooth", type=int, default=events.smooth, help="events: steps in the smoothing window")
-    g.add_argument("--smooth-method", choices=SMOOTHING, default=events.method)
+    g.add_argument("--smooth-method", choices=SMOOTHING, default=events.method,
+                   help="events: how the window of step scores is smoothed")
     g.add_argument("--threshold", type=float, default=events.threshold,
                    help="events: smoothed score an active step needs")
-    g.add_argument("--background", help="events: the 'no gesture' class")
+    g.add_argument("--background", help="events: the 'no gesture' class, never an event (default: none)")
     g.add_argument("--min-duration", type=float, default=events.min_duration, help="events: shortest event in seconds")
     g.add_argument("--refractory", type=float, default=events.refractory,
                    help="events: seconds after an event with no new one")
@@ -353,15 +381,16 @@ def add_bench(sub) -> None:
 
 
 def add_synth(sub) -> None:
-    p = sub.add_parser("synth", help="write synthetic datasets")
+    p = sub.add_parser("synth", help="write synthetic datasets",
+                       description="example: videoseq synth gestures data/gestures --per-class 40 --seed 0")
     kinds = p.add_subparsers(dest="kind", required=True)
     g = kinds.add_parser("gestures", help="UCF101-style tree of clips that differ only in temporal order",
                          description="example: videoseq synth gestures data/gestures --per-class 40 --seed 0")
-    g.add_argument("out")
-    g.add_argument("--per-class", type=int, default=30)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--frames", type=int, default=24)
-    g.add_argument("--size", type=int, default=112)
+    g.add_argument("out", help="folder for videos/<Class>/*.avi and splits/ (UCF101 layout)")
+    g.add_argument("--per-class", type=int, default=30, help="clips per class")
+    g.add_argument("--seed", type=int, default=0, help="seed of the clips' shapes, colours and motion")
+    g.add_argument("--frames", type=int, default=24, help="frames per clip")
+    g.add_argument("--size", type=int, default=112, help="frame side in pixels")
     g.add_argument("--captions", action="store_true",
                    help="also write captions.csv and manifest.csv (one row per reference caption)")
     g.set_defaults(func=cmd_synth)
@@ -371,11 +400,12 @@ def add_demo(sub) -> None:
     p = sub.add_parser("demo", help="synthesise, train, evaluate and predict in one go (CPU, minutes)",
                        description="examples: videoseq demo --out demo_out; "
                                    "videoseq demo --task caption --out demo_captions")
-    p.add_argument("--out", default="demo_out")
+    p.add_argument("--out", default="demo_out", help="folder for data/, run/, eval/ and predictions.csv")
     p.add_argument("--config", help="config (default configs/demo.yaml)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the config (repeatable; default: none)")
     p.add_argument("--per-class", type=int, help="synthetic clips per class (default: 60; 480 with --task caption)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic clips")
     p.add_argument("--task", choices=("classify", "caption"), default="classify",
                    help="caption: synthesise captions and train configs/captions.yaml")
     p.set_defaults(func=cmd_demo)
@@ -385,7 +415,7 @@ def _add_transcode_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("root", help="tree of videos (hidden files and folders are skipped)")
     p.add_argument("--out", required=True, help="output tree: same relative paths; nothing is written outside it")
     p.add_argument("--fps", type=float, help="drop frames to this rate (default: keep every frame)")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2, help="processes working in parallel")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds one video may take")
     p.set_defaults(func=cmd_prepare_videos)
 
@@ -411,7 +441,7 @@ def add_prepare(sub) -> None:
         f.set_defaults(func=cmd_prepare)
     r = kinds.add_parser("resize", help="re-encode a tree with a smaller short side (same relative paths)",
                          description="example: videoseq prepare resize data/UCF-101 --short-side 128 --out data/ucf128")
-    r.add_argument("--short-side", type=int, required=True)
+    r.add_argument("--short-side", type=int, required=True, help="short side of the re-encoded videos in pixels")
     r.add_argument("--quality", type=int, default=23, help="encoder quality: x264 CRF / mpeg4 scale (lower is better)")
     _add_transcode_options(r)
     r.set_defaults(kind="resize")
@@ -432,17 +462,17 @@ def add_doctor(sub) -> None:
     p.add_argument("--min-frames", type=int, default=1, help="videos with fewer decodable frames are errors")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds one file may take to check")
     p.add_argument("--out", default=".", help="folder for doctor.json")
-    p.add_argument("--write-clean", metavar="OUT.csv", help="write the manifest without the bad rows")
+    p.add_argument("--write-clean", metavar="OUT.csv", help="write the manifest without the bad rows (default: none)")
     p.add_argument("--format", help="read a dataset root as this format (default: ucf101 if classInd.txt is near, "
                                     "else folder)")
-    p.add_argument("--splits-dir", help="annotation files of a dataset root")
-    p.add_argument("--fold", type=int, default=1)
+    p.add_argument("--splits-dir", help="annotation files of a dataset root (default: a usual place near it)")
+    p.add_argument("--fold", type=int, default=1, help="ucf101 / hmdb51 split number of a dataset root")
     p.add_argument("--root", help="tree to search for files no split lists (default: where the listed files are)")
     p.set_defaults(func=cmd_doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="videoseq", description=__doc__)
+    parser = Parser(prog="videoseq", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"videoseq {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (add_train, add_eval, add_predict, add_synth, add_demo, add_prepare, add_doctor, add_features,

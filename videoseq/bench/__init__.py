@@ -32,7 +32,8 @@ def _stream_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, default=300, help="length of the synthetic clip")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--repeats", type=int, default=3, help="runs per mode; the fastest counts")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key of a YAML config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of a YAML config (repeatable; default: none)")
 
 
 def _stream_run(args: argparse.Namespace) -> int:
@@ -62,7 +63,7 @@ TRAIN_PARTS = ("peers", "cache")
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("example: videoseq bench train --epochs 3; "
                      "videoseq bench train --parts cache --size 112 --per-class 20")
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=4, help="training epochs of each model")
     p.add_argument("--per-class", type=int, default=6, help="synthetic gesture clips per class")
     p.add_argument("--size", type=int, default=64, help="clip side in pixels (the issue's peers: 112)")
     p.add_argument("--frames", type=int, default=8, help="frames per clip")
@@ -83,7 +84,8 @@ def _heads_arguments(p: argparse.ArgumentParser) -> None:
     p.description = "example: videoseq bench heads --per-class 60 --out /tmp/bench_heads"
     p.add_argument("--out", default="/tmp/bench_heads", help="data, runs and evaluations (a finished run is reused)")
     p.add_argument("--per-class", type=int, default=40, help="synthetic gesture clips per class")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key of the demo config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the demo config (repeatable; default: none)")
 
 
 def _heads_run(args: argparse.Namespace) -> int:
@@ -95,11 +97,12 @@ def _heads_run(args: argparse.Namespace) -> int:
 
 def _captions_arguments(p: argparse.ArgumentParser) -> None:
     p.description = "example: videoseq bench captions --per-class 480 --seed 0 --out /tmp/bench_captions"
-    p.add_argument("--out", default="/tmp/bench_captions")
+    p.add_argument("--out", default="/tmp/bench_captions", help="data, run and evaluation")
     p.add_argument("--per-class", type=int, default=480, help="synthetic clips per class (2/3 train, 1/3 test)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic clips and of the training run")
     p.add_argument("--config", help="caption config (default: the shipped configs/captions.yaml)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable; default: none)")
 
 
 def _captions_run(args: argparse.Namespace) -> int:
@@ -115,9 +118,10 @@ def _decord_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--videos", help="folder of real clips (default: the shared sample clips)")
     p.add_argument("--clips", type=int, default=20, help="clips per video, clip length and decoder")
     p.add_argument("--threads", type=int, default=1, help="decord decoding threads")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", help="write the results here")
-    p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two --json files")
+    p.add_argument("--seed", type=int, default=0, help="seed of the clips' frame choice")
+    p.add_argument("--json", help="write the results here (default: print only)")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                   help="compare two --json files instead of measuring (default: measure)")
 
 
 def _decord_run(args: argparse.Namespace) -> int:
@@ -152,10 +156,6 @@ def _serve_run(args: argparse.Namespace) -> int:
     return bench_serve(args)
 
 
-BENCH_KINDS: dict[str, BenchKind] = {
-    "stream": BenchKind("streaming vs window re-run per frame, decoding included", _stream_arguments, _stream_run),
-    "loader": BenchKind("clips/s: our loader vs decord ceiling, PyAV and OpenCV decode-all, frame cache; RSS",
-                        _loader_arguments, _loader_run),
 def _threads_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("examples: videoseq bench threads; videoseq bench threads --steps 60 --repeats 2; "
                      "videoseq bench threads --settings before auto 1")
@@ -179,6 +179,10 @@ def _threads_run(args: argparse.Namespace) -> int:
     return 0
 
 
+BENCH_KINDS: dict[str, BenchKind] = {
+    "stream": BenchKind("streaming vs window re-run per frame, decoding included", _stream_arguments, _stream_run),
+    "loader": BenchKind("clips/s: our loader vs decord ceiling, PyAV and OpenCV decode-all, frame cache; RSS",
+                        _loader_arguments, _loader_run),
     "train": BenchKind("default model vs r3d_18; feature-cache vs frozen end-to-end epochs",
                        _train_arguments, _train_run),
     "heads": BenchKind("does the temporal head use time? mean vs the demo's head on synthetic gestures",
