@@ -64,6 +64,8 @@ def test_thread_policy_auto_leaves_the_workers_their_cores_and_honours_omp_num_t
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert [thread_policy("auto", w) for w in (0, 2, 7, 8, 12)] == [8, 6, 1, 1, 1]
     assert thread_policy(3, workers=6) == 3
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two torchrun ranks on this machine share its cores
+    assert [thread_policy("auto", w) for w in (0, 2)] == [4, 2]
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert thread_policy("auto", 0) == 2
     for wrong in (0, -1, "many", True, 1.5):

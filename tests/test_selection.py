@@ -30,6 +30,7 @@ def test_auto_validates_on_val_and_best_pt_is_the_epoch_of_the_best_val_score(ge
     run = fit(tiny_config(gestures, f"data.manifest={with_val}", "train.epochs=3"), tmp_path / "run")
     out = capsys.readouterr()
     assert "best.pt is chosen on: val video accuracy (3 videos)" in out.out and "WARNING" not in out.err
+    assert "(torch threads 1, workers 0)" in out.out  # the thread policy, with $OMP_NUM_THREADS=1 of the tests
     assert yaml.safe_load((run / "config.yaml").read_text())["data"]["val_split"] == "val"
     scores = [float(r["val_video_acc"]) for r in read_csv(run / "metrics.csv")[1]]
     assert all(abs(3 * s - round(3 * s)) < 1e-9 for s in scores)  # scored on the 3 val videos, not the 6 test ones

@@ -39,7 +39,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from videoseq.engine.trainer import fit
     from videoseq.resume import TrainingInterrupted
 
-    config = load_config(args.config, args.set + ([f"train.threads={args.threads}"] if args.threads else []))
+    threads = [] if args.threads is None else [f"train.threads={args.threads}"]
+    config = load_config(args.config, args.set + threads)
     if args.resume and args.out and Path(args.out).resolve() != Path(args.resume).resolve():
         raise ValueError(f"--resume {args.resume} continues that run folder; drop --out {args.out}")
     out = args.resume or args.out or f"runs/{Path(args.config).stem}"
@@ -86,7 +87,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.stride and not args.window:
         raise ValueError("--stride needs --window (both in seconds)")
     failures = predict_to_csv(args.checkpoint, args.sources, args.csv, k=args.topk, window=args.window,
-                              stride=args.stride, device=args.device, beam=args.beam, threads=args.threads or "auto")
+                              stride=args.stride, device=args.device, beam=args.beam,
+                              threads="auto" if args.threads is None else args.threads)
     return 1 if failures else 0
 
 
@@ -278,7 +280,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
     options = StreamOptions(topk=args.topk, show=args.show, save_video=args.save_video, csv=args.csv,
                             jsonl=args.jsonl, events=events, max_frames=args.max_frames, source=source)
     return stream_to_outputs(args.checkpoint, args.sources[0], options, device=args.device,
-                             threads=args.threads or "auto")
+                             threads="auto" if args.threads is None else args.threads)
 
 
 def add_stream_arguments(p) -> None:

@@ -14,8 +14,9 @@ threads wait for each other is slowed most when another job holds a core. The
 policy (``thread_policy``), used by train, eval, predict and streaming alike:
 
 - ``auto`` (the default): ``$OMP_NUM_THREADS`` when it is set, else the cores left
-  over by the DataLoader workers, ``max(1, cores - workers)``, for torch's intra-op
-  pool and OpenCV in the main process; one inter-op thread;
+  over by the DataLoader workers, ``max(1, cores / ranks - workers)``, for torch's
+  intra-op pool and OpenCV in the main process (``ranks``: the processes torchrun
+  starts on this machine, ``$LOCAL_WORLD_SIZE``, else 1); one inter-op thread;
 - a number: that many, whatever the workers;
 - every DataLoader worker computes with one torch and one OpenCV thread
   (``limit_worker_threads``, from the loader's ``worker_init_fn``), and decord
@@ -61,7 +62,7 @@ THREADS_AUTO = "auto"
 
 def thread_policy(threads: int | str = THREADS_AUTO, workers: int = 0) -> int:
     """Threads of this process's torch intra-op pool and OpenCV: ``threads``, or for ``auto``
-    ``$OMP_NUM_THREADS`` when set, else ``max(1, cores - workers)`` (see the module's notes)."""
+    ``$OMP_NUM_THREADS`` when set, else ``max(1, cores / local ranks - workers)`` (see the module's notes)."""
     if threads != THREADS_AUTO:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads: {threads!r} is neither 'auto' nor a number of threads >= 1")
@@ -69,7 +70,9 @@ def thread_policy(threads: int | str = THREADS_AUTO, workers: int = 0) -> int:
     given = os.environ.get("OMP_NUM_THREADS", "").strip()
     if given.isdigit() and int(given) > 0:
         return int(given)
-    return max(1, available_workers() - max(workers, 0))
+    ranks = os.environ.get("LOCAL_WORLD_SIZE", "1")
+    share = available_workers() // max(int(ranks) if ranks.isdigit() else 1, 1)
+    return max(1, share - max(workers, 0))
 
 
 def set_threads(threads: int | str = THREADS_AUTO, workers: int = 0) -> int:

@@ -410,7 +410,8 @@ def run_summary(trainer: Trainer, train_set: ClipDataset, *, resumed: bool) -> s
     where = f", resuming at epoch {p.epoch + 1} batch {p.batch + 1} (step {p.step})" if resumed else ""
     weights, asked = trainer.class_weights, config.train.class_weights
     lines = [f"training {config.model.backbone}+{config.model.head} ({config.model.task}) on {trainer.device} "
-             f"x{distributed.world_size()} ({torch.get_num_threads()} threads, {config.data.num_workers} workers): "
+             f"x{distributed.world_size()} (torch threads {torch.get_num_threads()}, "
+             f"workers {config.data.num_workers}): "
              f"{len(train_set.videos)} train videos, {len(trainer.classes)} classes"
              + (f", {len(vocab)} words" if vocab else "") + f" -> {trainer.run_dir}{where}",
              f"best.pt is chosen on: {trainer.selection.describe()}"]
