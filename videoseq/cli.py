@@ -361,8 +361,8 @@ def add_serve(sub) -> None:
     p.add_argument("checkpoint", help=".pt checkpoint or exported .onnx (streams need the --streaming parts)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0: every interface)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (exports run on the CPU)")
     for f in fields(ServeLimits):
         p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
                        help=f"{f.metadata['help']} (default {f.default})")
