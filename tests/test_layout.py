@@ -28,6 +28,7 @@ TESTED_IN = {
     **{f"videoseq.serve.{room}": "test_serve.py" for room in ("app", "uploads", "params", "limits", "metrics")},
     "videoseq.serve.session": "test_serve_stream.py",
     "videoseq.errors": "test_cli_errors.py",
+    "videoseq.cli_predict": "test_cli.py",
 }
 TESTED_WITH_THEIR_PACKAGE = ("videoseq.prepare.", "videoseq.bench.")  # test_prepare.py, test_bench.py
 
@@ -163,7 +164,8 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision
                                                                "metrics", "compare", "export", "demo", "synth")]
                                       + [["serve", "--help"]]
                                       + [["bench", k, "--help"]
-                                         for k in ("stream", "loader", "train", "heads", "serve", "predict")]],
+                                         for k in ("stream", "loader", "train", "heads", "serve", "predict",
+                                                   "threads")]],
                          ids=["videoseq", "predict", "every-command"])
 def test_help_imports_no_torch(commands):
     code = HELP_WITHOUT_TORCH.format(commands=commands)

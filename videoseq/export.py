@@ -28,11 +28,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from videoseq.checkpoint import load_checkpoint, model_from_checkpoint
+from videoseq.checkpoint import is_torchscript, load_checkpoint, model_from_checkpoint
 from videoseq.config import Config, config_from_dict
 from videoseq.errors import InputError, UsageError, one_line
 from videoseq.models import VideoClassifier
 from videoseq.outputs import atomic_output, check_output
+from videoseq.progress import progress_bar
 
 EXPORT_FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
@@ -121,17 +122,26 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *, 
     torch.manual_seed(0)
     traced, checked = example_inputs(model, config, batch=2), example_inputs(model, config, batch=3)
     meta = {part: metadata(config, payload, model, part) for part in modules}
-    with tempfile.TemporaryDirectory() as tmp:
+    kept = ("clip", "frames", "head") if streaming else ("clip",)
+    written = ("frames", "head", "clip") if fmt == "onnx" else kept
+    bar = progress_bar(total=len(written) + len(kept), desc=f"export {fmt}", unit="step")
+    with tempfile.TemporaryDirectory() as tmp, bar:
         if fmt == "onnx":
             parts = paths if streaming else part_paths(Path(tmp) / out.name, fmt)
             for part in ("frames", "head"):
                 write_onnx(modules[part], traced[part], parts[part], meta[part])
+                bar.update(1)
             write_onnx_clip(parts["frames"], parts["head"], traced, paths["clip"], meta["clip"])
+            bar.update(1)
         else:
-            for part in ("clip", "frames", "head") if streaming else ("clip",):
+            for part in kept:
                 write_torchscript(modules[part], traced[part], paths[part], meta[part])
-    return [ExportCheck(part, paths[part], compare(modules[part], paths[part], fmt, checked[part]))
-            for part in (("clip", "frames", "head") if streaming else ("clip",))]
+                bar.update(1)
+        checks = []
+        for part in kept:  # each file run on another batch size than traced, against PyTorch
+            checks.append(ExportCheck(part, paths[part], compare(modules[part], paths[part], fmt, checked[part])))
+            bar.update(1)
+    return checks
 
 
 def metadata(config: Config, payload: dict[str, Any], model: VideoClassifier, part: str) -> str:
@@ -227,9 +237,7 @@ def compare(module: nn.Module, path: Path, fmt: str, example: torch.Tensor) -> f
         session = onnx_session(path)
         got = session.run(None, {session.get_inputs()[0].name: example.numpy()})[0]
     else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch.jit.load's deprecation note
-            got = torch.jit.load(str(path), map_location="cpu")(example).numpy()
+        got = read_torchscript(path)[0](example).numpy()
     if got.shape != expected.shape:
         return float("inf")
     return float(np.max(np.abs(got - expected)))
@@ -258,23 +266,24 @@ def onnx_session(path: Path) -> Any:
     return _SESSIONS[key][1]
 
 
-class OnnxModel:
-    """An ONNX export that answers like a :class:`VideoClassifier` (CPU tensors in and out).
+class ExportedModel:
+    """An export that answers like a :class:`VideoClassifier` (CPU tensors in and out): ``model(clip)``,
+    ``forward_frames`` and ``forward_head``; the last two need the ``--streaming`` parts beside the clip file."""
 
-    ``forward_frames`` / ``forward_head`` need the ``--streaming`` parts beside the clip file.
-    """
+    fmt = ""
 
     def __init__(self, paths: dict[str, Path], mean: list[float], std: list[float]) -> None:
         self.paths, self.mean, self.std = paths, tuple(mean), tuple(std)
 
-    def _run(self, part: str, x: torch.Tensor) -> torch.Tensor:
+    def part_path(self, part: str) -> Path:
         path = self.paths[part]
         if not path.is_file():
-            raise InputError(f"{path} is missing: streaming an ONNX model needs its frames and head parts; "
-                                    f"write them with videoseq export CHECKPOINT --format onnx --streaming")
-        session = onnx_session(path)
-        out = session.run(None, {session.get_inputs()[0].name: x.detach().cpu().numpy().astype(np.float32)})[0]
-        return torch.from_numpy(out)
+            raise InputError(f"{path} is missing: streaming an export needs its frames and head parts; "
+                             f"write them with videoseq export CHECKPOINT --format {self.fmt} --streaming")
+        return path
+
+    def _run(self, part: str, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def __call__(self, clip: torch.Tensor) -> torch.Tensor:
         return self._run("clip", clip)
@@ -285,23 +294,78 @@ class OnnxModel:
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self._run("head", features)
 
-    def to(self, device: torch.device | str) -> OnnxModel:
+    def to(self, device: torch.device | str) -> ExportedModel:
         if torch.device(device).type != "cpu":
-            raise UsageError("ONNX models run on the CPU here (onnxruntime CPUExecutionProvider)")
+            raise UsageError(f"{self.fmt} exports run on the CPU here; use --device cpu (or the .pt checkpoint)")
         return self
 
-    def eval(self) -> OnnxModel:
+    def eval(self) -> ExportedModel:
         return self
 
 
-def load_onnx_model(path: str | Path) -> tuple[OnnxModel, Config, list[str]]:
-    """The clip ONNX file written by ``export_checkpoint``, with its config and classes."""
+class OnnxModel(ExportedModel):
+    """An ONNX export run by onnxruntime (CPUExecutionProvider)."""
+
+    fmt = "onnx"
+
+    def _run(self, part: str, x: torch.Tensor) -> torch.Tensor:
+        session = onnx_session(self.part_path(part))
+        out = session.run(None, {session.get_inputs()[0].name: x.detach().cpu().numpy().astype(np.float32)})[0]
+        return torch.from_numpy(out)
+
+
+class TorchScriptModel(ExportedModel):
+    """A TorchScript export run by ``torch.jit`` on the CPU; each part is loaded when first used."""
+
+    fmt = "torchscript"
+
+    def __init__(self, paths: dict[str, Path], mean: list[float], std: list[float]) -> None:
+        super().__init__(paths, mean, std)
+        self.modules: dict[str, torch.jit.ScriptModule] = {}
+
+    @torch.no_grad()
+    def _run(self, part: str, x: torch.Tensor) -> torch.Tensor:
+        if part not in self.modules:
+            self.modules[part] = read_torchscript(self.part_path(part))[0]
+        return self.modules[part](x.detach().cpu().float())
+
+
+def read_torchscript(path: Path) -> tuple[torch.jit.ScriptModule, str]:
+    """A TorchScript file and its ``videoseq.json`` metadata text ("" when it has none)."""
+    extra = {"videoseq.json": ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.load's deprecation note
+        try:
+            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        except Exception as err:  # damaged or not TorchScript at all
+            raise InputError(f"{path} cannot be read as a TorchScript export ({one_line(err, 200)}); write it "
+                             "again with videoseq export --format torchscript") from None
+    text = extra["videoseq.json"]
+    return module.eval(), text.decode() if isinstance(text, bytes) else text
+
+
+def export_format(path: str | Path) -> str | None:
+    """``onnx`` or ``torchscript`` for a file ``videoseq export`` writes, else None (a checkpoint, or unknown)."""
+    if Path(path).suffix.lower() == ".onnx":
+        return "onnx"
+    if str(path).endswith(SUFFIXES["torchscript"]) or is_torchscript(path):
+        return "torchscript"
+    return None
+
+
+def load_export(path: str | Path) -> tuple[ExportedModel, Config, list[str]]:
+    """The clip file of an export (``.onnx`` or ``.torchscript.pt``), with the config and classes it carries."""
     path = Path(path)
+    fmt = export_format(path)
     if not path.is_file():
-        raise InputError(f"ONNX model {path} does not exist")
-    meta_text = onnx_session(path).get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        raise InputError(f"exported model {path} does not exist")
+    if fmt == "onnx":
+        meta_text = onnx_session(path).get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    else:
+        meta_text = read_torchscript(path)[1]
     if not meta_text:
-        raise InputError(f"{path} has no {METADATA_KEY!r} metadata; export it with videoseq export")
+        raise InputError(f"{path} has no {METADATA_KEY!r} metadata, so its classes and preprocessing are unknown; "
+                         f"export the checkpoint with videoseq export")
     try:
         meta = json.loads(meta_text)
         config = config_from_dict(meta["config"])
@@ -312,7 +376,8 @@ def load_onnx_model(path: str | Path) -> tuple[OnnxModel, Config, list[str]]:
     if meta.get("part") != "clip":
         raise UsageError(f"{path} is the {meta['part']!r} part of an export; "
                          f"pass the clip file (without .{meta['part']})")
-    return OnnxModel(part_paths(path, "onnx"), mean, std), config, classes
+    kind = OnnxModel if fmt == "onnx" else TorchScriptModel
+    return kind({**part_paths(path, fmt), "clip": path}, mean, std), config, classes
 
 
 def export_command(checkpoint: str, out: str | None, fmt: str, streaming: bool, overwrite: bool = False) -> int:
