@@ -113,9 +113,12 @@ def test_race_times_every_reader_and_r3d_takes_our_clip_layout():
 
 def test_every_bench_kind_is_a_subcommand_of_bench():
     assert set(BENCH_KINDS) == {"stream", "loader", "train", "heads", "captions", "decord", "serve", "memory",
-                                "predict", "motion"}
+                                "predict", "threads", "motion"}
     args = build_parser().parse_args(["bench", "serve", "best.pt", "--clients", "2", "--seconds", "5"])
     assert args.func is BENCH_KINDS["serve"].run and (args.clients, args.seconds, args.streams) == (2, 5.0, 4)
+    args = build_parser().parse_args(["bench", "threads", "--steps", "4", "--settings", "before", "auto"])
+    assert args.func is BENCH_KINDS["threads"].run and (args.steps, args.settings, args.load) == (4, ["before", "auto"],
+                                                                                                   None)
     args = build_parser().parse_args(["bench", "loader", "--clips", "3", "--rss-clips", "10"])
     assert args.func is BENCH_KINDS["loader"].run and (args.clips, args.rss_clips) == (3, 10)
     args = build_parser().parse_args(["bench", "train", "--epochs", "2", "--per-class", "3"])
@@ -258,3 +261,29 @@ def test_bench_predict_times_the_loop_and_the_archive_path_on_the_same_links(tmp
     finally:
         child.kill()
         child.wait()
+
+
+def test_competing_load_spins_while_the_block_runs_and_is_gone_after():
+    from videoseq.bench.threads import CompetingLoad
+
+    with CompetingLoad(2) as load:
+        assert [p.poll() for p in load.running] == [None, None]
+        processes = list(load.running)
+    assert all(p.poll() is not None for p in processes) and load.running == []
+
+
+@pytest.mark.slow
+def test_bench_threads_measures_each_setting_in_a_fresh_process_idle_and_loaded(capsys, monkeypatch):
+    from videoseq.bench.threads import bench_threads
+    from videoseq.runtime import available_workers
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # inherited by the tests; the children must not see it
+    found = bench_threads(steps=2, warmup=1, per_class=5, settings=["before", "auto"], load=1)
+    cores, out = available_workers(), capsys.readouterr().out
+    before, auto = found["settings"]["before"], found["settings"]["auto"]
+    assert before["threads"] == (cores, cores, 2)  # no limits: every core for torch and OpenCV
+    assert auto["threads"] == (max(1, cores - 2), max(1, cores - 2), 2)  # the policy: what the 2 workers leave
+    assert all(row[c] > 0 for row in (before, auto) for c in ("idle", "loaded"))
+    assert found["default_vs_before_loaded"] == pytest.approx(auto["loaded"] / before["loaded"])
+    assert "default / best idle:" in out and "default / before under load:" in out
+    assert f"before: no limits (torch {cores}, OpenCV {cores}, in each of 2 workers too)" in out

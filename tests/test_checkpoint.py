@@ -103,7 +103,7 @@ def exploding_config(gestures, *extra):
     """lr = 1e30: the first step throws the weights to ~1e30, the second loss is NaN."""
     return load_config(None, [
         f"data.root={gestures / 'videos'}", "data.format=ucf101", f"data.splits_dir={gestures / 'splits'}",
-        "data.frames=2", "data.size=32", "data.num_workers=0", "data.val_split=none", "model.backbone=resnet18",
+        "data.frames=2", "data.size=32", "data.num_workers=0", "data.val_split=null", "model.backbone=resnet18",
         "model.stage=layer1", "model.head=mean", "train.epochs=1", "train.batch_size=9", "train.lr=1.0e+30",
         "train.warmup_epochs=0", "train.clip_grad=null", *extra,
     ])

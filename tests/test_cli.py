@@ -104,3 +104,52 @@ def test_python_api_matches_the_predict_csv(tiny_run, tmp_path, shared_video):
     windows = list(predictor.predict_windows(video, 2.0, 1.5))
     assert [round(start, 2) for start, _, _ in windows] == [0.0, 1.52, 3.04, 4.56]
     assert all(p.shape == probs.shape for _, _, p in windows)
+
+
+def parsers(parser, name="videoseq"):
+    """Every parser of the command line, by its command, subcommands included."""
+    import argparse
+
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub, child in action.choices.items():
+                yield from parsers(child, f"{name} {sub}")
+
+
+def test_every_command_has_an_example_and_every_option_a_description_and_its_default():
+    import argparse
+
+    from videoseq.cli import build_parser
+
+    found = dict(parsers(build_parser()))
+    assert {"videoseq train", "videoseq synth gestures", "videoseq prepare folder", "videoseq bench threads"} <= set(
+        found)
+    assert [name for name, p in found.items() if "example" not in (p.description or "")] == []
+    undescribed, no_default = [], []
+    for name, parser in found.items():
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)):
+                continue
+            text = formatter._get_help_string(action)
+            flag = action.option_strings[0] if action.option_strings else action.dest
+            if not (action.help or "").strip():
+                undescribed.append(f"{name} {flag}")
+            elif action.option_strings and action.nargs != 0 and not action.required and "default" not in text:
+                no_default.append(f"{name} {flag}")
+    assert undescribed == [] and no_default == []
+    shown = found["videoseq predict"].format_help()
+    assert "labels and scores per row (default: 5)" in " ".join(shown.split())
+
+
+def test_threads_flag_sets_train_threads(gestures, tmp_path, monkeypatch):
+    import videoseq.engine.trainer as trainer
+
+    seen = {}
+    monkeypatch.setattr(trainer, "fit",
+                        lambda config, out, resume=False, overwrite=False: seen.update(threads=config.train.threads))
+    config = tmp_path / "c.yaml"
+    config.write_text("train: {epochs: 1}\n")
+    assert main(["train", str(config), "--threads", "3", "--out", str(tmp_path / "r")]) == 0
+    assert seen == {"threads": 3}

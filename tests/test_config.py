@@ -35,9 +35,43 @@ def test_every_shipped_config_describes_a_model_that_runs_on_its_clips(path, tmp
             assert len(words) == 2 and all(len(w) <= config.caption.max_words + 1 for w in words)
 
 
-def test_there_are_demo_gesture_and_ucf_configs():
+def test_there_are_demo_gesture_own_footage_and_ucf_configs():
     names = {p.name for p in CONFIGS}
-    assert {"demo.yaml", "gestures.yaml", "ucf101_resnet50_convlstm.yaml", "ucf101_resnet18_gru.yaml"} <= names
+    assert {"demo.yaml", "gestures.yaml", "own_footage.yaml", "ucf101_resnet50_convlstm.yaml",
+            "ucf101_resnet18_gru.yaml"} <= names
+
+
+def test_the_ucf101_configs_keep_validating_on_test_and_the_others_choose_automatically():
+    for path in CONFIGS:
+        expected = "test" if path.name.startswith(("ucf101", "demo")) else "auto"
+        expected = "val" if path.name == "motion.yaml" else expected  # its clips come with a val split, always
+        assert load_config(path).data.val_split == expected, path.name
+    own = load_config(CONFIG_FOLDER / "own_footage.yaml")
+    assert (own.data.format, own.data.flip_swap, own.train.class_weights) == ("folder", {}, "balanced")
+    assert own.train.early_stop == {"patience": 6, "min_delta": 0.0} and own.train.threads == "auto"
+
+
+@pytest.mark.parametrize("override, value", [
+    ("data.val_split=val", "val"), ("data.val_split=null", None), ("data.sampler=balanced", "balanced"),
+    ("train.threads=2", 2), ("train.class_weights=balanced", "balanced"),
+    ("train.class_weights={Rare: 3.5}", {"Rare": 3.5}), ("train.early_stop={patience: 3}", {"patience": 3}),
+    ("train.tensorboard=true", True)])
+def test_the_selection_imbalance_thread_and_logging_keys_take_their_values(override, value):
+    section, key = override.split("=")[0].split(".")
+    assert getattr(getattr(load_config(None, [override]), section), key) == value
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.val_split=''", "data.val_split"), ("data.val_split=3", "data.val_split"),
+    ("data.sampler=weighted", "data.sampler"), ("train.threads=0", "train.threads"),
+    ("train.threads=many", "train.threads"), ("train.class_weights=inverse", "train.class_weights"),
+    ("train.class_weights={Rare: -1}", "train.class_weights"), ("train.class_weights={}", "train.class_weights"),
+    ("train.early_stop=5", "train.early_stop"), ("train.early_stop={patience: 0}", "train.early_stop.patience"),
+    ("train.early_stop={patience: 2, delta: 0.1}", "train.early_stop"),
+    ("train.early_stop={patience: 2, min_delta: -0.1}", "train.early_stop.min_delta")])
+def test_bad_selection_imbalance_thread_and_logging_values_name_their_key(override, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        load_config(None, [override])
 
 
 def test_unknown_key_names_the_key_and_the_valid_ones(tmp_path):

@@ -126,3 +126,62 @@ def test_a_reused_loader_with_persistent_workers_draws_each_epochs_clips(tmp_pat
         loader.sampler.set_epoch(epoch)
         assert torch.equal(next(iter(loader))["video"], next(iter(fresh[epoch]))["video"])
     assert not torch.equal(next(iter(fresh[0]))["video"], next(iter(fresh[1]))["video"])
+
+
+class Labelled(torch.utils.data.Dataset):
+    """A stand-in clip dataset of ``counts[c]`` videos of class ``c`` (the sampler reads labels only)."""
+
+    def __init__(self, counts: list[int], views: int = 1) -> None:
+        self.videos = [(f"v{c}_{i}", c) for c, n in enumerate(counts) for i in range(n)]
+        self.views = views
+
+    def __len__(self) -> int:
+        return len(self.videos) * self.views
+
+
+def class_shares(items: list[int], dataset: Labelled) -> list[float]:
+    labels = [dataset.videos[i // dataset.views][1] for i in items]
+    return [labels.count(c) / len(labels) for c in range(3)]
+
+
+def test_balanced_sampler_draws_every_class_equally_often_and_random_keeps_the_shares():
+    from videoseq.datasets import ClipSampler, class_balanced_weights
+
+    data = Labelled([40, 8, 2])
+    weights = class_balanced_weights(data)
+    assert torch.allclose(weights, torch.tensor([1 / 40] * 40 + [1 / 8] * 8 + [1 / 2] * 2, dtype=weights.dtype))
+    balanced = ClipSampler(len(data), shuffle=True, seed=0, weights=weights)
+    drawn = []
+    for epoch in range(200):
+        balanced.set_epoch(epoch)
+        order = [i for _, i in balanced]
+        assert len(order) == len(data)  # an epoch is as many clips, drawn with replacement
+        drawn += order
+    assert class_shares(drawn, data) == pytest.approx([1 / 3] * 3, abs=0.02)  # 10,000 draws: sd 0.005
+    shuffled = [i for _, i in ClipSampler(len(data), shuffle=True, seed=0)]
+    assert class_shares(shuffled, data) == pytest.approx([0.8, 0.16, 0.04])  # a permutation: the shares as they are
+
+
+def test_balanced_sampler_order_is_fixed_by_seed_and_epoch_and_shards_like_the_random_one():
+    from videoseq.datasets import ClipSampler, class_balanced_weights, weighted_order
+
+    data = Labelled([9, 3, 1], views=2)  # views: both items of a video share its weight
+    weights = class_balanced_weights(data)
+    assert weights[0] == weights[1] == 1 / 9 and weights[-1] == 1.0
+    full = weighted_order(weights, seed=4, epoch=2)
+    assert full == weighted_order(weights, seed=4, epoch=2) != weighted_order(weights, seed=4, epoch=3)
+    world = 3
+    shards = [[i for _, i in ClipSampler(len(data), shuffle=True, seed=4, epoch=2, rank=r, world=world,
+                                         weights=weights)] for r in range(world)]
+    padded = full + full[: -len(full) % world]
+    assert shards == [padded[r::world] for r in range(world)]
+    resumed = ClipSampler(len(data), shuffle=True, seed=4, epoch=2, rank=1, world=world, weights=weights, skip=3)
+    assert [i for _, i in resumed] == shards[1][3:]
+
+
+def test_make_loader_balances_only_a_shuffled_loader_with_sampler_balanced():
+    data = Labelled([6, 2])
+    balanced = make_loader(data, LoaderOptions(batch_size=2, sampler="balanced"), shuffle=True)
+    assert balanced.sampler.weights is not None
+    assert make_loader(data, LoaderOptions(batch_size=2, sampler="balanced"), shuffle=False).sampler.weights is None
+    assert make_loader(data, LoaderOptions(batch_size=2), shuffle=True).sampler.weights is None

@@ -9,7 +9,8 @@ import torch
 from videoseq.checkpoint import checkpoint_payload, save_checkpoint
 from videoseq.cli import main
 from videoseq.config import config_from_dict
-from videoseq.export import TOLERANCE, export_checkpoint, part_paths
+from videoseq.export import TOLERANCE, export_checkpoint
+from videoseq.exported import part_paths
 from videoseq.predict import Predictor
 
 from conftest import informative_model, motion_model
@@ -58,7 +59,7 @@ def test_torchscript_export_matches_pytorch(tmp_path):
 
 
 def test_onnx_sessions_follow_torch_threads_and_do_not_spin(tmp_path):
-    from videoseq.export import onnx_session
+    from videoseq.exported import onnx_session
 
     ckpt = write_checkpoint(tmp_path / "m.pt", "gru", {"hidden": 8})
     export_checkpoint(ckpt, fmt="onnx")
@@ -78,9 +79,10 @@ def test_part_paths_sit_beside_the_clip_file(tmp_path):
     assert [p.name for p in paths.values()] == ["model.onnx", "model.frames.onnx", "model.head.onnx"]
 
 
-def test_predict_runs_the_exported_onnx_model_like_the_checkpoint(tiny_run, tmp_path, shared_video, capsys):
-    onnx_path = tmp_path / "tiny.onnx"
-    assert main(["export", str(tiny_run / "best.pt"), "--format", "onnx", "--out", str(onnx_path), "--streaming"]) == 0
+@pytest.mark.parametrize("fmt, name", [("onnx", "tiny.onnx"), ("torchscript", "tiny.torchscript.pt")])
+def test_predict_runs_the_exported_model_like_the_checkpoint(tiny_run, tmp_path, shared_video, capsys, fmt, name):
+    onnx_path = tmp_path / name
+    assert main(["export", str(tiny_run / "best.pt"), "--format", fmt, "--out", str(onnx_path), "--streaming"]) == 0
     printed = capsys.readouterr().out
     assert printed.count("max abs diff vs PyTorch") == 3 and printed.count(" ok") == 3
     video = str(shared_video("ucf_like_320x240.avi"))
@@ -96,6 +98,24 @@ def test_predict_runs_the_exported_onnx_model_like_the_checkpoint(tiny_run, tmp_
         assert len(pt) == len(ox) > 0
         for a, b in zip(pt, ox):
             assert a["label_1"] == b["label_1"] and float(a["score_1"]) == pytest.approx(float(b["score_1"]), abs=1e-4)
+
+
+def test_a_torchscript_export_is_recognised_by_its_contents_and_refused_where_a_checkpoint_is_needed(
+        tiny_run, tmp_path, shared_video, capsys):
+    exported = tmp_path / "tiny.torchscript.pt"
+    assert main(["export", str(tiny_run / "best.pt"), "--format", "torchscript", "--out", str(exported)]) == 0
+    renamed = tmp_path / "renamed.pt"  # a TorchScript file under a checkpoint's name still runs
+    renamed.write_bytes(exported.read_bytes())
+    video = str(shared_video("short_32frames.mp4"))
+    for model in (exported, renamed):
+        assert main(["predict", str(model), video, "--csv", str(tmp_path / "p.csv"), "--overwrite"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(renamed), "--out", str(tmp_path / "eval")]) == 1  # an input of the wrong kind
+    err = capsys.readouterr().err
+    assert "is a TorchScript export, not a checkpoint: videoseq predict runs it" in err and ".onnx" in err
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "weights.pt")  # some other program's file
+    assert main(["predict", str(tmp_path / "weights.pt"), video]) == 1
+    assert ".onnx and .torchscript.pt files of videoseq export" in capsys.readouterr().err
 
 
 def test_streaming_an_onnx_export_without_its_parts_is_explained(tiny_run, tmp_path, shared_video, capsys):

@@ -10,14 +10,14 @@ from videoseq.video.isolated import IsolatedPool, Outcome, Worker, run_isolated
 
 def test_isolated_workers_survive_a_hang_and_a_crash():
     # time.sleep stands in for a decoder that hangs, ctypes.string_at(0) for one that segfaults
-    outcomes = sorted(run_isolated(time.sleep, [0.0, 60.0, 0.0], workers=2, timeout=3, progress=False),
+    outcomes = sorted(run_isolated(time.sleep, [0.0, 60.0, 0.0], workers=2, timeout=3),
                       key=lambda o: o.index)
     assert [o.error for o in outcomes][::2] == ["", ""]
     assert outcomes[1].error == "took longer than 3 s and was stopped" and outcomes[1].exception is None
-    crashed = sorted(run_isolated(ctypes.string_at, [0, 0], workers=1, timeout=30, progress=False),
+    crashed = sorted(run_isolated(ctypes.string_at, [0, 0], workers=1, timeout=30),
                      key=lambda o: o.index)
     assert [o.error for o in crashed] == ["the worker process died (SIGSEGV)"] * 2
-    errors = list(run_isolated(os.fspath, [3], workers=1, timeout=30, progress=False))
+    errors = list(run_isolated(os.fspath, [3], workers=1, timeout=30))
     assert errors[0].error.startswith("TypeError") and isinstance(errors[0].exception, TypeError)
 
 
@@ -33,7 +33,7 @@ def test_a_worker_call_returns_the_value_raises_nothing_and_reports_an_overrun()
 
 
 def test_outcomes_cover_every_item_once_with_its_value():
-    outcomes = list(run_isolated(abs, [-3, 4, -5, 0, -1], workers=2, timeout=30, progress=False))
+    outcomes = list(run_isolated(abs, [-3, 4, -5, 0, -1], workers=2, timeout=30))
     assert sorted((o.index, o.value) for o in outcomes) == [(0, 3), (1, 4), (2, 5), (3, 0), (4, 1)]
 
 

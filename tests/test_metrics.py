@@ -83,8 +83,8 @@ def test_the_curves_show_the_validation_lines_only_when_validated(tmp_path):
 
 
 from videoseq.metrics import (  # noqa: E402
+    accuracy_interval,
     aggregate_views,
-    bootstrap_interval,
     expected_calibration_error,
     macro_f1,
     mcnemar_exact,
@@ -146,12 +146,25 @@ def test_golden_ece_and_mcnemar():
     assert mcnemar_exact(a, a)["p_value"] == 1.0
 
 
-def test_bootstrap_interval_is_seeded_and_brackets_the_accuracy():
-    correct = np.array([1] * 70 + [0] * 30)
-    lo, hi = bootstrap_interval(correct, seed=3)
-    assert lo < 0.7 < hi and hi - lo < 0.25
-    assert bootstrap_interval(correct, seed=3) == [lo, hi]
-    assert bootstrap_interval(np.ones(10)) == [1.0, 1.0]
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval by its formula (Wilson 1927), to check scipy's against."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+@pytest.mark.parametrize("k, n", [(8, 8), (0, 8), (70, 100), (1, 3)])
+def test_accuracy_interval_is_the_wilson_interval_and_has_a_width_at_0_and_100_percent(k, n):
+    lo, hi = accuracy_interval(np.array([1] * k + [0] * (n - k)))
+    assert (lo, hi) == pytest.approx(wilson(k, n), abs=1e-6)
+    assert 0 <= lo < k / n or k == 0
+    assert k / n < hi <= 1 or k == n
+
+
+def test_eight_of_eight_right_gives_the_worked_interval():
+    assert accuracy_interval(np.ones(8)) == pytest.approx([0.6756, 1.0], abs=1e-4)
+    assert accuracy_interval(np.zeros(8)) == pytest.approx([0.0, 0.3244], abs=1e-4)
 
 
 def test_macro_f1_and_confused_pairs_skip_empty_cells():

@@ -85,6 +85,17 @@ def test_folder_split_is_stratified_and_never_splits_a_group(tmp_path):
     assert sum(r.split == "test" for r in manifest.rows) == 8
 
 
+def test_folder_classes_too_small_for_the_split_fractions_are_explained(tmp_path):
+    for cls in ("a", "b"):
+        for i in range(4):
+            write_video(tmp_path / cls / f"{cls}{i}.avi", brightness_frames(3, 16))
+    with pytest.raises(ManifestError, match=r"holding out 15% of each class \(1 in 7\) needs a class with at least 7 "
+                                            r"videos; the largest has 4.*--test-fraction"):
+        manifest_from_folders(tmp_path)
+    assert {r.split for r in manifest_from_folders(tmp_path, val_fraction=0.25, test_fraction=0.0).rows} == {
+        "train", "val"}
+
+
 def test_folder_rejects_unsafe_class_names(tmp_path):
     write_video(tmp_path / "bad;name" / "x.avi", brightness_frames(3, 16))
     with pytest.raises(ManifestError, match="safe path component"):

@@ -29,7 +29,7 @@ from conftest import REPO
 
 STEPS_PER_EPOCH = 9  # 9 training videos, batch size 1
 SETTINGS = [
-    "data.format=ucf101", "data.frames=4", "data.size=32", "data.num_workers=0", "data.val_split=none",
+    "data.format=ucf101", "data.frames=4", "data.size=32", "data.num_workers=0", "data.val_split=null",
     "model.backbone=resnet18", "model.stage=layer1", "model.head=gru", "model.head_args={hidden: 8}",
     "train.epochs=2", "train.batch_size=1", "train.lr=0.003", "train.ema=0.9", "train.warmup_epochs=0.5",
 ]
@@ -133,7 +133,7 @@ def test_new_train_keys_are_validated(override, key):
 
 def wait_for_epoch_2_step(process: subprocess.Popen, steps: range) -> int:
     """Read the child's progress bars until the latest count of epoch 2 is in ``steps``."""
-    pattern, seen = re.compile(r"epoch 2/2 train:[^\r\n|]*\|[^|]*\| +(\d)/9 "), ""
+    pattern, seen = re.compile(r"epoch 2/2 train:[^\r\n]*? (\d)/9 "), ""
     while process.poll() is None:
         seen += os.read(process.stderr.fileno(), 65536).decode(errors="replace")
         counts = [int(c) for c in pattern.findall(seen)]

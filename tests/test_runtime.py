@@ -55,3 +55,71 @@ def test_first_signal_asks_to_stop_and_a_second_sigint_interrupts_at_once():
 
 def test_available_workers_counts_the_cores_this_process_may_use():
     assert 1 <= available_workers() <= (os.cpu_count() or 1)
+
+
+def test_thread_policy_auto_leaves_the_workers_their_cores_and_honours_omp_num_threads(monkeypatch):
+    import videoseq.runtime as runtime
+    from videoseq.runtime import thread_policy
+
+    monkeypatch.setattr(runtime, "available_workers", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert [thread_policy("auto", w) for w in (0, 2, 7, 8, 12)] == [8, 6, 1, 1, 1]
+    assert thread_policy(3, workers=6) == 3
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two torchrun ranks on this machine share its cores
+    assert [thread_policy("auto", w) for w in (0, 2)] == [4, 2]
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert thread_policy("auto", 0) == 2
+    for wrong in (0, -1, "many", True, 1.5):
+        with pytest.raises(ValueError, match="threads"):
+            thread_policy(wrong)
+
+
+def test_set_threads_sets_torch_and_opencv_and_train_threads_is_validated():
+    import cv2
+
+    from videoseq.runtime import set_threads
+
+    before = torch.get_num_threads(), cv2.getNumThreads()
+    try:
+        assert set_threads(2) == 2 and torch.get_num_threads() == 2 and cv2.getNumThreads() == 2
+        assert torch.get_num_interop_threads() == 1
+    finally:
+        torch.set_num_threads(before[0])
+        cv2.setNumThreads(before[1])
+    assert load_config(None, ["train.threads=4"]).train.threads == 4
+    for wrong in ("train.threads=0", "train.threads=lots"):
+        with pytest.raises(ConfigError, match="train.threads"):
+            load_config(None, [wrong])
+
+
+class ThreadCounts(torch.utils.data.Dataset):
+    """Each item is the torch and OpenCV thread counts of the process that loads it."""
+
+    videos = [("a", 0), ("b", 0)]
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, key):
+        import cv2
+
+        return {"threads": (torch.get_num_threads(), cv2.getNumThreads())}
+
+
+def test_dataloader_workers_compute_with_one_torch_and_one_opencv_thread():
+    import cv2
+
+    from videoseq.datasets import LoaderOptions, make_loader
+
+    def counts(**options):
+        loader = make_loader(ThreadCounts(), LoaderOptions(batch_size=1, num_workers=1, **options), shuffle=False)
+        loader.collate_fn = lambda samples: samples[0]["threads"]
+        return set(loader)
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)  # what a forked worker inherits
+    try:
+        assert counts() == {(1, 1)}
+        assert counts(one_thread_per_worker=False) == {(1, 2)}  # torch's own worker set-up, OpenCV as inherited
+    finally:
+        cv2.setNumThreads(before)

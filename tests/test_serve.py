@@ -218,12 +218,13 @@ def test_model_work_leaves_the_event_loop_free(predictor, shared_video, monkeypa
         assert release.wait(30)
         return real(clips)
 
+    video = shared_video("short_32frames.mp4")  # here, not in the thread: a missing clip skips the test
     monkeypatch.setattr(predictor, "predict_clips", held)
     app = create_app(predictor, ServeLimits(workers=1))
     assert app.state.serve.pool._max_workers == 1
     with TestClient(app) as c:
         answers = {}
-        worker = threading.Thread(target=lambda: answers.update(r=upload(c, shared_video("short_32frames.mp4"))))
+        worker = threading.Thread(target=lambda: answers.update(r=upload(c, video)))
         worker.start()
         assert started.wait(30)  # the upload is inside the model, in the pool
         health = c.get("/healthz")  # answered while the model works

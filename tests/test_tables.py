@@ -85,7 +85,7 @@ def test_commands_write_formula_safe_csvs_only_under_their_output_folder(formula
     monkeypatch.chdir(cwd)
     config = tmp_path / "tiny.yaml"
     config.write_text(
-        f"data: {{manifest: {formula_data / 'manifest.csv'}, frames: 4, size: 32, num_workers: 0, val_split: none}}\n"
+        f"data: {{manifest: {formula_data / 'manifest.csv'}, frames: 4, size: 32, num_workers: 0, val_split: null}}\n"
         "model: {backbone: resnet18, stage: layer1, head: mean}\n"
         "train: {epochs: 1, batch_size: 4}\n"
     )

@@ -92,3 +92,21 @@ def test_three_crop_preset_covers_left_centre_right():
     # one crop is the plain centre crop of the short side resized to size / 0.875
     centre = A.Compose([A.SmallestMaxSize(max_size=eval_resize(32)), A.CenterCrop(32, 32)])(images=clip)["images"]
     assert np.array_equal(ClipEvalPreset(size=32)(clip, 0)[0], centre)
+
+
+def test_flip_swap_pairs_with_both_classes_are_kept_and_with_neither_ignored():
+    from videoseq.transforms import flip_swap_ids
+
+    swap = {"Left": "Right", "Right": "Left", "MoveUp": "MoveDown", "MoveDown": "MoveUp"}
+    kept, ignored = flip_swap_ids(swap, ["Left", "Right", "Static"])
+    assert kept == {0: 1, 1: 0} and ignored == ["MoveUp: MoveDown", "MoveDown: MoveUp"]
+    assert flip_swap_ids({}, ["A"]) == ({}, [])
+
+
+@pytest.mark.parametrize("swap", [{"Left": "Right"}, {"Right": "Left"}, {"Left": "Right", "Right": "Left"}])
+def test_a_flip_swap_pair_with_one_class_present_is_an_error_naming_both(swap):
+    from videoseq.transforms import flip_swap_ids
+
+    with pytest.raises(ValueError, match=r"pairs (Left with Right|Right with Left), but only Left is a class.*"
+                                         r"data.flip=false"):
+        flip_swap_ids(swap, ["Left", "Static"])

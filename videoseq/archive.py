@@ -49,6 +49,7 @@ from videoseq.journal import (
     remove_journal,
 )
 from videoseq.prefetch import Prefetcher, start_decoding_server
+from videoseq.progress import progress_bar
 from videoseq.reading import Chunk, ChunkRequest, Crop, Plan, ShortSide, read_chunk
 from videoseq.runtime import StopSignals, select_device
 from videoseq.video.decoder import VideoDecodeError
@@ -159,7 +160,7 @@ def _work(job: Job, paths: list[str], mine: list[int], base: Path, header: dict,
     """Run ``job`` on the videos ``mine``, journaling each: the stopping signal's number (None) and the count done."""
     writer = JournalWriter(base, distributed.rank(), header)
     rank = f" (rank {distributed.rank()} of {distributed.world_size()})" if distributed.is_distributed() else ""
-    bar = tqdm(total=len(mine), desc=job.what + rank, unit="video", dynamic_ncols=True, disable=not options.progress)
+    bar = progress_bar(total=len(mine), desc=job.what + rank, unit="video", disable=not options.progress)
     try:
         with StopSignals(then="stopping after this video (the journal keeps the finished ones)") as stop, \
                 Prefetcher([paths[i] for i in mine], job.plan, job.prepare, workers=min(options.workers, len(mine)),

@@ -17,6 +17,7 @@ holding a NaN or infinite tensor is refused before anything is written.
 from __future__ import annotations
 
 import math
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from videoseq.models.fusion import fuse_models
 from videoseq.outputs import atomic_output
 
 CHECKPOINT_FORMAT = "videoseq-checkpoint-1"
+WHAT_RUNS = ("a .pt checkpoint written by videoseq train (predict also runs the .onnx and .torchscript.pt files "
+             "of videoseq export)")
 
 
 class CheckpointError(InputError, RuntimeError):
@@ -71,12 +74,26 @@ def non_finite_keys(value: Any, prefix: str = "") -> list[str]:
     return [k for key, item in items for k in non_finite_keys(item, f"{prefix}.{key}" if prefix else str(key))]
 
 
+def is_torchscript(path: str | Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (``torch.jit.save``: a zip with the model's ``code/``)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any("/code/" in name or name.endswith("/constants.pkl") for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load with ``weights_only=True`` and check it is a videoseq checkpoint (its parts: ``check_payload``)."""
     path = Path(path)
+    if path.is_file() and is_torchscript(path):
+        raise CheckpointError(f"{path} is a TorchScript export, not a checkpoint: videoseq predict runs it (and "
+                              f".onnx exports); eval, export, features and train --resume need the .pt checkpoint "
+                              f"written by videoseq train")
     payload = read_weights_file(path, "checkpoint", CheckpointError)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a videoseq checkpoint (no format {CHECKPOINT_FORMAT!r})")
+        raise CheckpointError(f"{path} is not a videoseq checkpoint (no format {CHECKPOINT_FORMAT!r}); expected "
+                              f"{WHAT_RUNS}")
     return payload
 
 

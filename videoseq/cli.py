@@ -1,9 +1,11 @@
-"""The command line: parse arguments, build a config, call one library function."""
+"""The command line: parse arguments, build a config, call one library function.
+
+example: videoseq train configs/own_footage.yaml --set data.root=data/my_videos --out runs/mine
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import traceback
@@ -12,6 +14,14 @@ from typing import NoReturn
 
 from videoseq import __version__
 from videoseq.cli_motion import add_camera_motion, add_fuse
+from videoseq.cli_predict import (
+    add_archive_arguments,
+    add_stream_arguments,
+    archive_options,
+    cmd_stream,
+    event_options,
+    given,
+)
 from videoseq.errors import (
     DEBUG_VARIABLE,
     INPUT_STATUS,
@@ -24,12 +34,39 @@ from videoseq.errors import (
 from videoseq.flags import (
     fraction,
     integer,
-    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
-    probability,
 )
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already says what happens without it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        quiet = default is None or default is False or default == [] or default == argparse.SUPPRESS
+        quiet = quiet or action.nargs == 0 or action.required
+        if quiet or not action.option_strings or "default" in text.lower():
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class ExamplesFormatter(argparse.RawDescriptionHelpFormatter, DefaultsFormatter):
+    """``DefaultsFormatter`` for a command whose description is a block of example lines, kept as written."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose help shows the defaults (subcommands' parsers are of this class too) and whose
+    usage errors are one line (exit 2), pointing at ``--help`` instead of printing the usage."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_STATUS, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -37,7 +74,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from videoseq.engine.trainer import fit
     from videoseq.resume import TrainingInterrupted
 
-    config = load_config(args.config, args.set)
+    threads = [] if args.threads is None else [f"train.threads={args.threads}"]
+    config = load_config(args.config, args.set + threads)
     if args.resume and args.out and Path(args.out).resolve() != Path(args.resume).resolve():
         raise UsageError(f"--resume {args.resume} continues that run folder; drop --out {args.out}")
     out = args.resume or args.out or f"runs/{Path(args.config).stem}"
@@ -47,12 +85,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(stop, file=sys.stderr)
         return stop.exit_status
     return 0
-
-
-def given(args: argparse.Namespace, options: type) -> dict:
-    """The flags of ``args`` that set a field of the dataclass ``options``; the others keep its defaults."""
-    fields = [f.name for f in dataclasses.fields(options)]
-    return {name: getattr(args, name) for name in fields if getattr(args, name, None) is not None}
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -66,7 +98,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_metrics(args: argparse.Namespace) -> int:
     from videoseq.evaluation import run_metrics
 
-    run_metrics(args.predictions, classes=args.classes, out_dir=args.out, seed=args.seed, overwrite=args.overwrite)
+    run_metrics(args.predictions, classes=args.classes, out_dir=args.out, overwrite=args.overwrite)
     return 0
 
 
@@ -87,39 +119,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError("--stride needs --window (both in seconds)")
     timeline = Path(args.timeline) if args.timeline else None
     options = PredictOptions(topk=args.topk, window=args.window, stride=args.stride, beam=args.beam,
-                             device=args.device, timeline=timeline, events=event_options(args),
-                             archive=archive_options(args))
+                             device=args.device, threads="auto" if args.threads is None else args.threads,
+                             timeline=timeline, events=event_options(args), archive=archive_options(args))
     try:
         failures = predict_to_csv(args.checkpoint, args.sources, args.csv, options)
     except ArchiveInterrupted as stop:
         print(stop, file=sys.stderr)
         return stop.exit_status
     return 1 if failures else 0
-
-
-def archive_options(args: argparse.Namespace):
-    from videoseq.archive import ArchiveOptions
-
-    return ArchiveOptions(**given(args, ArchiveOptions))
-
-
-def event_options(args: argparse.Namespace):
-    from videoseq.events import EventOptions
-
-    return EventOptions(smooth=args.smooth, method=args.smooth_method, threshold=args.threshold,
-                        background=args.background, min_duration=args.min_duration, refractory=args.refractory)
-
-
-def add_archive_arguments(p, what: str) -> None:
-    """Decoding workers, resuming and replacing: the flags of a run over many videos (archive.ArchiveOptions)."""
-    p.add_argument("--workers", type=positive_int, help="decoding processes (of each torchrun rank); a file that "
-                   "crashes or hangs one costs only itself (default: 2, as archive.ArchiveOptions)")
-    p.add_argument("--timeout", type=positive_float, help="seconds one video (or one chunk of a long one) may take to "
-                                                 "decode (default: 60)")
-    p.add_argument("--resume", action="store_true",
-                   help=f"continue the run whose journal lies beside {what} (stopped, killed, or a rank that died)")
-    p.add_argument("--overwrite", action="store_true",
-                   help=f"replace an existing {what} (and the journal of an unfinished run)")
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -218,10 +225,11 @@ def add_features(sub) -> None:
     p.add_argument("--short-side", type=positive_int, help="--frames: short side of the stored frames (default: "
                                                   "data.size / 0.875, the eval preset's resize)")
     p.add_argument("--device", default="cpu", help="device of the backbone (features only)")
-    p.add_argument("--shard-videos", type=positive_int,
-                   help="videos per shard (default: 64 for features, 16 with --frames)")
+    p.add_argument("--shard-videos", type=positive_int, help="videos per shard (default: 64 for features, 16 with "
+                                                             "--frames)")
     p.add_argument("--batch-frames", type=positive_int, default=64, help="frames per backbone batch (features only)")
-    p.add_argument("--max-videos", type=positive_int, help="stop after this many new videos (run it again to go on)")
+    p.add_argument("--max-videos", type=positive_int, help="stop after this many new videos, run it again to go on "
+                                                           "(default: every video)")
     p.add_argument("--workers", type=positive_int, default=2, help="decoding processes (of each torchrun rank); a "
                                                                    "file that crashes or hangs one costs only itself")
     p.set_defaults(func=cmd_features)
@@ -230,20 +238,24 @@ def add_features(sub) -> None:
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model from a YAML config",
                        description="example: videoseq train configs/demo.yaml --set train.epochs=5 --out runs/demo")
-    p.add_argument("config", help="YAML config (see configs/)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("config", help="YAML config (see configs/; configs/own_footage.yaml for a folder of class folders)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, value as YAML, e.g. train.epochs=5 (repeatable; default: none)")
     p.add_argument("--out", help="run folder (default runs/<config name>)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt, exactly")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its last.pt, exactly (default: start a new run)")
     p.add_argument("--overwrite", action="store_true",
                    help="start over in a run folder that holds a run (its checkpoints are replaced); without it, "
                         "such a folder needs --resume")
+    p.add_argument("--threads", type=positive_int, help="CPU threads of torch and OpenCV, as train.threads (default: "
+                                                        "the config's, auto: the cores the DataLoader workers leave)")
     p.set_defaults(func=cmd_train)
 
 
 def add_eval(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint on a split",
                        description="example: videoseq eval runs/demo/best.pt --views 5x1 --out runs/demo/eval")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a .pt checkpoint written by videoseq train")
     p.add_argument("--manifest", help="manifest CSV (default: the data the checkpoint was trained on)")
     p.add_argument("--split", help="split of the manifest to evaluate (default: test, as evaluation.EvalOptions)")
     p.add_argument("--out", default="eval", help="folder for report.html, report.json, predictions.csv, figures")
@@ -251,13 +263,14 @@ def add_eval(sub) -> None:
     p.add_argument("--views", help="CLIPSxCROPS test views per video, e.g. 10x3 (crops 1 or 3; default: the "
                    "config's test_views x 1); more than one also reports single view beside")
     p.add_argument("--aggregate", choices=["mean_softmax", "mean_logits", "max"],
-                   help="how the views' scores make the video's")
+                   help="how the views' scores make the video's (default: mean_softmax)")
     p.add_argument("--per-view", action="store_true", help="also one predictions.csv row per view")
-    p.add_argument("--batch-size", type=positive_int, help="clips per batch")
+    p.add_argument("--batch-size", type=positive_int, help="clips per batch (default: 8)")
     p.add_argument("--workers", dest="num_workers", type=non_negative_int,
                    help="DataLoader workers (default: every available CPU core)")
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--seed", type=non_negative_int, help="bootstrap seed of the confidence intervals")
+    p.add_argument("--threads", type=positive_int, help="CPU threads of torch and OpenCV in the main process "
+                                               "(default: auto, the cores the workers leave)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: auto)")
     p.add_argument("--beam", type=positive_int, help="caption models: beam size (default: the config's caption.beam)")
     p.set_defaults(func=cmd_eval)
 
@@ -268,9 +281,9 @@ def add_metrics(sub) -> None:
                        "Columns: path,label[,view],label_1,score_1,...,label_k,score_k (see docs/evaluation.md)")
     p.add_argument("predictions", help="predictions.csv")
     p.add_argument("--classes", help="class list, one per line (default: classes.txt beside the file)")
-    p.add_argument("--out", help="also write report.json, report.html, per-class and confusion files here")
+    p.add_argument("--out", help="also write report.json, report.html, per-class and confusion files here "
+                                 "(default: print the metrics only)")
     p.add_argument("--overwrite", action="store_true", help="replace report files already in --out")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="bootstrap seed")
     p.set_defaults(func=cmd_metrics)
 
 
@@ -298,73 +311,28 @@ PREDICT_EXAMPLES = """examples:
 def add_predict(sub) -> None:
     p = sub.add_parser("predict", help="classify files, folders, globs or manifests into a CSV; timelines of "
                                        "long videos; live streams",
-                       description=PREDICT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint")
+                       description=PREDICT_EXAMPLES, formatter_class=ExamplesFormatter)
+    p.add_argument("checkpoint", help="a .pt checkpoint, or an export of it: .onnx or .torchscript.pt")
     p.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="video file, folder, glob or manifest CSV (its path column); with --stream one file, "
                         "camera index (0) or URL")
     p.add_argument("--csv", help="output CSV, written whole when every video is done; finished videos are "
                                  "journaled beside it (default: print to stdout, no journal)")
-    p.add_argument("--topk", type=positive_int, default=5)
-    p.add_argument("--window", type=positive_float, help="window length in seconds: one row per window")
+    p.add_argument("--topk", type=positive_int, default=5, help="labels and scores per row")
+    p.add_argument("--window", type=positive_float, help="window length in seconds: one row per window "
+                                                         "(default: one row per whole video)")
     p.add_argument("--stride", type=positive_float, help="window step in seconds (default: --window)")
     p.add_argument("--timeline", metavar="DIR", help="with --window: merge the windows into segments (the event "
-                   "options below) and write DIR/segments.csv, segments.json and per video .srt, .vtt and .png")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--beam", type=positive_int, help="caption models: beam size of the caption column (1: greedy)")
+                   "options below) and write DIR/segments.csv, segments.json and per video .srt, .vtt and .png "
+                   "(default: none)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (exports run on the CPU)")
+    p.add_argument("--threads", type=positive_int, help="CPU threads of torch and OpenCV (default: auto, every core, "
+                                                        "or $OMP_NUM_THREADS)")
+    p.add_argument("--beam", type=positive_int, help="caption models: beam size of the caption column, 1 is greedy "
+                                                     "(default: the config's caption.beam)")
     add_archive_arguments(p, "--csv (with --stream also --jsonl, --save-video)")
     add_stream_arguments(p)
     p.set_defaults(func=cmd_predict)
-
-
-def cmd_stream(args: argparse.Namespace) -> int:
-    from videoseq.live import StreamOptions, stream_to_outputs
-    from videoseq.video.cameras import SourceOptions
-
-    if len(args.sources) != 1:
-        raise UsageError(f"--stream takes one SOURCE (a file, a camera index or a URL), got {len(args.sources)}")
-    events = event_options(args) if args.events else None
-    source = SourceOptions(queue_size=args.queue, retries=args.retries, retry_delay=args.retry_delay,
-                           max_frozen=args.max_frozen, stall_timeout=args.stall_timeout)
-    options = StreamOptions(topk=args.topk, show=args.show, save_video=args.save_video, csv=args.csv,
-                            jsonl=args.jsonl, events=events, max_frames=args.max_frames, source=source,
-                            overwrite=args.overwrite)
-    return stream_to_outputs(args.checkpoint, args.sources[0], options, device=args.device)
-
-
-def add_stream_arguments(p) -> None:
-    from videoseq.events import SMOOTHING, EventOptions
-    from videoseq.video.cameras import SourceOptions
-
-    source, events = SourceOptions(), EventOptions()  # the defaults of the flags below
-    g = p.add_argument_group("streaming (--stream)", "example: videoseq predict best.pt 0 --stream --show "
-                             "--jsonl live.jsonl --events --background Nothing")
-    g.add_argument("--stream", action="store_true",
-                   help="run frame by frame on one SOURCE: a file, a camera index (0) or an rtsp/http URL")
-    g.add_argument("--show", action="store_true", help="a window with the top labels, scores and fps (q quits)")
-    g.add_argument("--save-video", metavar="OUT.mp4", help="write the annotated video")
-    g.add_argument("--jsonl", help="one JSON line per inference step and per gesture event")
-    g.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
-    g.add_argument("--queue", type=positive_int, default=source.queue_size,
-                   help="reader queue length; a live source drops frames beyond it")
-    g.add_argument("--retries", type=non_negative_int, default=source.retries,
-                   help="reopen a failing camera/stream this many times")
-    g.add_argument("--retry-delay", type=non_negative_float, default=source.retry_delay, help="seconds between retries")
-    g.add_argument("--max-frozen", type=positive_int, default=source.max_frozen,
-                   help="identical frames in a row that mean a frozen camera")
-    g.add_argument("--stall-timeout", type=positive_float, default=source.stall_timeout,
-                   help="seconds without a frame before giving up")
-    g.add_argument("--events", action="store_true", help="also write gesture events (start, end, label, peak)")
-    e = p.add_argument_group("events (--stream --events) and segments (--timeline)")
-    e.add_argument("--smooth", type=positive_int, default=events.smooth, help="steps (frames or windows) smoothed over")
-    e.add_argument("--smooth-method", choices=SMOOTHING, default=events.method)
-    e.add_argument("--threshold", type=probability, default=events.threshold,
-                   help="smoothed score an active step needs")
-    e.add_argument("--background", help="the 'nothing happens' class, never an event or a segment")
-    e.add_argument("--min-duration", type=non_negative_float, default=events.min_duration,
-                   help="shortest event or segment in seconds")
-    e.add_argument("--refractory", type=non_negative_float, default=events.refractory,
-                   help="seconds after an event or segment with no new one")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -376,8 +344,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def add_export(sub) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX or TorchScript, checked against PyTorch",
                        description="example: videoseq export runs/demo/best.pt --format onnx --streaming")
-    p.add_argument("checkpoint")
-    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    p.add_argument("checkpoint", help="a .pt checkpoint written by videoseq train")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx",
+                   help="onnx (onnxruntime) or torchscript (torch.jit); videoseq predict runs both")
     p.add_argument("--out", help="output file (default: the checkpoint's name with .onnx / .torchscript.pt)")
     p.add_argument("--overwrite", action="store_true", help="replace export files that exist already")
     p.add_argument("--streaming", action="store_true",
@@ -412,8 +381,8 @@ def add_serve(sub) -> None:
     p.add_argument("checkpoint", help=".pt checkpoint or exported .onnx (streams need the --streaming parts)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0: every interface)")
-    p.add_argument("--port", type=integer(1, 65535), default=8000, help="port to listen on")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--port", type=integer(1, 65535), default=8000, help="TCP port to listen on")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (exports run on the CPU)")
     for f in fields(ServeLimits):
         counts = non_negative_int if f.name == "workers" else positive_int  # workers 0: the default
         p.add_argument("--" + f.name.replace("_", "-"), type=counts if isinstance(f.default, int) else positive_float,
@@ -436,15 +405,16 @@ def add_bench(sub) -> None:
 
 
 def add_synth(sub) -> None:
-    p = sub.add_parser("synth", help="write synthetic datasets")
+    p = sub.add_parser("synth", help="write synthetic datasets",
+                       description="example: videoseq synth gestures data/gestures --per-class 40 --seed 0")
     kinds = p.add_subparsers(dest="kind", required=True)
     g = kinds.add_parser("gestures", help="UCF101-style tree of clips that differ only in temporal order",
                          description="example: videoseq synth gestures data/gestures --per-class 40 --seed 0")
-    g.add_argument("out")
-    g.add_argument("--per-class", type=positive_int, default=30)
-    g.add_argument("--seed", type=non_negative_int, default=0)
-    g.add_argument("--frames", type=positive_int, default=24)
-    g.add_argument("--size", type=positive_int, default=112)
+    g.add_argument("out", help="folder for videos/<Class>/*.avi and splits/ (UCF101 layout)")
+    g.add_argument("--per-class", type=positive_int, default=30, help="clips per class")
+    g.add_argument("--seed", type=non_negative_int, default=0, help="seed of the clips' shapes, colours and motion")
+    g.add_argument("--frames", type=positive_int, default=24, help="frames per clip")
+    g.add_argument("--size", type=positive_int, default=112, help="frame side in pixels")
     g.add_argument("--captions", action="store_true",
                    help="also write captions.csv and manifest.csv (one row per reference caption)")
     g.set_defaults(func=cmd_synth)
@@ -455,12 +425,13 @@ def add_demo(sub) -> None:
     p = sub.add_parser("demo", help="synthesise, train, evaluate and predict in one go (CPU, minutes)",
                        description="examples: videoseq demo --out demo_out; "
                                    "videoseq demo --task caption --out demo_captions")
-    p.add_argument("--out", default="demo_out")
+    p.add_argument("--out", default="demo_out", help="folder for data/, run/, eval/ and predictions.csv")
     p.add_argument("--config", help="config (default configs/demo.yaml)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the config (repeatable; default: none)")
     p.add_argument("--per-class", type=positive_int,
                    help="synthetic clips per class (default: 60; 480 with --task caption)")
-    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the synthetic clips")
     p.add_argument("--task", choices=("classify", "caption"), default="classify",
                    help="caption: synthesise captions and train configs/captions.yaml")
     p.set_defaults(func=cmd_demo)
@@ -470,7 +441,7 @@ def _add_transcode_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("root", help="tree of videos (hidden files and folders are skipped)")
     p.add_argument("--out", required=True, help="output tree: same relative paths; nothing is written outside it")
     p.add_argument("--fps", type=positive_float, help="drop frames to this rate (default: keep every frame)")
-    p.add_argument("--workers", type=positive_int, default=2)
+    p.add_argument("--workers", type=positive_int, default=2, help="processes working in parallel")
     p.add_argument("--timeout", type=positive_float, default=600.0, help="seconds one video may take")
     p.set_defaults(func=cmd_prepare_videos)
 
@@ -498,7 +469,8 @@ def add_prepare(sub) -> None:
         f.set_defaults(func=cmd_prepare)
     r = kinds.add_parser("resize", help="re-encode a tree with a smaller short side (same relative paths)",
                          description="example: videoseq prepare resize data/UCF-101 --short-side 128 --out data/ucf128")
-    r.add_argument("--short-side", type=positive_int, required=True)
+    r.add_argument("--short-side", type=positive_int, required=True,
+                   help="short side of the re-encoded videos in pixels")
     r.add_argument("--quality", type=non_negative_int, default=23,
                    help="encoder quality: x264 CRF / mpeg4 scale (lower is better)")
     _add_transcode_options(r)
@@ -520,25 +492,18 @@ def add_doctor(sub) -> None:
     p.add_argument("--min-frames", type=positive_int, default=1, help="videos with fewer decodable frames are errors")
     p.add_argument("--timeout", type=positive_float, default=60.0, help="seconds one file may take to check")
     p.add_argument("--out", default=".", help="folder for doctor.json")
-    p.add_argument("--write-clean", metavar="OUT.csv", help="write the manifest without the bad rows")
+    p.add_argument("--write-clean", metavar="OUT.csv", help="write the manifest without the bad rows (default: none)")
     p.add_argument("--overwrite", action="store_true", help="replace doctor.json / the --write-clean file")
     p.add_argument("--format", help="read a dataset root as this format (default: ucf101 if classInd.txt is near, "
                                     "else folder)")
-    p.add_argument("--splits-dir", help="annotation files of a dataset root")
-    p.add_argument("--fold", type=positive_int, default=1)
+    p.add_argument("--splits-dir", help="annotation files of a dataset root (default: a usual place near it)")
+    p.add_argument("--fold", type=positive_int, default=1, help="ucf101 / hmdb51 split number of a dataset root")
     p.add_argument("--root", help="tree to search for files no split lists (default: where the listed files are)")
     p.set_defaults(func=cmd_doctor)
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse with usage errors on one line (exit 2), pointing at ``--help`` instead of printing the usage."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(USAGE_STATUS, f"{self.prog}: error: {message}; see {self.prog} --help\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="videoseq", description=__doc__)
+    parser = Parser(prog="videoseq", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"videoseq {__version__}")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True)

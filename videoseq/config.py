@@ -31,6 +31,10 @@ from videoseq.sampling import SAMPLING_METHODS, SHORT_POLICIES
 from videoseq.validation import ConfigError, OneOf, Range, check_value
 
 AMP_CHOICES = (True, False, "bf16", "fp16")
+VAL_SPLIT_AUTO = "auto"  # data.val_split: the manifest's val split when it has one (engine.selection)
+SAMPLERS = ("random", "balanced")
+CLASS_WEIGHTS = ("none", "balanced")
+EARLY_STOP_KEYS = ("patience", "min_delta")
 DATA_FORMATS = ("manifest", *FORMATS)  # a manifest CSV, or a dataset root read by one of the formats
 TASKS = ("classify", "caption", "both")
 TEMPORAL_SHIFTS = ("bidirectional", "online")  # or None: no shift
@@ -74,6 +78,11 @@ def check_group_pattern(pattern: str, key: str = "data.group_pattern (--group-pa
                           f"e.g. {UCF_GROUP_PATTERN!r}")
 
 
+def _check_count(key: str, value: Any, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key}: must be {what} (an integer >= 1), got {value!r}")
+
+
 @dataclass
 class DataConfig:
     """Where the videos are and how clips are cut from them."""
@@ -88,7 +97,8 @@ class DataConfig:
     val_fraction: Below1 = 0.15  # folder format only
     test_fraction: Below1 = 0.15  # folder format only
     train_split: str = "train"
-    val_split: str = "test"
+    val_split: str | None = VAL_SPLIT_AUTO  # what best.pt is chosen on: auto (val when the manifest has it, else
+    # test, said loudly), a split name, or null (training accuracy)
     test_split: str = "test"
     frames: Annotated[int, Range(1, MAX_FRAMES)] = 8  # frames per clip
     size: Annotated[int, Range(1, MAX_SIZE)] = 112  # square crop fed to the backbone
@@ -102,6 +112,7 @@ class DataConfig:
     flip: bool = True
     flip_swap: dict[str, str] = field(default_factory=dict)  # label map under horizontal flip
     num_workers: Annotated[int, Range(0)] = 2
+    sampler: Annotated[str, OneOf(SAMPLERS)] = "random"  # random | balanced: every class drawn as often
     timeout: Positive = 120.0  # seconds a DataLoader worker may take for one batch
     on_error: Annotated[str, OneOf(("skip", "raise"))] = "skip"  # videos that fail to decode
     max_bad_fraction: Share = 0.1  # skip at most this fraction of a split, then stop
@@ -122,6 +133,9 @@ class DataConfig:
     def __post_init__(self) -> None:
         check_fields(self, "data")
         check_group_pattern(self.group_pattern)
+        if self.val_split is not None and not self.val_split:
+            raise ConfigError(f"data.val_split: {self.val_split!r} is not a split name; use auto, a split of the "
+                              "manifest (val, test, ...) or null (choose best.pt on training accuracy)")
         if not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
             raise ConfigError(f"data.crop_scale: need [low, high] with 0 < low <= high <= 1, "
                               f"got {list(self.crop_scale)}")
@@ -212,11 +226,43 @@ class TrainConfig:
     ema: Below1 = 0.0  # decay of an exponential moving average of the weights (0: off; e.g. 0.999)
     on_nonfinite: Annotated[str, OneOf(("stop", "skip"))] = "stop"  # a batch whose loss is NaN or infinite
     stop_after_steps: Count | None = None  # on reaching this step (batches so far), save a resumable last.pt, stop
+    threads: int | str = "auto"  # CPU threads of torch and OpenCV: auto (cores left by the workers) | N
+    class_weights: str | dict[str, float] = "none"  # none | balanced (n / (k * n_c)) | {Class: weight}
+    early_stop: dict[str, float] | None = None  # {patience: N, min_delta: x}: stop after N validations in a
+    # row that did not beat the best validation score by more than min_delta
+    tensorboard: bool = False  # also write the epoch scalars as TensorBoard events under RUN_DIR/tensorboard
 
     def __post_init__(self) -> None:
         check_fields(self, "train")
         if not DEVICE.fullmatch(self.device):
             raise ConfigError(f"train.device: {self.device!r} is not auto, cpu, cuda or cuda:N")
+        if self.threads != "auto":
+            _check_count("train.threads", self.threads, "auto or a number of threads")
+        self._check_class_weights()
+        self._check_early_stop()
+
+    def _check_class_weights(self) -> None:
+        weights = self.class_weights
+        if isinstance(weights, dict):
+            bad = {k: v for k, v in weights.items()
+                   if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0}
+            if bad or not weights:
+                raise ConfigError(f"train.class_weights: a mapping needs a weight >= 0 per class, e.g. "
+                                  f"{{Rare: 4.0}} (others keep 1), got {bad or weights}")
+        elif weights not in CLASS_WEIGHTS:
+            raise ConfigError(f"train.class_weights: {weights!r} is not one of {list(CLASS_WEIGHTS)} "
+                              "or a mapping {Class: weight}")
+
+    def _check_early_stop(self) -> None:
+        stop = self.early_stop
+        if stop is None:
+            return
+        if not isinstance(stop, dict) or "patience" not in stop or set(stop) - set(EARLY_STOP_KEYS):
+            raise ConfigError(f"train.early_stop: expected {{patience: N[, min_delta: x]}}, got {stop!r}")
+        _check_count("train.early_stop.patience", stop["patience"], "a number of validations")
+        delta = stop.get("min_delta", 0.0)
+        if isinstance(delta, bool) or not isinstance(delta, (int, float)) or delta < 0:
+            raise ConfigError(f"train.early_stop.min_delta: must be a number >= 0, got {delta!r}")
 
 
 @dataclass

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from videoseq.flow import MotionInput, gather_fields, shift_into_range
+from videoseq.runtime import limit_worker_threads
 from videoseq.sampling import ClipSampling
 from videoseq.transforms import clip_to_tensor
 from videoseq.video.decoder import VideoDecodeError, VideoReader
@@ -153,6 +154,21 @@ def epoch_order(size: int, *, shuffle: bool, seed: int, epoch: int) -> list[int]
     return torch.randperm(size, generator=generator).tolist()
 
 
+def weighted_order(weights: torch.Tensor, *, seed: int, epoch: int) -> list[int]:
+    """``len(weights)`` items drawn with replacement, item ``i`` with probability ``weights[i] / sum``:
+    like ``epoch_order``, a pure function of ``(seed, epoch)``."""
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.multinomial(weights, len(weights), replacement=True, generator=generator).tolist()
+
+
+def class_balanced_weights(dataset: Dataset) -> torch.Tensor:
+    """One weight per item of a clip dataset, ``1 / (videos of its class)``: every class is drawn as often."""
+    labels = np.array([label for _, label in dataset.videos], dtype=np.int64)
+    counts = np.bincount(labels)
+    per_video = 1.0 / counts[labels]
+    return torch.from_numpy(np.repeat(per_video, len(dataset) // max(len(labels), 1)))  # (items,)
+
+
 def ignore_stop_signals(worker_id: int) -> None:
     """In a DataLoader worker: leave Ctrl-C and SIGTERM to the main process.
 
@@ -161,6 +177,12 @@ def ignore_stop_signals(worker_id: int) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def start_worker(worker_id: int) -> None:
+    """A DataLoader worker's set-up: stop signals left to the main process, one compute thread."""
+    ignore_stop_signals(worker_id)
+    limit_worker_threads()
 
 
 class ClipSampler(Sampler):
@@ -175,14 +197,18 @@ class ClipSampler(Sampler):
     ``[0, 2, 4]`` / ``[1, 3]``. ``skip`` leaves out the first items of this rank's share
     (a resumed run starting mid-epoch; ``set_epoch`` resets it). The epoch travels with
     every item, so workers that live across epochs (``persistent_workers``) still draw
-    that epoch's random clips.
+    that epoch's random clips. With ``weights`` (one per item) the epoch is instead
+    ``size`` items drawn with replacement in proportion to them (``weighted_order``,
+    from ``(seed, epoch)`` too), then split and skipped the same way.
     """
 
     def __init__(self, size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0, rank: int = 0, world: int = 1,
-                 pad: bool = True, skip: int = 0) -> None:
+                 pad: bool = True, skip: int = 0, weights: torch.Tensor | None = None) -> None:
         if world < 1 or not 0 <= rank < world:
             raise ValueError(f"rank {rank} does not fit a world of {world} processes")
-        self.size, self.shuffle, self.seed = size, shuffle, seed
+        if weights is not None and len(weights) != size:
+            raise ValueError(f"{len(weights)} sampling weights for {size} items")
+        self.size, self.shuffle, self.seed, self.weights = size, shuffle, seed, weights
         self.rank, self.world, self.pad = rank, world, pad
         self.set_epoch(epoch, skip=skip)
 
@@ -191,7 +217,10 @@ class ClipSampler(Sampler):
 
     def order(self) -> list[int]:
         """The items of this rank for the current epoch, in the order they are read."""
-        items = epoch_order(self.size, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch)
+        if self.weights is not None and self.size:
+            items = weighted_order(self.weights, seed=self.seed, epoch=self.epoch)
+        else:
+            items = epoch_order(self.size, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch)
         if self.pad and self.world > 1 and items:
             total = -(-len(items) // self.world) * self.world
             items += (items * (total // len(items) + 1))[: total - len(items)]
@@ -220,6 +249,8 @@ class LoaderOptions:
     shard: tuple[int, int] = (0, 1)  # (rank, world): this rank's share under torchrun
     persistent_workers: bool = False  # keep the workers alive across epochs
     prefetch_factor: int | None = None  # batches each worker loads ahead (PyTorch's default: 2)
+    one_thread_per_worker: bool = True  # one torch and one OpenCV thread in each worker (the thread policy)
+    sampler: str = "random"  # shuffled loaders: random (a permutation) | balanced (classes drawn equally often)
 
 
 def make_loader(dataset: Dataset, options: LoaderOptions, *, shuffle: bool, pad: bool = True,
@@ -232,14 +263,18 @@ def make_loader(dataset: Dataset, options: LoaderOptions, *, shuffle: bool, pad:
     ``persistent_workers`` its workers then stay alive. Worker processes are seeded
     from the same ``(seed, epoch)``; samples draw their randomness from ``(seed, epoch,
     item)``, so which worker decodes a sample never matters. Batches are page-locked
-    when CUDA is available, so they copy to the GPU asynchronously.
+    when CUDA is available, so they copy to the GPU asynchronously. ``options.sampler``
+    ``balanced`` draws a shuffled loader's items with class-balanced weights
+    (``class_balanced_weights``): as many items an epoch, with replacement.
     """
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(epoch)
     o = options
     generator = torch.Generator().manual_seed(o.seed * 100_003 + epoch)
     rank, world = o.shard
-    sampler = ClipSampler(len(dataset), shuffle=shuffle, seed=o.seed, epoch=epoch, rank=rank, world=world, pad=pad)
+    weights = class_balanced_weights(dataset) if shuffle and o.sampler == "balanced" else None
+    sampler = ClipSampler(len(dataset), shuffle=shuffle, seed=o.seed, epoch=epoch, rank=rank, world=world, pad=pad,
+                          weights=weights)
     workers = dict(timeout=o.timeout, persistent_workers=o.persistent_workers, prefetch_factor=o.prefetch_factor)
     return DataLoader(
         dataset,
@@ -248,7 +283,7 @@ def make_loader(dataset: Dataset, options: LoaderOptions, *, shuffle: bool, pad:
         num_workers=o.num_workers,
         collate_fn=collate_clips,
         generator=generator,
-        worker_init_fn=ignore_stop_signals,
+        worker_init_fn=start_worker if o.one_thread_per_worker else ignore_stop_signals,
         pin_memory=torch.cuda.is_available(),
         drop_last=False,
         **(workers if o.num_workers > 0 else {}),

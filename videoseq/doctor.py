@@ -36,6 +36,7 @@ from videoseq.manifest import (
 from videoseq.outputs import OutputError, check_output, write_text
 from videoseq.prepare import FORMATS, find_splits_dir
 from videoseq.prepare.common import UCF_GROUP_PATTERN, group_of
+from videoseq.progress import progress_bar
 from videoseq.video.containers import TRUNCATED
 from videoseq.video.decoder import find_videos
 from videoseq.video.isolated import run_isolated
@@ -236,8 +237,8 @@ def check_files(manifest: Manifest, *, min_frames: int, workers: int, timeout: f
                 for file, rows in rows_of.items() if not os.path.exists(file)]
     present = [file for file in rows_of if os.path.exists(file)]
     sound = []
-    for outcome in run_isolated(inspect_video, present, workers=workers, timeout=timeout, desc="doctor",
-                                progress=progress):
+    outcomes = run_isolated(inspect_video, present, workers=workers, timeout=timeout)
+    for outcome in progress_bar(outcomes, desc="doctor", total=len(present), unit="file", disable=not progress):
         file = present[outcome.index]
         if outcome.error:
             findings.append(Finding("unreadable", "error", outcome.error, listed_as[file], rows_of[file]))

@@ -44,12 +44,13 @@ from videoseq.metrics import (
     rank_classes,
     ranked_metrics,
 )
+from videoseq.misclassified import clip_strips, misclassified_rows
 from videoseq.modality import eval_preset, motion_input
 from videoseq.models.decoding import Decoding
 from videoseq.outputs import check_output_folder, write_text
 from videoseq.prepare import resolve_manifest
-from videoseq.report import format_summary, summary_rows, write_html_report
-from videoseq.runtime import available_workers, select_device
+from videoseq.report import format_summary, summary, summary_rows, write_html_report
+from videoseq.runtime import available_workers, select_device, set_threads
 from videoseq.sampling import ClipSampling
 from videoseq.tables import read_csv, write_csv
 from videoseq.text import Vocabulary
@@ -58,7 +59,6 @@ from videoseq.transforms import EVAL_CROPS
 TOPK = 5
 SCORE_DECIMALS = 6
 VIDEO_ROW = "video"
-SUMMARY_KEYS = ("top1", "top1_ci95", "top5", "mean_class_acc", "macro_f1", "ece")
 
 
 @dataclass
@@ -79,8 +79,8 @@ class Predictions:
                            [v for v, k in zip(self.views, keep) if k], self.labels[keep], self.ranked[keep],
                            self.scores[keep])
 
-    def metrics(self, seed: int = 0) -> dict:
-        return ranked_metrics(self.labels, self.ranked, self.scores[:, 0], self.classes, seed=seed)
+    def metrics(self) -> dict:
+        return ranked_metrics(self.labels, self.ranked, self.scores[:, 0], self.classes)
 
 
 def from_scores(scores: np.ndarray, labels: np.ndarray, paths: list[str], views: list[str],
@@ -159,12 +159,15 @@ def read_predictions(path: str | Path, classes: list[str] | None = None) -> Pred
                        np.array(ranked, dtype=np.int64).reshape(len(records), k), np.array(scores).reshape(-1, k))
 
 
-def predictions_report(preds: Predictions, seed: int = 0) -> dict:
+def predictions_report(preds: Predictions) -> dict:
     """Video-level metrics of the whole-video rows and clip-level ones of the per-view rows, if any."""
-    report = {"classes": preds.classes, "video": preds.select(video_rows=True).metrics(seed)}
+    videos = preds.select(video_rows=True)
+    report = {"classes": preds.classes, "video": videos.metrics(),
+              "misclassified": misclassified_rows(videos.paths, videos.classes, videos.labels, videos.ranked,
+                                                  videos.scores)}
     clips = preds.select(video_rows=False)
     if len(clips.paths):
-        report.setdefault("clip", clips.metrics(seed))
+        report.setdefault("clip", clips.metrics())
     return report
 
 
@@ -179,7 +182,7 @@ class EvalOptions:
     batch_size: int = 8
     num_workers: int | None = None  # DataLoader workers (None: every available CPU core)
     device: str = "auto"
-    seed: int = 0  # bootstrap seed of the confidence intervals
+    threads: int | str = "auto"  # CPU threads of the main process (runtime.thread_policy)
     beam: int | None = None  # caption models: beam size (None: the config's caption.beam)
 
     def __post_init__(self) -> None:
@@ -262,6 +265,7 @@ def run_eval(checkpoint: str | Path, *, out_dir: str | Path, manifest: str | Pat
     """
     inputs = [checkpoint] + ([manifest] if manifest else [])
     out = check_output_folder(out_dir, EVAL_FILES, flag="--out", overwrite=overwrite, inputs=inputs)
+    set_threads(options.threads, options.workers())
     run = open_eval(checkpoint, manifest, options)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "classes.txt", "".join(f"{c}\n" for c in run.classes))
@@ -274,9 +278,10 @@ def run_eval(checkpoint: str | Path, *, out_dir: str | Path, manifest: str | Pat
             write_text(out / "report.json", json.dumps(report, indent=2))
             print(f"-> {out}")
             return report
-    report |= eval_classes(run, out)
+    classes_report, strips = eval_classes(run, out)
+    report |= classes_report
     write_bad_videos(run, out)
-    write_report(out, report)
+    write_report(out, report, strips)
     print(format_summary(report) + f"\n-> {out}")
     return report
 
@@ -289,22 +294,25 @@ def write_bad_videos(run: EvalRun, out: Path) -> None:
         (out / "bad_videos.csv").unlink(missing_ok=True)
 
 
-def eval_classes(run: EvalRun, out: Path) -> dict:
-    """Class metrics of the chosen views (and of one view beside them); writes ``predictions.csv``."""
+def eval_classes(run: EvalRun, out: Path) -> tuple[dict, dict[str, str]]:
+    """Class metrics of the chosen views (and of one view beside them); writes ``predictions.csv``.
+
+    Also returns the frame strips of the worst misclassified videos (``misclassified.clip_strips``).
+    """
     o = run.options
     temporal, crops = parse_views(o.views) if o.views else (run.config.data.test_views, 1)
     result, dataset = run.evaluate_views(temporal, crops)
     preds, clips = view_predictions(result, dataset, run.classes, o.aggregate, o.per_view)
     report = {"views": f"{temporal}x{crops}", "aggregate": o.aggregate, "failed_videos": run.failed_videos,
-              **predictions_report(preds, o.seed)}
-    report.setdefault("clip", clips.metrics(o.seed))
+              **predictions_report(preds)}
+    report.setdefault("clip", clips.metrics())
     if (temporal, crops) != (1, 1):
         single, single_set = run.evaluate_views(1, 1)
         report["single_view"] = summary(view_predictions(single, single_set, run.classes, o.aggregate,
-                                                         False)[0].metrics(o.seed))
+                                                         False)[0].metrics())
     report["config"] = run.config.to_dict()
     write_csv(out / "predictions.csv", *prediction_table(preds))
-    return report
+    return report, clip_strips(dataset, [row["path"] for row in report["misclassified"]])
 
 
 def eval_captions(run: EvalRun, out: Path) -> dict:
@@ -351,12 +359,9 @@ def write_captions(path: Path, found: dict, dataset: ClipDataset, classes: list[
     return {**m, "beam": beam, "videos": len(rows)}
 
 
-def summary(metrics: dict) -> dict:
-    return {"count": metrics["count"], **{k: metrics[k] for k in SUMMARY_KEYS}}
-
-
-def write_report(out: Path, report: dict) -> dict:
-    """``report.json``, per-class and confusion tables and figures, and ``report.html``."""
+def write_report(out: Path, report: dict, strips: dict[str, str] | None = None) -> dict:
+    """``report.json``, per-class and confusion tables and figures, and ``report.html``
+    (with ``strips``, ``{path: image data URI}``, beside the misclassified videos)."""
     classes, video = report["classes"], report["video"]
     table = video["per_class"]
     write_csv(out / "per_class.csv", list(table[0]), [list(r.values()) for r in table])
@@ -369,19 +374,19 @@ def write_report(out: Path, report: dict) -> dict:
     plot_per_class(table, out / "per_class.png", title=f"per-class F1{where}, worst on top")
     write_text(out / "report.json", json.dumps(report, indent=2))
     write_html_report(out / "report.html", report, summary_rows(report),
-                      {"confusion": out / "confusion.png", "per_class": out / "per_class.png"})
+                      {"confusion": out / "confusion.png", "per_class": out / "per_class.png"}, strips or {})
     return report
 
 
 def run_metrics(predictions: str | Path, *, classes: str | Path | None = None, out_dir: str | Path | None = None,
-                seed: int = 0, overwrite: bool = False) -> dict:
+                overwrite: bool = False) -> dict:
     """``videoseq metrics``: every metric from a ``predictions.csv`` alone; files too with ``out_dir``
     (report files already there need ``overwrite``)."""
     if out_dir:
         inputs = [predictions] + ([classes] if classes else [])
         check_output_folder(out_dir, REPORT_FILES, flag="--out", overwrite=overwrite, inputs=inputs)
     preds = read_predictions(predictions, read_classes(classes) if classes else None)
-    report = {"predictions": str(predictions), **predictions_report(preds, seed)}
+    report = {"predictions": str(predictions), **predictions_report(preds)}
     print(format_summary(report))
     if out_dir:
         Path(out_dir).mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Export a checkpoint to ONNX or TorchScript, check it against PyTorch, and run ONNX exports.
+"""Export a checkpoint to ONNX or TorchScript and check each file against PyTorch (``exported`` runs them).
 
 Three parts can be written, each with a dynamic batch axis:
 
@@ -34,15 +34,15 @@ import torch
 from torch import nn
 
 from videoseq.checkpoint import load_checkpoint, model_from_checkpoint
-from videoseq.config import Config, config_from_dict
-from videoseq.errors import InputError, UsageError, one_line
+from videoseq.config import Config
+from videoseq.errors import UsageError
+from videoseq.exported import METADATA_KEY, SUFFIXES, onnx_session, part_paths, read_torchscript
 from videoseq.models import VideoClassifier
 from videoseq.models.motion import shift_modules, step_frames
 from videoseq.outputs import atomic_output, check_output
+from videoseq.progress import progress_bar
 
 EXPORT_FORMATS = ("onnx", "torchscript")
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
-METADATA_KEY = "videoseq"
 TOLERANCE = 1e-4
 ONNX_OPSET = 17
 
@@ -112,14 +112,6 @@ class ExportCheck:
                 f"(<= {TOLERANCE:g}) {verdict}")
 
 
-def part_paths(out: Path, fmt: str) -> dict[str, Path]:
-    """``OUT.onnx`` -> clip ``OUT.onnx``, frames ``OUT.frames.onnx``, head ``OUT.head.onnx``."""
-    suffix = SUFFIXES[fmt]
-    stem = out.name[: -len(suffix)] if out.name.endswith(suffix) else out.stem
-    return {part: out.with_name(stem + ("" if part == "clip" else f".{part}") + suffix)
-            for part in ("clip", "frames", "head")}
-
-
 def example_inputs(model: VideoClassifier, config: Config, batch: int) -> dict[str, tuple[torch.Tensor, ...]]:
     """Random inputs of every part for a batch of ``batch`` (the frames part: the frame, then any shift cache)."""
     size, frames = config.data.size, config.data.frames
@@ -143,8 +135,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *, 
     if fmt not in EXPORT_FORMATS:
         raise UsageError(f"--format {fmt!r} is not one of {list(EXPORT_FORMATS)}")
     out = Path(out) if out else Path(checkpoint).with_suffix(SUFFIXES[fmt])
-    paths, written = part_paths(out, fmt), ("clip", "frames", "head") if streaming else ("clip",)
-    for part in written:
+    paths, kept = part_paths(out, fmt), ("clip", "frames", "head") if streaming else ("clip",)
+    for part in kept:
         check_output(paths[part], flag="--out", overwrite=overwrite, inputs=[checkpoint])
     payload = load_checkpoint(checkpoint)
     model, config = model_from_checkpoint(payload, checkpoint)
@@ -160,27 +152,45 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *, 
     modules = {"clip": model, "frames": frames_part.eval(), "head": HeadPart(model).eval()}
     torch.manual_seed(0)
     traced, checked = example_inputs(model, config, batch=2), example_inputs(model, config, batch=3)
-    meta = {part: metadata(config, payload, model, part) for part in modules}
-    with tempfile.TemporaryDirectory() as tmp:
+    cache = [list(c.shape[1:]) for c in traced["frames"][1:]]  # (fold, h, w) per online shift
+    meta = {part: metadata(config, payload, model, part, cache) for part in modules}
+    onnx_parts = ("frames", "head") if streaming or not modes else ("head",)
+    writes = len(onnx_parts) + 1 if fmt == "onnx" else len(kept)
+    with tempfile.TemporaryDirectory() as tmp, progress_bar(total=writes + len(kept), desc=f"export {fmt}",
+                                                            unit="step") as bar:
         if fmt == "onnx":
             parts = paths if streaming else part_paths(Path(tmp) / out.name, fmt)
-            for part in ("frames", "head") if streaming or not modes else ("head",):
+            for part in onnx_parts:
                 write_onnx(modules[part], traced[part], parts[part], meta[part])
-            if modes:  # the shift needs the clip: the backbone over whole clips, then the head
-                features = Path(tmp) / "features.onnx"
-                write_onnx(ClipFeaturesPart(model).eval(), traced["clip"], features, meta["clip"])
-                write_onnx_clip(features, parts["head"], traced, paths["clip"], meta["clip"], fold=False)
-            else:
-                write_onnx_clip(parts["frames"], parts["head"], traced, paths["clip"], meta["clip"])
+                bar.update(1)
+            write_clip_onnx(model, parts, paths["clip"], traced, meta["clip"], Path(tmp), shifted=bool(modes))
+            bar.update(1)
         else:
-            for part in written:
+            for part in kept:
                 write_torchscript(modules[part], traced[part], paths[part], meta[part])
-    return [ExportCheck(part, paths[part], compare(modules[part], paths[part], fmt, checked[part])) for part in written]
+                bar.update(1)
+        checks = []
+        for part in kept:  # each file run on another batch size than traced, against PyTorch
+            checks.append(ExportCheck(part, paths[part], compare(modules[part], paths[part], fmt, checked[part])))
+            bar.update(1)
+    return checks
 
 
-def metadata(config: Config, payload: dict[str, Any], model: VideoClassifier, part: str) -> str:
+def write_clip_onnx(model: VideoClassifier, parts: dict[str, Path], path: Path,
+                    traced: dict[str, tuple[torch.Tensor, ...]], meta: str, tmp: Path, shifted: bool) -> None:
+    """The clip file from the parts; with a temporal shift, the backbone over whole clips then the head."""
+    if not shifted:
+        return write_onnx_clip(parts["frames"], parts["head"], traced, path, meta)
+    features = tmp / "features.onnx"  # the shift needs the clip
+    write_onnx(ClipFeaturesPart(model).eval(), traced["clip"], features, meta)
+    write_onnx_clip(features, parts["head"], traced, path, meta, fold=False)
+
+
+def metadata(config: Config, payload: dict[str, Any], model: VideoClassifier, part: str,
+             cache: list[list[int]]) -> str:
+    """What a file carries: its part, the config, classes, normalisation and the shift cache's shapes."""
     return json.dumps({"part": part, "config": config.to_dict(), "classes": list(payload["classes"]),
-                       "mean": list(model.backbone.mean), "std": list(model.backbone.std)})
+                       "mean": list(model.backbone.mean), "std": list(model.backbone.std), "cache": cache})
 
 
 def write_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path, meta: str) -> None:
@@ -286,9 +296,7 @@ def compare(module: nn.Module, path: Path, fmt: str, example: tuple[torch.Tensor
         session = onnx_session(path)
         got = session.run(None, {i.name: x.numpy() for i, x in zip(session.get_inputs(), example)})
     else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch.jit.load's deprecation note
-            got = as_arrays(torch.jit.load(str(path), map_location="cpu")(*example))
+        got = as_arrays(read_torchscript(path)[0](*example))
     if [g.shape for g in got] != [e.shape for e in expected]:
         return float("inf")
     return max(float(np.max(np.abs(g - e))) for g, e in zip(got, expected))
@@ -296,100 +304,6 @@ def compare(module: nn.Module, path: Path, fmt: str, example: tuple[torch.Tensor
 
 def as_arrays(out: torch.Tensor | tuple[torch.Tensor, ...]) -> list[np.ndarray]:
     return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
-
-
-_SESSIONS: dict[str, Any] = {}
-
-
-def onnx_session(path: Path) -> Any:
-    """One onnxruntime CPU session per file (cached: loading a model takes a while)."""
-    import onnxruntime as ort
-
-    key = str(Path(path).resolve())
-    if key not in _SESSIONS or _SESSIONS[key][0] != Path(path).stat().st_mtime_ns:
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        # as many threads as torch uses (set_num_threads / OMP_NUM_THREADS), so one knob sets both
-        options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # onnxruntime's own exception types: InvalidProtobuf, Fail, ...
-            raise InputError(f"ONNX model {path} cannot be read by onnxruntime ({type(err).__name__}: "
-                             f"{one_line(err, 200)}); write it again with videoseq export") from None
-        _SESSIONS[key] = (Path(path).stat().st_mtime_ns, session)
-    return _SESSIONS[key][1]
-
-
-class OnnxModel:
-    """An ONNX export that answers like a :class:`VideoClassifier` (CPU tensors in and out).
-
-    ``forward_frames`` / ``forward_head`` need the ``--streaming`` parts beside the clip file.
-    """
-
-    def __init__(self, paths: dict[str, Path], mean: list[float], std: list[float]) -> None:
-        self.paths, self.mean, self.std = paths, tuple(mean), tuple(std)
-
-    def _run(self, part: str, *x: torch.Tensor) -> list[torch.Tensor]:
-        session = self._session(part)
-        feed = {i.name: t.detach().cpu().numpy().astype(np.float32) for i, t in zip(session.get_inputs(), x)}
-        return [torch.from_numpy(out) for out in session.run(None, feed)]
-
-    def _session(self, part: str) -> Any:
-        path = self.paths[part]
-        if not path.is_file():
-            raise InputError(f"{path} is missing: streaming an ONNX model needs its frames and head parts; "
-                                    f"write them with videoseq export CHECKPOINT --format onnx --streaming")
-        return onnx_session(path)
-
-    def step_frames(self, frames: torch.Tensor, cache: list[torch.Tensor] | None
-                    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
-        """``VideoClassifier.step_frames``: features, and the online shift's cache when the frames part has one."""
-        inputs = self._session("frames").get_inputs()
-        if len(inputs) == 1:
-            return self.forward_frames(frames), None
-        if cache is None:  # a stream's first frame: zeros in place of the previous frame's channels
-            cache = [torch.zeros(frames.shape[0], *i.shape[1:]) for i in inputs[1:]]
-        features, *new = self._run("frames", frames, *cache)
-        return features, new
-
-    def __call__(self, clip: torch.Tensor) -> torch.Tensor:
-        return self._run("clip", clip)[0]
-
-    def forward_frames(self, frames: torch.Tensor) -> torch.Tensor:
-        return self._run("frames", frames)[0]
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self._run("head", features)[0]
-
-    def to(self, device: torch.device | str) -> OnnxModel:
-        if torch.device(device).type != "cpu":
-            raise UsageError("ONNX models run on the CPU here (onnxruntime CPUExecutionProvider)")
-        return self
-
-    def eval(self) -> OnnxModel:
-        return self
-
-
-def load_onnx_model(path: str | Path) -> tuple[OnnxModel, Config, list[str]]:
-    """The clip ONNX file written by ``export_checkpoint``, with its config and classes."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"ONNX model {path} does not exist")
-    meta_text = onnx_session(path).get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-    if not meta_text:
-        raise InputError(f"{path} has no {METADATA_KEY!r} metadata; export it with videoseq export")
-    try:
-        meta = json.loads(meta_text)
-        config = config_from_dict(meta["config"])
-        classes, mean, std = list(meta["classes"]), meta["mean"], meta["std"]
-    except (ValueError, KeyError, TypeError) as err:  # ConfigError is a ValueError
-        raise InputError(f"{path}: its {METADATA_KEY!r} metadata is damaged ({one_line(err, 200)}); "
-                         "write it again with videoseq export") from None
-    if meta.get("part") != "clip":
-        raise UsageError(f"{path} is the {meta['part']!r} part of an export; "
-                         f"pass the clip file (without .{meta['part']})")
-    return OnnxModel(part_paths(path, "onnx"), mean, std), config, classes
 
 
 def export_command(checkpoint: str, out: str | None, fmt: str, streaming: bool, overwrite: bool = False) -> int:

@@ -26,7 +26,8 @@ from videoseq.errors import UsageError
 from videoseq.events import EventDetector, EventOptions, GestureEvent
 from videoseq.outputs import check_output, commit, partial_path
 from videoseq.predict import Predictor, topk
-from videoseq.runtime import StopSignals
+from videoseq.progress import progress_bar
+from videoseq.runtime import StopSignals, set_threads
 from videoseq.tables import safe_row
 from videoseq.video.cameras import (
     Capture,
@@ -235,6 +236,7 @@ def run_stream(
     viewer = Viewer(options.show, options.save_video)
     src = FrameSource(source, options.source, opener=opener)
     summary, meter, top = StreamSummary(), RateMeter(), []
+    bar = progress_bar(desc=f"stream {source}", total=options.max_frames, unit="frame")
     start = time.perf_counter()
     # Ctrl-C sets a flag checked after every frame: a KeyboardInterrupt raised inside a
     # finaliser (a decoder or tensor being freed) would be swallowed and the stream run on.
@@ -245,6 +247,7 @@ def run_stream(
                     predictor.reset_stream(source_fps=frame.source_fps)
                 top = _step(predictor, frame, k, log, detector, summary) or top
                 summary.frames += 1
+                bar.update(1)
                 fps = meter.tick()
                 if viewer.active and not viewer.frame(annotate(frame.image, top, fps), frame.source_fps):
                     break
@@ -254,6 +257,7 @@ def run_stream(
             pass
         finally:
             summary.interrupted = stop.requested
+            bar.close()
             _close_stream(src, detector, log, viewer, summary, start)
     return summary
 
@@ -314,12 +318,15 @@ def check_stream(checkpoint: str, source: str, options: StreamOptions) -> None:
                          "(predict without --stream reads every video of a folder)")
 
 
-def stream_to_outputs(checkpoint: str, source: str, options: StreamOptions, device: str = "auto") -> int:
+def stream_to_outputs(checkpoint: str, source: str, options: StreamOptions, device: str = "auto",
+                      threads: int | str = "auto") -> int:
     """The ``predict --stream`` command: run, print the summary; exit status 0, 1 (source failed) or 130.
 
-    Outputs are written only when the stream read at least one frame (``StepLog``).
+    Outputs are written only when the stream read at least one frame (``StepLog``). ``threads``: CPU
+    threads of torch and OpenCV (``runtime.thread_policy``, as for ``predict``).
     """
     check_stream(checkpoint, source, options)
+    set_threads(threads)
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
     predictor.check_streamable()
     if not is_live(source):  # a file batch predict refuses fails here too, with batch predict's message

@@ -19,6 +19,7 @@ from torch import nn
 from videoseq.checkpoint import ModelSource, open_source
 from videoseq.config import Config
 from videoseq.errors import UsageError
+from videoseq.exported import export_format, load_export
 from videoseq.modality import eval_preset, motion_input
 from videoseq.models import VideoClassifier
 from videoseq.models.decoding import Decoding
@@ -42,8 +43,8 @@ class Predictor:
     ...     probs = p.step(frame, time_s=i / 30)    # (C,), or None while the buffer fills
     >>> p.caption_clip(frames, beam=3)   # a caption model: "a red square moves left"
 
-    ``model`` is a :class:`VideoClassifier` or an ONNX export
-    (``export.OnnxModel``); both answer ``model(clip)``, ``model.forward_frames``
+    ``model`` is a :class:`VideoClassifier` or an export, ONNX or TorchScript
+    (``exported.ExportedModel``); all answer ``model(clip)``, ``model.forward_frames``
     and ``model.forward_head``.
 
     ``classifies`` / ``captions`` say which the model can do (``model.task``).
@@ -68,11 +69,10 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Predictor:
-        """A ``.pt`` checkpoint, or an ``.onnx`` file written by ``videoseq export``."""
-        if Path(path).suffix.lower() == ".onnx":
-            from videoseq.export import load_onnx_model
-
-            model, config, classes = load_onnx_model(path)
+        """A ``.pt`` checkpoint, or an ``.onnx`` / ``.torchscript.pt`` file written by ``videoseq export``
+        (exports run on the CPU)."""
+        if export_format(path):
+            model, config, classes = load_export(path)
             return cls(model, config, classes, torch.device("cpu"))
         return cls.from_source(open_source(path), device)
 

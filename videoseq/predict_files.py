@@ -37,6 +37,7 @@ from videoseq.outputs import check_output, remove_partial_outputs
 from videoseq.predict import Predictor, topk
 from videoseq.prefetch import Prefetcher
 from videoseq.reading import Chunk, ChunkRequest, read_chunk
+from videoseq.runtime import set_threads
 from videoseq.tables import read_csv, safe_row, write_csv
 from videoseq.timeline import timeline_names, video_segments, write_segment_tables, write_video_timeline
 from videoseq.video.decoder import VideoDecodeError, find_videos, is_frame_folder
@@ -80,6 +81,7 @@ class PredictOptions:
     stride: float | None = None  # seconds between windows (default: window)
     beam: int | None = None  # caption models: beam size (default: the config's)
     device: str = "auto"
+    threads: int | str = "auto"  # CPU threads of torch and OpenCV (runtime.thread_policy)
     timeline: Path | None = None  # with window: segments, subtitles and figures in this folder
     events: EventOptions = EventOptions()  # how windows merge into segments
     archive: ArchiveOptions = ArchiveOptions()
@@ -172,6 +174,7 @@ def predict_to_csv(checkpoint: str | Path, sources: list[str], csv_path: str | P
     appears, whole, when the last one is done; under torchrun the ranks share the videos.
     ``read`` is what a decoding worker does with one request (``reading.read_chunk``).
     """
+    set_threads(options.threads)
     paths = expand_sources(sources)
     if csv_path is None:
         if distributed.world_from_env().size > 1:

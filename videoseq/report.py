@@ -1,7 +1,8 @@
-"""``report.html`` and the headline table: an evaluation's figures and tables, in one self-contained page or as text.
+"""An evaluation's report: the headline table printed (``format_summary``) and ``report.html``.
 
-The PNGs are embedded as base64 data URIs, so the file can be mailed or attached to
-an issue on its own; nothing is fetched when it opens.
+``report.html`` holds the figures and tables in one self-contained page: the PNGs and
+the misclassified videos' frame strips are embedded as base64 data URIs, so the file
+can be mailed or attached to an issue on its own; nothing is fetched when it opens.
 """
 
 from __future__ import annotations
@@ -21,8 +22,43 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 th { background: #f3f6fa; }
 img { max-width: 100%; border: 1px solid #eee; }
 .low { background: #fde0dd; }
+img.strip { border: 0; max-width: none; height: 64px; }
 details pre { background: #f7f7f7; padding: 1em; font-size: 12px; overflow-x: auto; }
 """
+
+
+SUMMARY_KEYS = ("top1", "top1_ci95", "top5", "mean_class_acc", "macro_f1", "ece")
+
+
+def summary(metrics: dict) -> dict:
+    return {"count": metrics["count"], **{k: metrics[k] for k in SUMMARY_KEYS}}
+
+
+def summary_rows(report: dict) -> list[tuple[str, dict]]:
+    """(name, metrics) rows to show side by side: single view, multi-view videos, clips."""
+    views, aggregate = report.get("views", ""), report.get("aggregate", "")
+    rows = []
+    if "single_view" in report:
+        rows.append(("videos, single view 1x1", report["single_view"]))
+    rows.append((f"videos, {views} views, {aggregate}" if views else "videos", report["video"]))
+    if "clip" in report:
+        rows.append(("clips, each view alone" if views else "clips", report["clip"]))
+    return rows
+
+
+def format_summary(report: dict) -> str:
+    """A small fixed-width table of the headline metrics."""
+    def cell(value) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    lines = [f"{'':32} {'count':>6} {'top1':>7} {'95% CI':>15} {'top5':>7} {'mean_class_acc':>14} "
+             f"{'macro_f1':>8} {'ECE':>7}"]
+    for name, m in summary_rows(report):
+        lo, hi = m["top1_ci95"]
+        lines.append(f"{name:32} {m['count']:>6} {cell(m['top1']):>7} {f'[{lo:.3f}, {hi:.3f}]':>15} "
+                     f"{cell(m['top5']):>7} {cell(m['mean_class_acc']):>14} {cell(m['macro_f1']):>8} "
+                     f"{cell(m['ece']):>7}")
+    return "\n".join(lines)
 
 
 def data_uri(path: Path) -> str:
@@ -53,8 +89,31 @@ def headline_table(summary_rows: list[tuple[str, dict]]) -> str:
                        "ECE"], rows)
 
 
-def render_html(report: dict, summary_rows: list[tuple[str, dict]], images: dict[str, Path]) -> str:
-    """The page: headline metrics, confusion matrix, per-class figure and table, confused pairs, config."""
+MAX_LISTED = 200  # misclassified videos listed in report.html (report.json has them all)
+
+
+def misclassified_section(rows: list[dict], strips: dict[str, str]) -> str:
+    """The misclassified videos, most confident mistake first, each with the strip of the clip the model saw."""
+    if not rows:
+        return "<h2>Misclassified videos</h2><p>none</p>"
+    cells = []
+    for n, r in enumerate(rows[:MAX_LISTED], start=1):
+        true = "not in the top-k" if r["true_rank"] is None else f"rank {r['true_rank']}, {r['true_score']:.3f}"
+        strip = f"<img class='strip' alt='frames' src='{strips[r['path']]}'>" if r["path"] in strips else ""
+        cells.append(f"<tr><td class='num'>{n}</td><td>{html.escape(r['path'])}</td>"
+                     f"<td>{html.escape(r['label'])}</td><td>{html.escape(r['predicted'])}</td>"
+                     f"<td class='num'>{r['confidence']:.3f}</td><td>{true}</td><td>{strip}</td></tr>")
+    more = f"<p>{len(rows) - MAX_LISTED} more in report.json.</p>" if len(rows) > MAX_LISTED else ""
+    return (f"<h2>Misclassified videos ({len(rows)}, most confident mistake first)</h2>"
+            "<p>Frames: the first test view, as the model saw it (after resize and crop).</p>"
+            "<table class='misclassified'><tr><th>#</th><th>video</th><th>true</th><th>predicted</th>"
+            "<th>confidence</th><th>true label</th><th>frames</th></tr>" + "".join(cells) + "</table>" + more)
+
+
+def render_html(report: dict, summary_rows: list[tuple[str, dict]], images: dict[str, Path],
+                strips: dict[str, str] | None = None) -> str:
+    """The page: headline metrics, confusion matrix, confused pairs, per-class figure and table,
+    the misclassified videos (with ``strips``, ``{path: image data URI}``), config."""
     video = report["video"]
     title = "videoseq evaluation" + (f": {report['checkpoint']}" if "checkpoint" in report else "")
     facts = {k: report[k] for k in ("checkpoint", "predictions", "split", "views", "aggregate", "failed_videos")
@@ -68,8 +127,8 @@ def render_html(report: dict, summary_rows: list[tuple[str, dict]], images: dict
         html_table(["", "value"], [[k, v] for k, v in facts.items()]),
         "<h2>Headline metrics</h2>", headline_table(summary_rows),
         f"<p>ECE: expected calibration error over {video['ece_bins']} equal-width confidence bins. "
-        f"95% CI: percentile bootstrap over videos ({video['bootstrap']['samples']} resamples, "
-        f"seed {video['bootstrap']['seed']}).</p>",
+        f"95% CI: Wilson score interval of the top-1 accuracy over the {video['count']} videos "
+        f"(at 0% or 100% it still has a width, unlike a bootstrap's).</p>",
         "<h2>Confusion matrix (videos, rows normalised)</h2>",
         f"<img alt='confusion matrix' src='{data_uri(images['confusion'])}'>",
         "<h2>Most confused pairs</h2>",
@@ -78,6 +137,7 @@ def render_html(report: dict, summary_rows: list[tuple[str, dict]], images: dict
         f"<img alt='per-class F1' src='{data_uri(images['per_class'])}'>",
         html_table(["class", "precision", "recall", "F1", "support"], [list(r.values()) for r in worst],
                    ["low" if r["f1"] < video["macro_f1"] / 2 else "" for r in worst]),
+        misclassified_section(report.get("misclassified", []), strips or {}),
     ]
     if "config" in report:
         config = html.escape(json.dumps(report["config"], indent=2))
@@ -86,32 +146,6 @@ def render_html(report: dict, summary_rows: list[tuple[str, dict]], images: dict
     return "\n".join(parts)
 
 
-def write_html_report(path: Path, report: dict, summary_rows: list[tuple[str, dict]], images: dict[str, Path]) -> Path:
-    return write_text(path, render_html(report, summary_rows, images))
-
-
-def summary_rows(report: dict) -> list[tuple[str, dict]]:
-    """(name, metrics) rows to show side by side: single view, multi-view videos, clips."""
-    views, aggregate = report.get("views", ""), report.get("aggregate", "")
-    rows = []
-    if "single_view" in report:
-        rows.append(("videos, single view 1x1", report["single_view"]))
-    rows.append((f"videos, {views} views, {aggregate}" if views else "videos", report["video"]))
-    if "clip" in report:
-        rows.append(("clips, each view alone" if views else "clips", report["clip"]))
-    return rows
-
-
-def format_summary(report: dict) -> str:
-    """A small fixed-width table of the headline metrics."""
-    def cell(value) -> str:
-        return "-" if value is None else f"{value:.4f}"
-
-    lines = [f"{'':32} {'count':>6} {'top1':>7} {'95% CI':>15} {'top5':>7} {'mean_class_acc':>14} "
-             f"{'macro_f1':>8} {'ECE':>7}"]
-    for name, m in summary_rows(report):
-        lo, hi = m["top1_ci95"]
-        lines.append(f"{name:32} {m['count']:>6} {cell(m['top1']):>7} {f'[{lo:.3f}, {hi:.3f}]':>15} "
-                     f"{cell(m['top5']):>7} {cell(m['mean_class_acc']):>14} {cell(m['macro_f1']):>8} "
-                     f"{cell(m['ece']):>7}")
-    return "\n".join(lines)
+def write_html_report(path: Path, report: dict, summary_rows: list[tuple[str, dict]], images: dict[str, Path],
+                      strips: dict[str, str] | None = None) -> Path:
+    return write_text(path, render_html(report, summary_rows, images, strips))

@@ -30,7 +30,7 @@ from videoseq.errors import UsageError
 # change where or how fast the run goes, not the numbers it computes.
 RESUME_MAY_CHANGE = (
     "data.num_workers", "data.timeout", "data.on_error", "data.max_bad_fraction",
-    "train.device", "train.stop_after_steps",
+    "train.device", "train.stop_after_steps", "train.threads", "train.tensorboard",
 )
 
 

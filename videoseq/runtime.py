@@ -1,10 +1,26 @@
-"""The runtime of a process: device, CPU cores, mixed precision, seeding, and stop signals.
+"""The runtime of a process: device, CPU cores and threads, mixed precision, seeding, and stop signals.
 
 What every command that runs a model sets up before it starts: which device
-(``select_device``) and how many CPU cores it may use (``available_workers``), which
-autocast dtype on the device (``amp_dtype``, ``autocast_for``), the seeds of python,
-numpy and torch (``seed_everything``), and Ctrl-C / SIGTERM turned into a request
-to stop after the current step (``StopSignals``).
+(``select_device``) and how many CPU cores it may use (``available_workers``), how
+many threads it computes with (``set_threads``, below), which autocast dtype on the
+device (``amp_dtype``, ``autocast_for``), the seeds of python, numpy and torch
+(``seed_everything``), and Ctrl-C / SIGTERM turned into a request to stop after the
+current step (``StopSignals``).
+
+Threads. Left alone, torch's intra-op pool takes every core, OpenCV's takes every
+core again in the main process and in each DataLoader worker, and the workers decode
+at the same time: more runnable threads than cores, and an OpenMP pool whose
+threads wait for each other is slowed most when another job holds a core. The
+policy (``thread_policy``), used by train, eval, predict and streaming alike:
+
+- ``auto`` (the default): ``$OMP_NUM_THREADS`` when it is set, else the cores left
+  over by the DataLoader workers, ``max(1, cores / ranks - workers)``, for torch's
+  intra-op pool and OpenCV in the main process (``ranks``: the processes torchrun
+  starts on this machine, ``$LOCAL_WORLD_SIZE``, else 1); one inter-op thread;
+- a number: that many, whatever the workers;
+- every DataLoader worker computes with one torch and one OpenCV thread
+  (``limit_worker_threads``, from the loader's ``worker_init_fn``), and decord
+  decodes with one thread per reader (``video.decoder.VideoReader``'s default).
 """
 
 from __future__ import annotations
@@ -17,6 +33,7 @@ from contextlib import nullcontext
 from types import FrameType, TracebackType
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -40,6 +57,43 @@ def available_workers() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
+
+
+THREADS_AUTO = "auto"
+
+
+def thread_policy(threads: int | str = THREADS_AUTO, workers: int = 0) -> int:
+    """Threads of this process's torch intra-op pool and OpenCV: ``threads``, or for ``auto``
+    ``$OMP_NUM_THREADS`` when set, else ``max(1, cores / local ranks - workers)`` (see the module's notes)."""
+    if threads != THREADS_AUTO:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise UsageError(f"threads: {threads!r} is neither 'auto' nor a number of threads >= 1")
+        return threads
+    given = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    ranks = os.environ.get("LOCAL_WORLD_SIZE", "1")
+    share = available_workers() // max(int(ranks) if ranks.isdigit() else 1, 1)
+    return max(1, share - max(workers, 0))
+
+
+def set_threads(threads: int | str = THREADS_AUTO, workers: int = 0) -> int:
+    """Apply ``thread_policy`` to this process (torch intra-op and inter-op, OpenCV); returns the count."""
+    count = thread_policy(threads, workers)
+    torch.set_num_threads(count)
+    cv2.setNumThreads(count)
+    if torch.get_num_interop_threads() != 1:
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:  # only possible before the first inter-op work of the process
+            pass
+    return count
+
+
+def limit_worker_threads() -> None:
+    """In a DataLoader worker: one torch thread and one OpenCV thread (the workers share the cores)."""
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
 
 
 def seed_everything(seed: int) -> None:

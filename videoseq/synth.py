@@ -27,9 +27,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from videoseq.errors import UsageError
+from videoseq.progress import progress_bar
 from videoseq.tables import write_csv
 
 GESTURE_CLASSES: tuple[str, ...] = (
@@ -498,7 +498,7 @@ def write_gesture_dataset(
     (root / "splits").mkdir(parents=True, exist_ok=True)
     train, test, caption_rows = [], [], []
     jobs = [(label, index) for label in GESTURE_CLASSES for index in range(per_class)]
-    for label, index in tqdm(jobs, desc="gesture clips", unit="clip", disable=not progress):
+    for label, index in progress_bar(jobs, desc="gesture clips", unit="clip", disable=not progress):
         relative, group = _clip_path(label, index, groups)
         rows = _write_clip(root / "videos", relative, seed, index, frames=frames, size=size, fps=fps)
         if group in chosen:

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from videoseq.errors import InputError, UsageError
+from videoseq.progress import progress_bar
 from videoseq.video.decoder import VideoReader, find_videos
 from videoseq.video.isolated import run_isolated
 
@@ -187,7 +188,8 @@ def transcode_tree(root: str | Path, out: str | Path, job: TranscodeJob, *, work
     """Run ``job`` on every unfinished video under ``root``; print a summary; the failures."""
     todo, done = plan_tree(root, out, job)
     failures = []
-    for outcome in run_isolated(job, todo, workers=workers, timeout=timeout, desc=job.kind, progress=progress):
+    outcomes = run_isolated(job, todo, workers=workers, timeout=timeout)
+    for outcome in progress_bar(outcomes, desc=job.kind, total=len(todo), unit="file", disable=not progress):
         if outcome.error:
             source, target = todo[outcome.index]
             remove(partial_path(Path(target)))  # a killed worker leaves its temporary output behind

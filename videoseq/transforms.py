@@ -14,6 +14,7 @@ import albumentations as A
 import numpy as np
 import torch
 
+from videoseq.errors import UsageError
 from videoseq.flow import negate_flow_x, rescale_flow
 
 
@@ -25,6 +26,28 @@ def eval_resize(size: int) -> int:
 def short_side_resize(short_side: int) -> A.SmallestMaxSize:
     """The eval preset's resize: short side to ``short_side``, bilinear (the frame cache stores frames with it)."""
     return A.SmallestMaxSize(max_size=short_side)
+
+
+def flip_swap_ids(flip_swap: dict[str, str], classes: Sequence[str]) -> tuple[dict[int, int], list[str]]:
+    """``data.flip_swap`` as class ids, and the pairs ignored because neither of their classes exists.
+
+    A pair whose two classes are both in ``classes`` is kept; a pair with neither (the
+    gesture maps on a dataset of other classes) is ignored; a pair with exactly one is
+    an error: a flipped clip of that class would need a label the dataset does not have.
+    """
+    index = {name: i for i, name in enumerate(classes)}
+    kept, ignored = {}, []
+    for a, b in flip_swap.items():
+        if a in index and b in index:
+            kept[index[a]] = index[b]
+        elif a in index or b in index:
+            have, lack = (a, b) if a in index else (b, a)
+            raise UsageError(f"data.flip_swap pairs {a} with {b}, but only {have} is a class here: a flipped {have} "
+                             f"clip would need the label {lack}. Add the class {lack}, drop the pair "
+                             f"(--set data.flip_swap={{}}), or stop flipping (--set data.flip=false)")
+        else:
+            ignored.append(f"{a}: {b}")
+    return kept, ignored
 
 
 class ClipTrainPreset:

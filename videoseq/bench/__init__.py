@@ -1,7 +1,8 @@
 """Benchmarks behind ``videoseq bench KIND``; one entry per kind in :data:`BENCH_KINDS`.
 
 Each kind lives in its own module (``bench/stream.py``, ``loader.py``, ``train.py``,
-``heads.py``, ``captions.py``, ``decoders.py``, ``serve.py``, ``memory.py``, ``predict.py``, ``motion.py``),
+``heads.py``, ``captions.py``, ``decoders.py``, ``serve.py``, ``memory.py``, ``predict.py``, ``threads.py``,
+``motion.py``),
 imported only when that kind runs:
 this registry names the kinds and their arguments and imports nothing heavy, so
 building the command line costs no torch import.
@@ -34,7 +35,8 @@ def _stream_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=positive_int, default=300, help="length of the synthetic clip")
     p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--repeats", type=positive_int, default=3, help="runs per mode; the fastest counts")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key of a YAML config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of a YAML config (repeatable; default: none)")
 
 
 def _stream_run(args: argparse.Namespace) -> int:
@@ -66,7 +68,7 @@ TRAIN_PARTS = ("peers", "cache")
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("example: videoseq bench train --epochs 3; "
                      "videoseq bench train --parts cache --size 112 --per-class 20")
-    p.add_argument("--epochs", type=positive_int, default=4)
+    p.add_argument("--epochs", type=positive_int, default=4, help="training epochs of each model")
     p.add_argument("--per-class", type=positive_int, default=6, help="synthetic gesture clips per class")
     p.add_argument("--size", type=positive_int, default=64, help="clip side in pixels (the issue's peers: 112)")
     p.add_argument("--frames", type=positive_int, default=8, help="frames per clip")
@@ -87,7 +89,8 @@ def _heads_arguments(p: argparse.ArgumentParser) -> None:
     p.description = "example: videoseq bench heads --per-class 60 --out /tmp/bench_heads"
     p.add_argument("--out", default="/tmp/bench_heads", help="data, runs and evaluations (a finished run is reused)")
     p.add_argument("--per-class", type=positive_int, default=40, help="synthetic gesture clips per class")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key of the demo config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the demo config (repeatable; default: none)")
 
 
 def _heads_run(args: argparse.Namespace) -> int:
@@ -99,13 +102,14 @@ def _heads_run(args: argparse.Namespace) -> int:
 
 def _captions_arguments(p: argparse.ArgumentParser) -> None:
     p.description = "example: videoseq bench captions --per-class 480 --seed 0 --out /tmp/bench_captions"
-    p.add_argument("--out", default="/tmp/bench_captions")
+    p.add_argument("--out", default="/tmp/bench_captions", help="data, run and evaluation")
     p.add_argument("--per-class", type=positive_int, default=480,
                    help="synthetic clips per class (2/3 train, 1/3 test)")
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed of the synthetic clips and of the training run")
     p.add_argument("--config", help="caption config (default: the shipped configs/captions.yaml)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable; default: none)")
 
 
 def _captions_run(args: argparse.Namespace) -> int:
@@ -121,9 +125,10 @@ def _decord_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--videos", help="folder of real clips (default: the shared sample clips)")
     p.add_argument("--clips", type=positive_int, default=20, help="clips per video, clip length and decoder")
     p.add_argument("--threads", type=positive_int, default=1, help="decord decoding threads")
-    p.add_argument("--seed", type=non_negative_int, default=0)
-    p.add_argument("--json", help="write the results here")
-    p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two --json files")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the clips' frame choice")
+    p.add_argument("--json", help="write the results here (default: print only)")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                   help="compare two --json files instead of measuring (default: measure)")
 
 
 def _decord_run(args: argparse.Namespace) -> int:
@@ -180,12 +185,15 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("example: videoseq bench predict --videos 500 --workers 2 --ranks 2 "
                      "(a folder of links to the real sample clips; configs/gestures.yaml with random weights)")
     p.add_argument("config", nargs="?", help="YAML config of the model (default: the shipped configs/gestures.yaml)")
-    p.add_argument("--videos", type=int, default=500, help="files in the folder (links to the sample clips in turn)")
-    p.add_argument("--workers", type=int, default=2, help="decoding processes of the archive path")
-    p.add_argument("--ranks", type=int, default=2, help="torchrun processes of the sharded run (0: leave it out)")
-    p.add_argument("--warmup", type=int, default=50, help="videos before memory growth is counted")
+    p.add_argument("--videos", type=positive_int, default=500,
+                   help="files in the folder (links to the sample clips in turn)")
+    p.add_argument("--workers", type=positive_int, default=2, help="decoding processes of the archive path")
+    p.add_argument("--ranks", type=non_negative_int, default=2,
+                   help="torchrun processes of the sharded run (0: leave it out)")
+    p.add_argument("--warmup", type=non_negative_int, default=50, help="videos before memory growth is counted")
     p.add_argument("--out", help="folder for the links, the model and the CSVs (default: a new temporary folder)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable; default: none)")
 
 
 def _predict_run(args: argparse.Namespace) -> int:
@@ -224,6 +232,31 @@ def _motion_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _threads_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("examples: videoseq bench threads; videoseq bench threads --steps 60 --repeats 2; "
+                     "videoseq bench threads --settings before auto 1")
+    p.add_argument("--steps", type=positive_int, default=30,
+                   help="training steps timed per setting (after the warm-up)")
+    p.add_argument("--warmup", type=non_negative_int, default=5, help="training steps before the timing starts")
+    p.add_argument("--per-class", type=positive_int, default=20, help="synthetic gesture clips per class")
+    p.add_argument("--repeats", type=positive_int, default=1, help="rounds per condition; the best round counts")
+    p.add_argument("--load", type=non_negative_int,
+                   help="spinning processes of the competing load (default: one per core)")
+    p.add_argument("--settings", nargs="+", metavar="SETTING",
+                   help="before (no limits), auto (the default policy) and thread counts "
+                        "(default: before, auto and every count from 1 to the cores)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the demo config (repeatable; default: none)")
+
+
+def _threads_run(args: argparse.Namespace) -> int:
+    from videoseq.bench.threads import bench_threads
+
+    bench_threads(steps=args.steps, warmup=args.warmup, per_class=args.per_class, repeats=args.repeats,
+                  load=args.load, settings=args.settings, overrides=args.set)
+    return 0
+
+
 BENCH_KINDS: dict[str, BenchKind] = {
     "stream": BenchKind("streaming vs window re-run per frame, decoding included", _stream_arguments, _stream_run),
     "loader": BenchKind("clips/s: our loader vs decord ceiling, PyAV and OpenCV decode-all, frame cache; RSS",
@@ -244,4 +277,6 @@ BENCH_KINDS: dict[str, BenchKind] = {
                          _predict_arguments, _predict_run),
     "motion": BenchKind("motion on unseen real footage: RGB, rgbdiff, flow, TSM and two-stream, split by source",
                         _motion_arguments, _motion_run),
+    "threads": BenchKind("training clips/s of the demo config per thread setting, idle and beside a competing "
+                         "CPU load", _threads_arguments, _threads_run),
 }

@@ -30,6 +30,7 @@ from videoseq.errors import InputError, VideoseqError
 from videoseq.metrics import aggregate_by_video, caption_metrics, classification_metrics
 from videoseq.models import VideoClassifier
 from videoseq.models.decoding import Decoding
+from videoseq.progress import progress_bar
 from videoseq.runtime import autocast_for
 from videoseq.tables import write_csv
 from videoseq.text import Vocabulary, normalize_caption
@@ -110,6 +111,9 @@ class Progress:
     epoch_lr: float = 0.0  # learning rate when the current epoch began
     seconds: float = 0.0  # training seconds spent in the current epoch before this process
     best: float = -1.0  # best validation (or training) score so far, for best.pt
+    best_epoch: int = 0  # the epoch (1-based) of that score; 0 before the first
+    stale: int = 0  # validations in a row without an improvement (train.early_stop)
+    stopped_early: bool = False  # train.early_stop ended the run: a resumed run ends at once too
     history: list[dict] = field(default_factory=list)  # metrics rows of completed epochs
 
     def epoch_metrics(self) -> dict[str, float]:
@@ -200,8 +204,8 @@ def train_one_epoch(
     objective = criterion if isinstance(criterion, Objective) else ClassifyObjective(criterion)
     model.train()
     total = progress.batch + len(loader)
-    bar = tqdm(_batches(loader, progress, should_stop), desc=f"epoch {progress.epoch + 1}/{cfg.epochs} train",
-               total=total, initial=progress.batch, leave=False, dynamic_ncols=True, disable=not distributed.is_main())
+    bar = progress_bar(_batches(loader, progress, should_stop), desc=f"epoch {progress.epoch + 1}/{cfg.epochs} train",
+                       total=total, initial=progress.batch, disable=not distributed.is_main())
     for batch in bar:
         bad.add("train", loader.dataset, batch["errors"])
         if batch["video"].numel():
@@ -280,7 +284,7 @@ def evaluate(
     """
     model.eval()
     logits_all, labels_all, videos_all, views_all, items_all = [], [], [], [], []
-    for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=not distributed.is_main()):
+    for batch in progress_bar(loader, desc=desc, disable=not distributed.is_main()):
         if bad is not None:
             bad.add(split, loader.dataset, batch["errors"])
         if batch["video"].numel() == 0:
@@ -333,7 +337,7 @@ def evaluate_captions(
     """
     model.eval()
     captions: dict[int, str] = {}
-    for batch in tqdm(loader, desc="captions", leave=False, dynamic_ncols=True):
+    for batch in progress_bar(loader, desc="captions", disable=not distributed.is_main()):
         if bad is not None:
             bad.add(split, loader.dataset, batch["errors"])
         rows, taken = [], set(captions)

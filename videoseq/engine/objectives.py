@@ -2,7 +2,13 @@
 
 ``ClassifyObjective`` is cross-entropy on the class logits; ``CaptionObjective`` is
 word cross-entropy under teacher forcing (plus the class loss with task ``both``).
-``build_objective`` picks one for a config and a manifest.
+``build_objective`` picks one for a config and a manifest. With ``train.class_weights``
+the class cross-entropy is weighted (``class_weights``): ``balanced`` gives class ``c``
+the weight ``n / (k * n_c)`` (``n`` training videos, ``k`` classes present, ``n_c`` videos
+of class ``c``; scikit-learn's ``compute_class_weight("balanced")``), a mapping gives
+the classes it names their weight and every other class 1. PyTorch's weighted mean
+divides by the summed weights of the batch's labels, so a batch of one class has the
+same loss whatever its weight: the weights move the balance between classes.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import torch
 from torch import nn
 
 from videoseq.config import Config
-from videoseq.errors import InputError
+from videoseq.errors import InputError, UsageError
 from videoseq.manifest import Manifest
 from videoseq.text import PAD_ID, Vocabulary, pad_sequences
 
@@ -103,10 +109,30 @@ def caption_vocabulary(config: Config, manifest: Manifest) -> Vocabulary | None:
     return Vocabulary.build(train, min_freq=config.caption.min_freq)
 
 
-def build_objective(config: Config, manifest: Manifest, vocab: Vocabulary | None) -> Objective:
-    """The training loss of ``model.task``."""
+def class_weights(config: Config, manifest: Manifest) -> torch.Tensor | None:
+    """The per-class loss weights ``train.class_weights`` asks for, ``(num_classes,)``; None for ``none``."""
+    spec, classes = config.train.class_weights, manifest.classes
+    if spec == "none":
+        return None
+    if isinstance(spec, dict):
+        unknown = sorted(set(spec) - set(classes))
+        if unknown:
+            raise UsageError(f"train.class_weights names {unknown}, which are not classes of this dataset; "
+                             f"its classes are {classes[:20]}{' ...' if len(classes) > 20 else ''}")
+        return torch.tensor([float(spec.get(name, 1.0)) for name in classes], dtype=torch.float32)
+    labels = np.array([label for _, label in manifest.videos(config.data.train_split)], dtype=np.int64)
+    counts = np.bincount(labels, minlength=len(classes))
+    present = counts > 0
+    weights = np.ones(len(classes))
+    weights[present] = len(labels) / (present.sum() * counts[present])  # n / (k * n_c)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def build_objective(config: Config, manifest: Manifest, vocab: Vocabulary | None,
+                    weights: torch.Tensor | None = None, device: torch.device | None = None) -> Objective:
+    """The training loss of ``model.task``; ``weights`` (``class_weights``) weight its class cross-entropy."""
     cfg, c = config.train, config.caption
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    criterion = nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing).to(device or "cpu")
     if vocab is None:
         return ClassifyObjective(criterion)
     refs = manifest.captions(config.data.train_split)

@@ -10,6 +10,7 @@ evaluation gathers every rank's predictions, and rank 0 alone prints and writes.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -40,12 +41,14 @@ from videoseq.engine.objectives import (
     CaptionObjective,
     build_objective,
     caption_vocabulary,
+    class_weights,
 )
+from videoseq.engine.records import RunRecords, closing_summary
+from videoseq.engine.selection import Selection, select_split, stale_after, with_split
 from videoseq.errors import InputError, UsageError
 from videoseq.features import feature_datasets
 from videoseq.framecache import open_frame_cache
 from videoseq.manifest import Manifest, write_manifest
-from videoseq.metrics import plot_curves
 from videoseq.modality import eval_preset, motion_input, train_preset
 from videoseq.models import VideoClassifier
 from videoseq.models.build import build_model_from_config, check_model_names
@@ -58,10 +61,10 @@ from videoseq.resume import (
     rng_state,
     set_rng_state,
 )
-from videoseq.runtime import StopSignals, amp_dtype, seed_everything, select_device
+from videoseq.runtime import StopSignals, amp_dtype, seed_everything, select_device, set_threads
 from videoseq.sampling import ClipSampling
-from videoseq.tables import write_csv
 from videoseq.text import Vocabulary
+from videoseq.transforms import flip_swap_ids
 
 HISTORY_COLUMNS = (
     "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_clip_acc", "val_video_acc",
@@ -109,16 +112,17 @@ def build_optimization(model: nn.Module, cfg: TrainConfig, steps_per_epoch: int,
 def build_datasets(config: Config, manifest: Manifest) -> tuple[ClipDataset, ClipDataset]:
     """Train and validation datasets of a manifest, with the presets of the config (or of its feature cache).
 
-    With ``data.frame_cache`` the clips' frames are read from that cache instead of decoded.
+    The validation split is ``data.val_split`` as ``engine.selection.select_split`` resolves it
+    (``auto``: val when the manifest has it). With ``data.frame_cache`` the clips' frames are
+    read from that cache instead of decoded.
     """
+    config = with_split(config, select_split(config, manifest))
     if config.data.features:
         return feature_datasets(config, manifest)
     d = config.data
-    index = {name: i for i, name in enumerate(manifest.classes)}
-    unknown = sorted((set(d.flip_swap) | set(d.flip_swap.values())) - set(index))
-    if unknown:
-        raise UsageError(f"data.flip_swap names labels not in the class list: {unknown}")
-    swap = {index[a]: index[b] for a, b in d.flip_swap.items()}
+    swap, ignored = flip_swap_ids(d.flip_swap, manifest.classes) if d.flip else ({}, [])
+    if ignored and distributed.is_main():
+        print(f"data.flip_swap: ignoring {ignored}: neither class of these pairs is in this dataset")
     train_videos, val_videos = manifest.videos(d.train_split), manifest.videos(d.val_split)
     cache = open_frame_cache(d, train_videos + val_videos) if d.frame_cache else None
     common = dict(clips=ClipSampling.from_data(d), seed=config.train.seed, on_error=d.on_error, cache=cache,
@@ -164,7 +168,9 @@ class Trainer:
     """
 
     def __init__(self, config: Config, manifest: Manifest, run_dir: Path, *, device: torch.device,
-                 steps_per_epoch: int, vocab: Vocabulary | None = None) -> None:
+                 steps_per_epoch: int, vocab: Vocabulary | None = None, selection: Selection | None = None) -> None:
+        self.selection = selection or select_split(config, manifest)  # what data.val_split resolves to
+        config = with_split(config, self.selection)
         self.config, self.classes, self.run_dir, self.device = config, manifest.classes, run_dir, device
         self.vocab, self.steps_per_epoch = vocab, steps_per_epoch
         self.model = build_model_from_config(config, len(self.classes), vocab_size=len(vocab) if vocab else None)
@@ -173,8 +179,10 @@ class Trainer:
         self.optimization = build_optimization(self.model, config.train, steps_per_epoch, device)
         self.bad = BadVideos(config.data.max_bad_fraction)
         self.progress = Progress(epoch_lr=self.optimization.optimizer.param_groups[0]["lr"])
-        self.objective = build_objective(config, manifest, vocab)
+        self.class_weights = class_weights(config, manifest)
+        self.objective = build_objective(config, manifest, vocab, self.class_weights, device)
         self.references = manifest.captions(config.data.val_split)  # validation captions per video
+        self.records = RunRecords(run_dir, self.columns, tensorboard=config.train.tensorboard and distributed.is_main())
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -238,7 +246,7 @@ class Trainer:
             # ``==``: a run resumed from its stop_after_steps checkpoint (same config.yaml) goes on
             return signals.requested or progress.step == cfg.stop_after_steps
 
-        while self.progress.epoch < cfg.epochs:
+        while self.progress.epoch < cfg.epochs and not self.progress.stopped_early:
             start = time.time()
             self.train_epoch(train_loader, should_stop)
             self.progress.seconds += time.time() - start
@@ -246,9 +254,11 @@ class Trainer:
                 self.save("last.pt", self.payload())
                 return self.stopped(signals)
             self.end_epoch(val_loader)
-            if should_stop(self.progress):
+            if should_stop(self.progress) and not self.progress.stopped_early:
                 return self.stopped(signals)
         distributed.check_in_sync(self.model, self.run_dir / "ranks.json")
+        if distributed.is_main():
+            print(self.closing_summary())
 
     def train_epoch(self, loader: torch.utils.data.DataLoader, should_stop: StopCheck) -> None:
         """The rest of epoch ``progress.epoch``: its fixed order from batch ``progress.batch`` on."""
@@ -277,10 +287,32 @@ class Trainer:
         row["seconds"] = round(p.seconds + time.time() - start, 3)
         p.history.append(row)
         p.finish_epoch()
-        improved = score is not None and score > p.best
-        p.best = p.best if score is None else max(p.best, score)
+        improved = self.record_score(score)
         if distributed.is_main():
             self.write_epoch(improved)
+
+    def record_score(self, score: float | None) -> bool:
+        """Note the finished epoch's selection score (None: not validated): best, best epoch, early-stop count.
+
+        Returns whether it is the best so far (best.pt is written then).
+        """
+        p, stop = self.progress, self.config.train.early_stop
+        if score is None:
+            return False
+        if stop and self.selection.split is not None:
+            p.stale = stale_after(p.stale, score, p.best, float(stop.get("min_delta", 0.0)))
+            p.stopped_early = p.stale >= stop["patience"]
+        improved = score > p.best
+        if improved:
+            p.best, p.best_epoch = score, p.epoch
+        return improved
+
+    def closing_summary(self) -> str:
+        p, stop = self.progress, self.config.train.early_stop
+        reason = (f"early stop: {p.stale} validations without an improvement of more than "
+                  f"{stop.get('min_delta', 0.0):g} (train.early_stop)") if p.stopped_early else ""
+        return closing_summary(self.run_dir, p.history, self.selection, best_epoch=p.best_epoch, best=p.best,
+                               stop_reason=reason)
 
     def write_epoch(self, improved: bool) -> None:
         """Print the last metrics row; write last.pt (and best.pt when ``improved``), metrics.csv and curves.png."""
@@ -290,9 +322,7 @@ class Trainer:
         self.save("last.pt", payload)
         if improved:
             self.save("best.pt", payload)
-        columns = self.columns
-        write_csv(self.run_dir / "metrics.csv", columns, [[h.get(k, "") for k in columns] for h in history])
-        plot_curves(history, self.run_dir / "curves.png")
+        self.records.write(history)
 
     def stopped(self, signals: StopSignals) -> None:
         last = self.run_dir / "last.pt"
@@ -324,6 +354,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, overwrite:
     run_dir = Path(run_dir)
     check_run_folder(run_dir, resume=resume, overwrite=overwrite)
     check_model_names(config.model)  # a typo in a name fails before anything is built
+    set_threads(config.train.threads, config.data.num_workers)
     device, joined = distributed.setup(select_device(config.train.device))
     try:
         trainer, train_set, val_set = start_run(config, run_dir, device, resume=resume, overwrite=overwrite)
@@ -331,6 +362,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, overwrite:
             with StopSignals() as signals:
                 trainer.train(train_set, val_set, signals)
         finally:
+            trainer.records.close()
             if distributed.is_main() and any(trainer.bad.failures.values()):
                 trainer.bad.write(run_dir / "bad_videos.csv")
     finally:
@@ -355,9 +387,11 @@ def start_run(config: Config, run_dir: Path, device: torch.device, *, resume: bo
               overwrite: bool = False) -> tuple[Trainer, ClipDataset, ClipDataset]:
     """The datasets and a ``Trainer`` (restored from ``last.pt`` with ``resume``), then the run folder's files."""
     main = distributed.is_main()
+    manifest = resolve_manifest(config.data)
+    selection = select_split(config, manifest)
+    config = with_split(config, selection)  # config.yaml records the split validated on
     saved = load_resume_checkpoint(run_dir, config) if resume else None
     seed_everything(config.train.seed)
-    manifest = resolve_manifest(config.data)
     if saved is not None and list(saved["classes"]) != manifest.classes:
         raise InputError(f"cannot resume {run_dir}: its classes {saved['classes'][:5]}... differ from the "
                          f"manifest's {manifest.classes[:5]}...")
@@ -365,12 +399,15 @@ def start_run(config: Config, run_dir: Path, device: torch.device, *, resume: bo
     vocab = caption_vocabulary(config, manifest)
     shard = math.ceil(len(train_set) / distributed.world_size())  # padded: every rank as many clips
     steps = math.ceil(shard / config.train.batch_size)
-    trainer = Trainer(config, manifest, run_dir, device=device, steps_per_epoch=steps, vocab=vocab)
+    trainer = Trainer(config, manifest, run_dir, device=device, steps_per_epoch=steps, vocab=vocab,
+                      selection=selection)
     if saved is not None:
         trainer.restore(saved, run_dir / "last.pt")
     if main:
         write_run_files(run_dir, config, manifest, vocab, overwrite=overwrite)
-        print(run_summary(trainer, train_set, val_set, resumed=saved is not None))
+        print(run_summary(trainer, train_set, resumed=saved is not None))
+        if trainer.selection.warning:
+            print(f"WARNING: {trainer.selection.warning}", file=sys.stderr)
     return trainer, train_set, val_set
 
 
@@ -394,14 +431,24 @@ def write_run_files(run_dir: Path, config: Config, manifest: Manifest, vocab: Vo
         write_text(run_dir / "vocab.txt", "".join(f"{w}\n" for w in vocab.words))
 
 
-def run_summary(trainer: Trainer, train_set: ClipDataset, val_set: ClipDataset, *, resumed: bool) -> str:
-    """The line a run starts with: model, device, data, and where a resumed run picks up."""
+def run_summary(trainer: Trainer, train_set: ClipDataset, *, resumed: bool) -> str:
+    """The lines a run starts with: model, device, threads, data, what best.pt is chosen on, where it picks up."""
     config, p, vocab = trainer.config, trainer.progress, trainer.vocab
     where = f", resuming at epoch {p.epoch + 1} batch {p.batch + 1} (step {p.step})" if resumed else ""
-    return (f"training {config.model.backbone}+{config.model.head} ({config.model.task}) on {trainer.device} "
-            f"x{distributed.world_size()}: {len(train_set.videos)} train / {len(val_set.videos)} "
-            f"{config.data.val_split} videos, {len(trainer.classes)} classes"
-            + (f", {len(vocab)} words" if vocab else "") + f" -> {trainer.run_dir}{where}")
+    weights, asked = trainer.class_weights, config.train.class_weights
+    lines = [f"training {config.model.backbone}+{config.model.head} ({config.model.task}) on {trainer.device} "
+             f"x{distributed.world_size()} (torch threads {torch.get_num_threads()}, "
+             f"workers {config.data.num_workers}): "
+             f"{len(train_set.videos)} train videos, {len(trainer.classes)} classes"
+             + (f", {len(vocab)} words" if vocab else "") + f" -> {trainer.run_dir}{where}",
+             f"best.pt is chosen on: {trainer.selection.describe()}"]
+    if weights is not None:
+        lines.append(f"class weights ({asked if isinstance(asked, str) else 'train.class_weights'}): "
+                     + ", ".join(f"{c} {w:.3g}" for c, w in zip(trainer.classes[:12], weights.tolist()))
+                     + (", ..." if len(trainer.classes) > 12 else ""))
+    if config.data.sampler == "balanced":
+        lines.append("sampler: balanced (each class drawn as often; an epoch is as many clips, with replacement)")
+    return "\n".join(lines)
 
 
 def load_resume_checkpoint(run_dir: Path, config: Config) -> dict:
@@ -421,7 +468,8 @@ def loader_options(config: Config) -> LoaderOptions:
     d = config.data
     return LoaderOptions(batch_size=config.train.batch_size, num_workers=d.num_workers, timeout=d.timeout,
                          seed=config.train.seed, shard=(distributed.rank(), distributed.world_size()),
-                         persistent_workers=d.persistent_workers, prefetch_factor=d.prefetch_factor)
+                         persistent_workers=d.persistent_workers, prefetch_factor=d.prefetch_factor,
+                         sampler=d.sampler)
 
 
 def training_module(model: VideoClassifier, config: Config, device: torch.device) -> nn.Module:

@@ -14,6 +14,7 @@ import numpy as np
 
 from videoseq.manifest import Manifest, ManifestError, ManifestRow
 from videoseq.prepare.common import UCF_GROUP_PATTERN, check_class_name, group_of
+from videoseq.progress import progress_bar
 from videoseq.video.decoder import VIDEO_EXTENSIONS, is_frame_folder
 
 
@@ -22,7 +23,8 @@ def list_class_videos(root: Path) -> tuple[list[str], list[tuple[str, str]], lis
     if not root.is_dir():
         raise ManifestError(f"dataset root {root} is not a folder of class folders")
     classes, items, skipped = [], [], []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    for folder in progress_bar(folders, desc=f"listing {root}", unit="class"):
         if folder.name.startswith("."):
             skipped.append(f"{folder.name}: hidden folder")
             continue
@@ -59,7 +61,13 @@ def split_groups(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: 
 
     n_splits = max(2, int(round(1 / fraction)))
     largest = max(np.unique(labels, return_counts=True)[1])
-    if len(set(groups)) < n_splits or largest < n_splits:
+    if largest < n_splits:
+        raise ManifestError(
+            f"holding out {fraction:.0%} of each class (1 in {n_splits}) needs a class with at least {n_splits} "
+            f"videos; the largest has {largest}. Add videos, or raise the fraction (data.val_fraction / "
+            "data.test_fraction, --val-fraction / --test-fraction), or set it to 0 for no such split"
+        )
+    if len(set(groups)) < n_splits:
         raise ManifestError(
             f"a {fraction:g} split holds out 1 of {n_splits} folds, and {len(set(groups))} groups (source videos) "
             f"with at most {largest} videos per class cannot fill {n_splits} folds; lower --val-fraction / "

@@ -14,6 +14,9 @@ loop; torch runs one intra-op thread, so each worker keeps one core busy.
 """
 
 
-def missing_extra(command: str, err: ImportError) -> RuntimeError:
+from videoseq.errors import UsageError
+
+
+def missing_extra(command: str, err: ImportError) -> UsageError:
     """The error of a command that needs the serve extra (FastAPI, uvicorn, ...) when a part is not installed."""
-    return RuntimeError(f"{command} needs the serve extra ({err.name} is missing): pip install 'videoseq[serve]'")
+    return UsageError(f"{command} needs the serve extra ({err.name} is missing): pip install 'videoseq[serve]'")

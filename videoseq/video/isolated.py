@@ -33,7 +33,6 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from videoseq.video.decoder import VideoDecodeError, VideoInfo, read_frames
 from videoseq.video.probe import probe_video
@@ -215,25 +214,20 @@ def run_isolated(
     *,
     workers: int = 2,
     timeout: float = 60.0,
-    desc: str = "",
-    progress: bool = True,
 ) -> Iterator[Outcome]:
-    """Yield an ``Outcome`` per item, in completion order; a hang or crash fails only its item."""
+    """Yield an ``Outcome`` per item, in completion order; a hang or crash fails only its item.
+
+    Callers show progress by wrapping the iterator (``progress.progress_bar(..., total=len(items))``).
+    """
     if workers < 1 or timeout <= 0:
         raise ValueError(f"need workers >= 1 and timeout > 0, got workers={workers}, timeout={timeout}")
     if not items:
         return
-    bar = tqdm(total=len(items), desc=desc, unit="file", disable=not progress)
     with IsolatedPool(func, workers=min(workers, len(items)), timeout=timeout) as pool:
-        try:
-            for index, item in enumerate(items):
-                pool.submit(index, item)
-            while pool.busy:
-                for outcome in pool.wait():
-                    bar.update(1)
-                    yield outcome
-        finally:
-            bar.close()
+        for index, item in enumerate(items):
+            pool.submit(index, item)
+        while pool.busy:
+            yield from pool.wait()
 
 
 def _check(worker: Worker, timeout: float) -> Outcome | None:
