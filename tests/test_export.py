@@ -150,16 +150,21 @@ def test_flow_and_temporal_shift_exports_match_pytorch(tmp_path, modality, shift
     assert np.abs(got - expected).max() <= TOLERANCE
 
 
-@pytest.mark.parametrize("modality", ["rgb", "flow"])
-def test_an_onnx_stream_keeps_the_online_shift_cache(tmp_path, modality, shared_video):
-    """The exported frames part takes and returns the shift cache: ONNX streams equal PyTorch streams."""
+ONLINE_STREAMS = [("rgb", "onnx"), ("flow", "onnx"), ("flow", "torchscript")]
+
+
+@pytest.mark.parametrize("modality, fmt", ONLINE_STREAMS, ids=[f"{m}-{f}" for m, f in ONLINE_STREAMS])
+def test_an_exported_stream_keeps_the_online_shift_cache(tmp_path, modality, fmt, shared_video):
+    """The exported frames part takes and returns the shift cache: exported streams equal PyTorch streams."""
+    from videoseq.exported import SUFFIXES
     from videoseq.video.decoder import VideoReader
 
     ckpt = write_motion_checkpoint(tmp_path / "m.pt", modality, "online")
-    export_checkpoint(ckpt, fmt="onnx", streaming=True)
+    assert all(c.ok for c in export_checkpoint(ckpt, fmt=fmt, streaming=True))
     with VideoReader(shared_video("vtest.avi")) as reader:
         frames = reader.read(np.arange(0, 18, 2))
-    torch_stream, onnx_stream = (Predictor.from_checkpoint(p, device="cpu") for p in (ckpt, tmp_path / "m.onnx"))
+    exported = tmp_path / f"m{SUFFIXES[fmt]}"
+    torch_stream, onnx_stream = (Predictor.from_checkpoint(p, device="cpu") for p in (ckpt, exported))
     steps = [(torch_stream.step_logits(f), onnx_stream.step_logits(f)) for f in frames]
     steps = [(a, b) for a, b in steps if a is not None]
     assert len(steps) == 6 and all(b is not None for _, b in steps)

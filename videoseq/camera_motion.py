@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from videoseq.errors import InputError, UsageError
 from videoseq.flow import resize_short_side
 from videoseq.video.cameras import capture_frames, open_capture
 from videoseq.video.decoder import VideoDecodeError
@@ -80,7 +81,7 @@ class CameraPath:
 def motion_of(label: str, rng: np.random.Generator) -> tuple[float, float, float, float]:
     """Per-frame motion of a class: pan ``(dx, dy)`` in window sides, zoom factor of the side, spin in degrees."""
     if label not in CAMERA_CLASSES:
-        raise ValueError(f"camera motion class {label!r} is not one of {list(CAMERA_CLASSES)}")
+        raise UsageError(f"camera motion class {label!r} is not one of {list(CAMERA_CLASSES)}")
     pan, zoom, spin = rng.uniform(*PAN_SPEED), rng.uniform(*ZOOM_RATE), rng.uniform(*SPIN_SPEED)
     return {
         "PanLeft": (-pan, 0.0, 1.0, 0.0), "PanRight": (pan, 0.0, 1.0, 0.0),
@@ -116,7 +117,7 @@ def camera_path(label: str, rng: np.random.Generator, *, frames: int, size: int,
             x0, y0 = rng.uniform(low, high)
             return CameraPath(x0 + step_x, y0 + step_y, scale, angle)
         largest *= 0.9
-    raise ValueError(f"no {label} path of {frames} frames fits a {source_hw[1]}x{source_hw[0]} source")
+    raise UsageError(f"no {label} path of {frames} frames fits a {source_hw[1]}x{source_hw[0]} source")
 
 
 def render_clip(source: np.ndarray, path: CameraPath, size: int) -> np.ndarray:
@@ -173,7 +174,7 @@ def source_clips(source: np.ndarray, fps: float, *, per_class: int, frames: int,
     step = frame_step(fps)
     span = (frames - 1) * step + 1
     if len(source) < span:
-        raise ValueError(f"a source of {len(source)} frames is shorter than one clip ({span} frames at step {step})")
+        raise InputError(f"a source of {len(source)} frames is shorter than one clip ({span} frames at step {step})")
     clips = []
     for c, label in enumerate(CAMERA_CLASSES):
         for k in range(per_class):
@@ -223,7 +224,7 @@ def write_split_manifest(manifest_dir: str | Path, clips_root: str | Path, clips
 
     unknown = sorted(set(test_sources) - set(clips))
     if unknown:
-        raise ValueError(f"test sources {unknown} are not among the written sources {sorted(clips)}")
+        raise UsageError(f"test sources {unknown} are not among the written sources {sorted(clips)}")
     rows = []
     for source, items in clips.items():
         seen: dict[str, int] = {}

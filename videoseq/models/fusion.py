@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from videoseq.errors import UsageError
 from videoseq.models.classifier import VideoClassifier
 
 
@@ -31,11 +32,11 @@ class FusedBackbone(nn.Module):
     def __init__(self, backbones: Sequence[nn.Module], channels: Sequence[int]) -> None:
         super().__init__()
         if len(backbones) != len(channels) or len(backbones) < 2:
-            raise ValueError(f"fusion needs two or more streams with their input channels, got {len(backbones)} "
+            raise UsageError(f"fusion needs two or more streams with their input channels, got {len(backbones)} "
                              f"backbones and channels {list(channels)}")
         spatial = {b.spatial for b in backbones}
         if spatial != {False}:
-            raise ValueError("fusion takes streams whose heads read pooled features (mean, gru, lstm heads); "
+            raise UsageError("fusion takes streams whose heads read pooled features (mean, gru, lstm heads); "
                              "a spatial head (convlstm) cannot share a feature buffer with another stream")
         self.streams = nn.ModuleList(backbones)
         self.channels = [int(c) for c in channels]
@@ -49,7 +50,7 @@ class FusedBackbone(nn.Module):
     def split(self, x: torch.Tensor, dim: int) -> tuple[torch.Tensor, ...]:
         if x.shape[dim] != sum(self.channels):
             per_stream = " + ".join(map(str, self.channels))
-            raise ValueError(f"the fused model takes {sum(self.channels)} channels ({per_stream} per stream), "
+            raise UsageError(f"the fused model takes {sum(self.channels)} channels ({per_stream} per stream), "
                              f"got {x.shape[dim]}")
         return torch.split(x, self.channels, dim=dim)
 
@@ -72,7 +73,7 @@ class FusedHead(nn.Module):
         check_weights(weights, len(heads))
         classes = {h.num_classes for h in heads}
         if len(classes) != 1:
-            raise ValueError(f"the streams predict different numbers of classes: {sorted(classes)}")
+            raise UsageError(f"the streams predict different numbers of classes: {sorted(classes)}")
         self.heads = nn.ModuleList(heads)
         self.feature_dims = [int(d) for d in feature_dims]
         self.weights = [float(w) for w in weights]
@@ -105,10 +106,10 @@ class FusedHead(nn.Module):
 def check_weights(weights: Sequence[float], streams: int) -> None:
     """One weight per stream, each >= 0, with a positive sum."""
     if len(weights) != streams:
-        raise ValueError(f"fusion needs one weight per stream: {streams} streams, {len(weights)} weights "
+        raise UsageError(f"fusion needs one weight per stream: {streams} streams, {len(weights)} weights "
                          f"({list(weights)})")
     if any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise ValueError(f"fusion weights must be >= 0 with a positive sum, got {list(weights)}")
+        raise UsageError(f"fusion weights must be >= 0 with a positive sum, got {list(weights)}")
 
 
 def fuse_models(models: Sequence[VideoClassifier], channels: Sequence[int],

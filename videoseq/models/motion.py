@@ -31,6 +31,7 @@ from torchvision.models.efficientnet import MBConv
 from torchvision.models.mobilenetv3 import InvertedResidual
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
+from videoseq.errors import UsageError
 from videoseq.models.backbones import FrameBackbone
 
 SHIFT_MODES = ("bidirectional", "online")
@@ -50,7 +51,7 @@ def first_conv(trunk: nn.Module) -> tuple[str, nn.Conv2d]:
     for name, module in trunk.named_modules():
         if isinstance(module, nn.Conv2d):
             return name, module
-    raise ValueError(f"{type(trunk).__name__} has no Conv2d to adapt to motion input channels")
+    raise UsageError(f"{type(trunk).__name__} has no Conv2d to adapt to motion input channels")
 
 
 def adapt_input(backbone: FrameBackbone, channels: int, mean: tuple[float, ...], std: tuple[float, ...], *,
@@ -61,7 +62,7 @@ def adapt_input(backbone: FrameBackbone, channels: int, mean: tuple[float, ...],
     ones; otherwise initialise them afresh (kaiming, as torchvision does).
     """
     if len(mean) != channels or len(std) != channels:
-        raise ValueError(f"need one mean and std per input channel ({channels}), got {len(mean)} and {len(std)}")
+        raise UsageError(f"need one mean and std per input channel ({channels}), got {len(mean)} and {len(std)}")
     backbone.mean, backbone.std = tuple(mean), tuple(std)
     name, old = first_conv(backbone.trunk)
     if old.in_channels == channels:
@@ -111,11 +112,11 @@ class TemporalShift(nn.Module):
     def __init__(self, inner: nn.Module, channels: int, *, fraction: float = 0.125, mode: str = "bidirectional"):
         super().__init__()
         if mode not in SHIFT_MODES:
-            raise ValueError(f"temporal shift mode {mode!r} is not one of {list(SHIFT_MODES)}")
+            raise UsageError(f"temporal shift mode {mode!r} is not one of {list(SHIFT_MODES)}")
         self.inner, self.mode = inner, mode
         self.fold = max(1, int(channels * fraction))
         if (2 if mode == "bidirectional" else 1) * self.fold > channels:
-            raise ValueError(f"shift fraction {fraction} moves more than the {channels} channels of a block")
+            raise UsageError(f"shift fraction {fraction} moves more than the {channels} channels of a block")
         self.segments = 1
         self.stepping = False
         self.cache: torch.Tensor | None = None
@@ -153,10 +154,10 @@ def insert_temporal_shift(backbone: FrameBackbone, *, mode: str = "bidirectional
     ``len(shift_modules(backbone))``.
     """
     if placement not in PLACEMENTS:
-        raise ValueError(f"temporal shift placement {placement!r} is not one of {list(PLACEMENTS)}")
+        raise UsageError(f"temporal shift placement {placement!r} is not one of {list(PLACEMENTS)}")
     blocks = [(name, m) for name, m in backbone.trunk.named_modules() if type(m) in RESIDUAL_BRANCH]
     if not blocks:
-        raise ValueError(f"backbone {backbone.name!r} cut at {backbone.stage!r} has no residual block "
+        raise UsageError(f"backbone {backbone.name!r} cut at {backbone.stage!r} has no residual block "
                          f"({sorted(t.__name__ for t in RESIDUAL_BRANCH)}) to shift")
     for name, block in blocks:
         channels = _block_channels(block)
@@ -186,7 +187,7 @@ def step_frames(backbone: FrameBackbone, frames: torch.Tensor, cache: list[torch
     """
     shifts = shift_modules(backbone)
     if any(s.mode != "online" for s in shifts):
-        raise ValueError("a bidirectional temporal shift needs the next frame; stream with "
+        raise UsageError("a bidirectional temporal shift needs the next frame; stream with "
                          "model.temporal_shift=online")
     previous: list[Any] = list(cache) if cache is not None else [None] * len(shifts)
     try:
