@@ -27,14 +27,14 @@ def add_camera_motion(kinds) -> None:
                          description="example: videoseq synth camera-motion data/camera ../shared/videos/vtest.avi "
                          "../shared/videos/box.mp4 ../shared/videos/Megamind.avi --test-sources Megamind; then "
                          "videoseq train configs/motion.yaml --set data.manifest=data/camera/manifest.csv")
-    c.add_argument("out")
+    c.add_argument("out", help="folder for the clips (videos/<class>/...) and the splits")
     c.add_argument("sources", nargs="+", help="real video files to cut the clips from")
     c.add_argument("--test-sources", nargs="+", required=True,
                    help="file stems of the sources whose clips are the test split")
     c.add_argument("--per-class", type=positive_int, default=24, help="clips per class per source")
-    c.add_argument("--frames", type=positive_int, default=20)
-    c.add_argument("--size", type=positive_int, default=96)
-    c.add_argument("--seed", type=non_negative_int, default=0)
+    c.add_argument("--frames", type=positive_int, default=20, help="frames per clip")
+    c.add_argument("--size", type=positive_int, default=96, help="side of the square clips in pixels")
+    c.add_argument("--seed", type=non_negative_int, default=0, help="seed of the crop-window paths")
     c.add_argument("--val-every", type=non_negative_int, default=8,
                    help="every N-th clip of a training source goes to val (0: none)")
     c.set_defaults(func=cmd_synth_camera)

@@ -214,14 +214,16 @@ def _motion_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="/tmp/bench_motion", help="clips, runs and bench.json (finished runs are reused)")
     p.add_argument("--config", help="the recipe (default: the shipped configs/motion.yaml)")
     p.add_argument("--per-class", type=positive_int, default=24, help="clips per class per source")
-    p.add_argument("--clip-frames", type=positive_int, default=20)
-    p.add_argument("--clip-size", type=positive_int, default=96)
+    p.add_argument("--clip-frames", type=positive_int, default=20, help="frames per camera-motion clip")
+    p.add_argument("--clip-size", type=positive_int, default=96, help="side of the square clips in pixels")
     p.add_argument("--test-sources", nargs=2, default=list(MOTION_TEST_SOURCES), help="file stems of the held-out pair")
     p.add_argument("--rotate", action="store_true", help="every held-out pair of the rotation, not one")
-    p.add_argument("--rows", nargs="+", default=list(MOTION_ROWS), choices=MOTION_ROWS)
-    p.add_argument("--fusion-weights", nargs=2, type=positive_float, default=[1.0, 1.5], metavar=("RGB", "FLOW"))
+    p.add_argument("--rows", nargs="+", default=list(MOTION_ROWS), choices=MOTION_ROWS, help="models to train")
+    p.add_argument("--fusion-weights", nargs=2, type=positive_float, default=[1.0, 1.5], metavar=("RGB", "FLOW"),
+                   help="late-fusion weights of the RGB and flow streams (TSN's 1 : 1.5)")
     p.add_argument("--gestures", action="store_true", help="also train the rows on the synthetic gestures")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable; default: none)")
 
 
 def _motion_run(args: argparse.Namespace) -> int:
