@@ -140,3 +140,27 @@ def informative_model(head: str, head_args: dict, *, frames: int, size: int, num
         for _ in range(2):
             model(torch.randn(4, frames, 3, size, size))
     return model.eval()
+
+
+def motion_model(modality: str, shift: str | None, *, stack: int = 1, frames: int = 4, size: int = 64,
+                 num_classes: int = 3):
+    """A mobilenet + GRU model of ``modality`` inputs (flow size 72 px) with temporal ``shift``, BatchNorm
+    statistics from data (eval mode); returns ``(model, config)``."""
+    import torch
+
+    from videoseq.config import config_from_dict
+    from videoseq.models.backbones import reset_batchnorm_momentum
+    from videoseq.models.build import build_model_from_config
+
+    config = config_from_dict({
+        "data": {"frames": frames, "size": size, "sampling": "dense", "stride": 2, "modality": modality,
+                 "flow_stack": stack, "flow_size": 72},
+        "model": {"backbone": "mobilenet_v3_small", "head": "gru", "head_args": {"hidden": 16},
+                  "temporal_shift": shift, "shift_fraction": 0.25}})
+    torch.manual_seed(0)
+    model = build_model_from_config(config, num_classes, pretrained=False)
+    reset_batchnorm_momentum(model, None)
+    with torch.no_grad():
+        for _ in range(2):
+            model(torch.randn(4, frames, config.data.input_channels(), size, size))
+    return model.eval(), config

@@ -22,15 +22,21 @@ from videoseq.bench.loader import (
 from videoseq.bench.stream import bench_stream, load_predictor, step_flops, write_test_video
 from videoseq.bench.train import R3D18
 from videoseq.cli import build_parser, main
+from videoseq.framecache import FrameCache
 from videoseq.transforms import ClipTrainPreset
 
 
-def test_bench_stream_times_both_modes_on_the_same_steps(tmp_path, capsys):
+def tiny_bench_stream(tmp_path, data: str = "") -> dict:
+    """``bench_stream`` of a small dense-sampling model (``data``: more data keys) on a 30-frame test video."""
     config = tmp_path / "tiny.yaml"
-    config.write_text("data: {frames: 4, size: 32, sampling: dense, stride: 2}\n"
+    config.write_text(f"data: {{frames: 4, size: 32, sampling: dense, stride: 2{data}}}\n"
                       "model: {backbone: mobilenet_v3_small, head: gru, head_args: {hidden: 8}}\n")
     video = write_test_video(tmp_path / "clip.avi", frames=30, width=64, height=48)
-    results = bench_stream(config, video, repeats=1)
+    return bench_stream(config, video, repeats=1)
+
+
+def test_bench_stream_times_both_modes_on_the_same_steps(tmp_path, capsys):
+    results = tiny_bench_stream(tmp_path)
     stream, window = results["stream"], results["window"]
     # 30 frames at stride 2 (the file's rate): 15 kept, the 4-frame buffer is full from the 4th
     assert (stream.frames, stream.steps) == (window.frames, window.steps) == (30, 12)
@@ -107,7 +113,7 @@ def test_race_times_every_reader_and_r3d_takes_our_clip_layout():
 
 def test_every_bench_kind_is_a_subcommand_of_bench():
     assert set(BENCH_KINDS) == {"stream", "loader", "train", "heads", "captions", "decord", "serve", "memory",
-                                "predict", "threads"}
+                                "predict", "threads", "motion"}
     args = build_parser().parse_args(["bench", "serve", "best.pt", "--clients", "2", "--seconds", "5"])
     assert args.func is BENCH_KINDS["serve"].run and (args.clients, args.seconds, args.streams) == (2, 5.0, 4)
     args = build_parser().parse_args(["bench", "threads", "--steps", "4", "--settings", "before", "auto"])
@@ -158,6 +164,64 @@ def test_bench_serve_reports_uploads_streams_drops_and_memory(tiny_run, capsys):
     start, end = map(float, re.search(r"server RSS: (\d+) MB at start, (\d+) MB at end", out).groups())
     assert 0 < start <= end * 1.5
 
+
+def test_motion_rows_differ_only_in_input_and_shift_and_load_with_the_shipped_config():
+    from videoseq.bench import motion
+    from videoseq.config import load_config
+
+    configs = {row: load_config(motion.CONFIG, settings) for row, settings in motion.ROWS.items()}
+    assert {row: (c.data.modality, c.model.temporal_shift) for row, c in configs.items()} == {
+        "rgb": ("rgb", None), "rgbdiff": ("rgbdiff", None), "flow": ("flow", None),
+        "tsm_rgb": ("rgb", "bidirectional"), "tsm_flow": ("flow", "bidirectional")}
+    models = {(c.model.backbone, c.model.stage, c.model.head, c.train.epochs) for c in configs.values()}
+    assert models == {("resnet18", "layer2", "gru", configs["rgb"].train.epochs)}  # the demo's model, one budget
+    assert set(motion.FUSION) <= set(motion.ROWS)
+
+
+def test_the_motion_rotation_holds_every_source_out_twice():
+    from collections import Counter
+    from pathlib import Path
+
+    from videoseq.bench import motion
+    from videoseq.camera_motion import REAL_SOURCES
+
+    held_out = Counter(name for pair in motion.ROTATION for name in pair)
+    assert held_out == {Path(name).stem: 2 for name in REAL_SOURCES}
+    assert all(len(set(pair)) == 2 for pair in motion.ROTATION)
+
+
+def test_the_motion_table_prints_every_split_and_the_mean(capsys):
+    from videoseq.bench.motion import print_table
+
+    row = {"top1": 0.5, "train_wall_s": 100.0, "train_cpu_s": 90.0}
+    results = {"a+b": {"rgb": row, "flow": dict(row, top1=0.9)}, "c+d": {"rgb": row, "flow": dict(row, top1=0.7)}}
+    print_table(results, {"rgb": 4.0, "rgbdiff": 4.5, "flow": 14.0})
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "a+b" in lines[0] and "c+d" in lines[0] and "mean" in lines[0]
+    flow = next(line for line in lines if line.startswith("flow")).split()
+    assert flow[1:4] == ["0.900", "0.700", "0.800"] and flow[-1] == "10.0"
+
+
+def test_bench_stream_reports_the_flow_cost_of_a_flow_model_apart(tmp_path, capsys):
+    results = tiny_bench_stream(tmp_path, ", modality: flow, flow_size: 40")
+    assert results["stream"].steps == 12
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("motion (flow"))
+    flow_ms, step_ms = (float(v) for v in re.findall(r"([\d.]+) ms per kept frame", line))
+    assert "15 kept frames" in line and 0 < flow_ms < step_ms  # the step includes its flow
+
+
+def test_the_motion_table_sets_flow_clips_from_a_flow_cache_beside_rgb_clips(shared_video, tmp_path, capsys):
+    from videoseq.bench.loader import motion_rows, print_motion_rows
+
+    path = shared_video("short_32frames.mp4")
+    frames = bench_frame_cache([path], tmp_path / "frames", short_side=128)
+    rows = motion_rows([path], clips=1, frames=frames, folder=tmp_path / "flow")
+    assert FrameCache(tmp_path / "flow").holds_motion
+    (row,) = rows
+    assert all(row[k] > 0 for k in ("rgb_cache", "flow_cache", "flow_fly", "flow_ms"))
+    assert row["ratio"] == row["flow_cache"] / row["rgb_cache"]
+    geo = print_motion_rows(rows)
+    assert geo == row["ratio"] and "flow clips from the flow cache / RGB clips" in capsys.readouterr().out
 
 
 @pytest.mark.slow  # three predict processes

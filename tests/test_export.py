@@ -9,10 +9,11 @@ import torch
 from videoseq.checkpoint import checkpoint_payload, save_checkpoint
 from videoseq.cli import main
 from videoseq.config import config_from_dict
-from videoseq.export import TOLERANCE, export_checkpoint, part_paths
+from videoseq.export import TOLERANCE, export_checkpoint
+from videoseq.exported import part_paths
 from videoseq.predict import Predictor
 
-from conftest import informative_model
+from conftest import informative_model, motion_model
 
 HEADS = [("mean", {}), ("gru", {"hidden": 16}), ("lstm", {"hidden": 16, "layers": 2}),
          ("gru", {"hidden": 16, "bidirectional": True}), ("convlstm", {"hidden": 8})]
@@ -58,7 +59,7 @@ def test_torchscript_export_matches_pytorch(tmp_path):
 
 
 def test_onnx_sessions_follow_torch_threads_and_do_not_spin(tmp_path):
-    from videoseq.export import onnx_session
+    from videoseq.exported import onnx_session
 
     ckpt = write_checkpoint(tmp_path / "m.pt", "gru", {"hidden": 8})
     export_checkpoint(ckpt, fmt="onnx")
@@ -122,3 +123,56 @@ def test_streaming_an_onnx_export_without_its_parts_is_explained(tiny_run, tmp_p
     assert main(["export", str(tiny_run / "best.pt"), "--out", str(onnx_path)]) == 0
     assert main(["predict", str(onnx_path), str(shared_video("short_32frames.mp4")), "--stream"]) == 1
     assert "--streaming" in capsys.readouterr().err
+
+
+MOTION_EXPORTS = [("flow", None), ("rgb", "online"), ("flow", "online"), ("rgb", "bidirectional")]
+
+
+def write_motion_checkpoint(path, modality: str, shift: str | None):
+    model, config = motion_model(modality, shift)
+    return save_checkpoint(path, checkpoint_payload(model, config, ["a", "b", "c"]))
+
+
+@pytest.mark.parametrize("modality, shift", MOTION_EXPORTS, ids=[f"{m}-{s}" for m, s in MOTION_EXPORTS])
+def test_flow_and_temporal_shift_exports_match_pytorch(tmp_path, modality, shift):
+    ckpt = write_motion_checkpoint(tmp_path / "m.pt", modality, shift)
+    streaming = shift != "bidirectional"
+    checks = export_checkpoint(ckpt, fmt="onnx", streaming=streaming)
+    assert all(c.ok for c in checks), [c.line() for c in checks]
+    assert len(checks) == (3 if streaming else 1)
+    predictor = Predictor.from_checkpoint(ckpt, device="cpu")
+    clip = torch.randn(5, 4, predictor.config.data.input_channels(), 64, 64)
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"frames": clip.numpy()})[0]
+    with torch.no_grad():
+        expected = predictor.model(clip).numpy()
+    assert expected.std(0).max() > 1e-3
+    assert np.abs(got - expected).max() <= TOLERANCE
+
+
+ONLINE_STREAMS = [("rgb", "onnx"), ("flow", "onnx"), ("flow", "torchscript")]
+
+
+@pytest.mark.parametrize("modality, fmt", ONLINE_STREAMS, ids=[f"{m}-{f}" for m, f in ONLINE_STREAMS])
+def test_an_exported_stream_keeps_the_online_shift_cache(tmp_path, modality, fmt, shared_video):
+    """The exported frames part takes and returns the shift cache: exported streams equal PyTorch streams."""
+    from videoseq.exported import SUFFIXES
+    from videoseq.video.decoder import VideoReader
+
+    ckpt = write_motion_checkpoint(tmp_path / "m.pt", modality, "online")
+    assert all(c.ok for c in export_checkpoint(ckpt, fmt=fmt, streaming=True))
+    with VideoReader(shared_video("vtest.avi")) as reader:
+        frames = reader.read(np.arange(0, 18, 2))
+    exported = tmp_path / f"m{SUFFIXES[fmt]}"
+    torch_stream, onnx_stream = (Predictor.from_checkpoint(p, device="cpu") for p in (ckpt, exported))
+    steps = [(torch_stream.step_logits(f), onnx_stream.step_logits(f)) for f in frames]
+    steps = [(a, b) for a, b in steps if a is not None]
+    assert len(steps) == 6 and all(b is not None for _, b in steps)
+    assert max(torch.max(torch.abs(a - b)).item() for a, b in steps) <= TOLERANCE
+    assert torch.stack([a for a, _ in steps]).std(0).max() > 1e-3
+
+
+def test_a_bidirectional_shift_exports_no_streaming_parts(tmp_path):
+    ckpt = write_motion_checkpoint(tmp_path / "m.pt", "rgb", "bidirectional")
+    with pytest.raises(ValueError, match="bidirectional temporal shift.*temporal_shift=online"):
+        export_checkpoint(ckpt, fmt="onnx", streaming=True)

@@ -143,3 +143,34 @@ def test_the_features_command_builds_a_frame_cache_with_frames(gestures_config, 
     assert FrameCache(tmp_path / "c").index["short_side"] == 48
     assert main(args + ["--spatial"]) == 2
     assert main(args[:-1] + ["--short-side", "48"]) == 2
+
+
+def test_a_flow_cache_gives_the_clips_of_flow_computed_from_decoded_frames_without_computing_flow(tmp_path,
+                                                                                                   shared_video):
+    from videoseq.config import config_from_dict
+    from videoseq.flow import FlowEstimator, MotionInput
+    from videoseq.framecache import FrameCache, cache_frames
+    from videoseq.sampling import ClipSampling
+    from videoseq.transforms import MotionTrainPreset
+
+    video = str(shared_video("ucf_like_320x240.avi"))
+    motion = MotionInput("flow", step=2, stack=2, short_side=40, bound=10.0)
+    cache_frames([video], tmp_path / "flow", short_side=40, fps=None, motion=motion)
+    cache = FrameCache(tmp_path / "flow")
+    assert cache.holds_motion and cache.frames(video).shape == (164, 40, 53, 2)
+    preset = MotionTrainPreset(size=32, flow_bound=10.0)
+    sampling = ClipSampling(frames=4, method="dense", stride=2)
+    decoded = ClipDataset([(video, 0)], clips=sampling, transform=preset, train=True, motion=motion)
+    cached = ClipDataset([(video, 0)], clips=sampling, transform=preset, train=True, motion=motion, cache=cache)
+    motion.estimator = None  # reading the cache must not compute flow
+    for epoch in range(3):
+        item = cached[(epoch, 0)]
+        motion.estimator = FlowEstimator("dis_fast")
+        expected = decoded[(epoch, 0)]
+        motion.estimator = None
+        assert item["video"].shape == (4, 4, 32, 32)
+        assert torch.equal(item["video"], expected["video"]) and item["label"] == expected["label"]
+    other = config_from_dict({"data": {"frames": 4, "size": 32, "stride": 2, "modality": "flow", "flow_size": 40,
+                                       "flow_bound": 20.0, "flow_stack": 2}})
+    with pytest.raises(CacheError, match="flow_bound: cache 10.0 vs config 20.0"):
+        cache.check_fits(other.data)

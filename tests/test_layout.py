@@ -21,13 +21,15 @@ ONE_JOB = {  # modules allowed past MAX_MODULE_LINES, and the one job they hold
 # Module name -> test file, where it is not tests/test_<last part of the name>.py
 TESTED_IN = {
     "videoseq.models.backbones": "test_backbones.py", "videoseq.models.fx_cut": "test_backbones.py",
-    "videoseq.models.classifier": "test_models.py",
+    "videoseq.models.classifier": "test_models.py", "videoseq.exported": "test_export.py",
     "videoseq.report": "test_evaluation.py",
+    "videoseq.models.fusion": "test_fusion.py",  # with videoseq.fusion: the fused model and its checkpoint
     # videoseq serve's rooms are tested through the app, with FastAPI's test client, as a client meets them:
     # uploads, parameters, limits and metrics over HTTP; the stream session over the WebSocket
     **{f"videoseq.serve.{room}": "test_serve.py" for room in ("app", "uploads", "params", "limits", "metrics")},
     "videoseq.serve.session": "test_serve_stream.py",
     "videoseq.errors": "test_cli_errors.py",
+    "videoseq.cli_motion": "test_fusion.py",  # videoseq fuse; synth camera-motion in test_camera_motion.py
     "videoseq.cli_predict": "test_cli.py",
 }
 TESTED_WITH_THEIR_PACKAGE = ("videoseq.prepare.", "videoseq.bench.")  # test_prepare.py, test_bench.py
@@ -100,7 +102,7 @@ def test_the_decoder_room_imports_only_itself_and_the_errors():
 
 
 def test_inference_needs_no_training_code():
-    for name in ("videoseq.predict", "videoseq.live", "videoseq.export", "videoseq.stream",
+    for name in ("videoseq.predict", "videoseq.live", "videoseq.export", "videoseq.exported", "videoseq.stream",
                  *imported_by("videoseq.serve")):
         assert not any(d.startswith("videoseq.engine") for d in GRAPH[name]), name
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from videoseq.cli import main
-from videoseq.misclassified import STRIP_HEIGHT, frame_strip, jpeg_data_uri, misclassified_rows
+from videoseq.misclassified import STRIP_HEIGHT, frame_strip, jpeg_data_uri, misclassified_rows, viewable
 from videoseq.tables import read_csv
 
 
@@ -32,6 +32,17 @@ def test_a_strip_puts_the_frames_side_by_side_at_the_thumbnail_height():
     assert strip[:, :24].max() == 0 and strip[:, 24:48].min() == 255 and strip[:, 48:].max() == 0
     decoded = decode_uri(jpeg_data_uri(strip))
     assert decoded.shape == strip.shape and np.abs(decoded.astype(int) - strip).mean() < 4
+
+
+def test_a_motion_clip_is_shown_as_its_first_part_flow_in_colour_by_direction():
+    still, right, left = (np.full((8, 8, 2), 128, np.uint8) for _ in range(3))
+    right[..., 0], left[..., 0] = 178, 78  # +50 / -50 quantised units along x
+    flow = viewable(np.stack([still, right, left]), "flow")
+    assert flow.shape == (3, 8, 8, 3) and flow.dtype == np.uint8
+    assert flow[0].max() == 0 and flow[1].max() > 64 and flow[2].max() > 64  # no motion is black
+    assert not np.array_equal(flow[1], flow[2])  # opposite directions, other hues
+    rgb = np.arange(2 * 4 * 4 * 5, dtype=np.uint8).reshape(2, 4, 4, 5)  # rgb+flow: the RGB frames first
+    assert np.array_equal(viewable(rgb, "rgb+flow"), rgb[..., :3])
 
 
 def decode_uri(uri: str) -> np.ndarray:

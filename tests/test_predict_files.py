@@ -31,8 +31,9 @@ def rows_of(path):
     return read_csv(path)[1]
 
 
-def options(**archive) -> PredictOptions:
-    return PredictOptions(topk=2, device="cpu", archive=ArchiveOptions(workers=1, progress=False, **archive))
+def options(window=None, **archive) -> PredictOptions:
+    return PredictOptions(topk=2, device="cpu", window=window,
+                          archive=ArchiveOptions(workers=1, progress=False, **archive))
 
 
 @pytest.fixture
@@ -232,3 +233,32 @@ def test_two_gloo_ranks_under_torchrun_give_exactly_the_single_process_output(ti
     assert done.returncode != 0 and "1 input(s) failed" in done.stderr  # rank 0 reports the failed input
     assert two.read_bytes() == one.read_bytes()
     assert len(rows_of(two)) == 38 and part_paths(tmp_path / "two.csv.journal") == []
+
+
+@pytest.mark.parametrize("window", [None, 0.5])
+def test_a_flow_model_predicting_files_reads_the_motion_images_the_clip_path_reads(gestures, tmp_path, window):
+    import torch
+
+    from videoseq.checkpoint import checkpoint_payload, save_checkpoint
+    from videoseq.config import load_config
+    from videoseq.models.build import build_model_from_config
+
+    config = load_config(None, ["data.modality=flow", "data.flow_stack=2", "model.stage=layer1", "data.frames=4",
+                                "data.size=32", "data.sampling=dense", "data.test_views=2"])
+    torch.manual_seed(0)
+    model = build_model_from_config(config, 3)
+    checkpoint = save_checkpoint(tmp_path / "flow.pt", checkpoint_payload(model, config, ["a", "b", "c"]))
+    video = next((gestures / "videos").rglob("*.avi"))
+    out = tmp_path / "p.csv"
+    assert predict_to_csv(checkpoint, [str(video)], out, options(window)) == 0
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
+    if window is None:
+        expected = [predictor.predict_video(video)]
+    else:
+        expected = [probs for _, _, probs in predictor.predict_windows(video, window, window)]
+    rows = rows_of(out)
+    assert len(rows) == len(expected) and len(expected) >= 1
+    for row, probs in zip(rows, expected):
+        order = np.argsort(-probs)
+        assert row["label_1"] == predictor.classes[order[0]]
+        assert abs(float(row["score_1"]) - float(probs[order[0]])) < 1e-5

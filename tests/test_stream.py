@@ -5,10 +5,11 @@ import pytest
 import torch
 
 from videoseq.config import config_from_dict
+from videoseq.flow import motion_frame_table
 from videoseq.predict import Predictor
 from videoseq.stream import FeatureRing, FrameClock, stream_interval
 
-from conftest import informative_model
+from conftest import informative_model, motion_model
 
 HEADS = [
     ("mean", {}),
@@ -114,3 +115,78 @@ def test_feature_ring_keeps_the_last_frames_oldest_first():
     for i in range(5):
         ring.push(torch.full((1, 2), float(i)))
     assert ring.full and ring.clip()[0, :, 0].tolist() == [2.0, 3.0, 4.0]
+
+
+MOTION_CASES = [("flow", None, 1), ("flow", None, 2), ("rgb", "online", 1), ("flow", "online", 1),
+                ("rgbdiff", "online", 1)]
+
+
+def motion_predictor(modality: str, shift: str | None, stack: int = 1) -> Predictor:
+    model, config = motion_model(modality, shift, stack=stack, num_classes=5)
+    return Predictor(model, config, [f"c{i}" for i in range(5)], torch.device("cpu"))
+
+
+def real_frames(count: int, step: int = 2) -> np.ndarray:
+    """``count`` decoded frames of vtest.avi (a street camera, people walking), ``step`` source frames apart."""
+    from videoseq.video.decoder import VideoReader
+
+    from conftest import shared_clip
+
+    with VideoReader(shared_clip("vtest.avi")) as reader:
+        return reader.read(np.arange(0, count * step, step))
+
+
+def clip_images(predictor: Predictor, frames: np.ndarray, last: int, length: int) -> np.ndarray:
+    """The clip path's images of kept frames ``last - length + 1 .. last`` (``MotionInput`` on a frame table)."""
+    kept = np.arange(last - length + 1, last + 1)
+    if predictor.motion is None:
+        return frames[kept]
+    return predictor.motion(frames, motion_frame_table(kept, 1, predictor.motion.stack))
+
+
+@pytest.mark.parametrize("modality, shift, stack", MOTION_CASES, ids=[f"{m}-{s}-L{k}" for m, s, k in MOTION_CASES])
+def test_motion_and_online_shift_streams_equal_the_clip_path_on_real_frames(modality, shift, stack):
+    """Every prediction of a stream equals the clip path on the same decoded frames.
+
+    Flow: each kept frame's flow against the previous kept frame, as the clip's frame
+    table reads it (the stream's first frame against itself, like a clip at frame 0).
+    Online shift: the first prediction equals the clip of the first 4 kept frames; a later
+    one carries the stream's past through the shift cache, so it equals the head over the
+    last 4 frames of one clip forward over every kept frame so far.
+    """
+    predictor = motion_predictor(modality, shift, stack)
+    frames = real_frames(9)
+    model, seen = predictor.model, []
+    for i, frame in enumerate(frames):
+        logits = predictor.step_logits(frame)  # every frame kept: they are already 2 source frames apart
+        if i < 3:
+            assert logits is None
+            continue
+        with torch.no_grad():
+            if shift is None or i == 3:
+                expected = predictor.clip_logits(clip_images(predictor, frames, i, 4)[None])[0]
+            else:
+                features = model.forward_features(predictor.prepare(clip_images(predictor, frames, i, i + 1)[None]))
+                expected = model.forward_head(features[:, -4:])[0]
+        seen.append(expected)
+        assert torch.max(torch.abs(logits - expected)).item() <= 1e-4, (i, logits, expected)
+    assert len(seen) == 6 and torch.stack(seen).std(0).max() > 1e-3  # the logits move: equality means something
+
+
+def test_a_stream_computes_one_flow_per_kept_frame():
+    predictor = motion_predictor("flow", None, stack=2)
+    calls = []
+    estimator = predictor.motion.estimator
+    original = estimator.__call__
+    predictor.motion.estimator = lambda a, b: calls.append(1) or original(a, b)
+    for frame in real_frames(6):
+        predictor.step_logits(frame)
+    assert len(calls) == 6
+
+
+def test_a_bidirectional_shift_cannot_stream_and_says_what_to_use():
+    predictor = motion_predictor("rgb", "bidirectional")
+    with pytest.raises(ValueError, match="bidirectional.*next frame.*temporal_shift=online"):
+        predictor.step(real_frames(1)[0])
+    with pytest.raises(ValueError, match="temporal_shift=online"):
+        predictor.stream_copy()

@@ -97,6 +97,8 @@ class CacheJob:
     def video(self, path: str, chunks: Iterator[Chunk]) -> tuple[dict, dict[str, np.ndarray]]:
         parts: list[dict[str, np.ndarray]] = []
         frames = 0
+        if hasattr(self.extract, "new_video"):  # an extract that carries frames from chunk to chunk
+            self.extract.new_video()
         for chunk in chunks:
             arrays, facts = self.extract(chunk.frames)
             parts.append(arrays)

@@ -30,6 +30,7 @@ from videoseq.errors import InputError, UsageError
 from videoseq.models import VideoClassifier
 from videoseq.models.backbones import read_weights_file
 from videoseq.models.build import build_model_from_config
+from videoseq.models.fusion import fuse_models
 from videoseq.outputs import atomic_output
 
 CHECKPOINT_FORMAT = "videoseq-checkpoint-1"
@@ -105,7 +106,7 @@ def check_payload(payload: Any, path: Path) -> None:
         ("model", isinstance(payload.get("model"), dict)
          and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in payload["model"].items()),
          "a state dict of tensors"),
-        ("mean", _numbers(payload.get("mean")), "3 numbers"), ("std", _numbers(payload.get("std")), "3 numbers"),
+        ("mean", _numbers(payload.get("mean")), "numbers"), ("std", _numbers(payload.get("std")), "numbers"),
         ("vocab", "vocab" not in payload or _texts(payload["vocab"]), "a list of words"),
     ) if not ok]
     if problems:
@@ -118,7 +119,7 @@ def _texts(value: Any) -> bool:
 
 
 def _numbers(value: Any) -> bool:
-    return (isinstance(value, list) and len(value) == 3
+    return (isinstance(value, list) and bool(value)
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value))
 
 
@@ -138,6 +139,10 @@ def checkpoint_config(payload: dict[str, Any], path: str | Path) -> Config:
         raise CheckpointError(f"checkpoint {path} holds a config videoseq refuses: {err}; "
                               "was it written by videoseq train?") from None
     d = config.data
+    if not len(payload["mean"]) == len(payload["std"]) == d.input_channels():
+        raise CheckpointError(f"checkpoint {path} normalises {len(payload['mean'])} / {len(payload['std'])} "
+                              f"channels, but its data.modality={d.modality} takes {d.input_channels()} per frame; "
+                              "use a checkpoint written by videoseq train")
     if d.test_views * d.frames * d.size**2 > MAX_CLIP_PIXELS:
         raise CheckpointError(f"checkpoint {path} asks for clips of {d.test_views} x {d.frames} frames of "
                               f"{d.size}x{d.size} pixels, more than the {MAX_CLIP_PIXELS:,} pixels videoseq decodes "
@@ -186,11 +191,21 @@ def model_from_checkpoint(payload: dict[str, Any], path: str | Path = "checkpoin
         raise CheckpointError(f"checkpoint {path} holds NaN or infinite weights in {bad[:4]}; it would predict "
                               "nothing meaningful: use an earlier checkpoint of the run (best.pt / last.pt)")
     classes, words = len(payload["classes"]), len(payload.get("vocab") or [])
-    check_fits(shapes_of(config, classes, words), payload["model"], path)
-    model = build_model_from_config(config, classes, pretrained=False, vocab_size=words)
+    if "fusion" in payload:
+        model = fused_model(payload)
+    else:
+        check_fits(shapes_of(config, classes, words), payload["model"], path)
+        model = build_model_from_config(config, classes, pretrained=False, vocab_size=words)
     load_weights(model, payload["model"], path)
     model.eval()
     return model, config
+
+
+def fused_model(payload: dict[str, Any]) -> VideoClassifier:
+    """The untrained model of a fused checkpoint (``videoseq fuse``): its streams, fused with their weights."""
+    configs = [config_from_dict(stream["config"]) for stream in payload["fusion"]["streams"]]
+    streams = [build_model_from_config(c, len(payload["classes"]), pretrained=False) for c in configs]
+    return fuse_models(streams, [c.data.input_channels() for c in configs], payload["fusion"]["weights"])
 
 
 def shapes_of(config: Config, num_classes: int, vocab_size: int) -> dict[str, tuple[int, ...]] | None:

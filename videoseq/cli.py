@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from videoseq import __version__
+from videoseq.cli_motion import add_camera_motion, add_fuse
 from videoseq.cli_predict import (
     add_archive_arguments,
     add_stream_arguments,
@@ -417,6 +418,7 @@ def add_synth(sub) -> None:
     g.add_argument("--captions", action="store_true",
                    help="also write captions.csv and manifest.csv (one row per reference caption)")
     g.set_defaults(func=cmd_synth)
+    add_camera_motion(kinds)
 
 
 def add_demo(sub) -> None:
@@ -506,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (add_train, add_eval, add_predict, add_synth, add_demo, add_prepare, add_doctor, add_features,
-                add_metrics, add_compare, add_export, add_bench, add_serve):
+                add_metrics, add_compare, add_export, add_fuse, add_bench, add_serve):
         add(sub)
     add_debug_flag(sub)
     return parser

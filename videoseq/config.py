@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 import yaml
 
+from videoseq.flow import FLOW_METHODS, MOTION_MEAN, MOTION_STD, modality_channels, modality_parts
 from videoseq.outputs import write_text
 from videoseq.prepare import FORMATS
 from videoseq.prepare.common import UCF_GROUP_PATTERN
@@ -36,6 +37,8 @@ CLASS_WEIGHTS = ("none", "balanced")
 EARLY_STOP_KEYS = ("patience", "min_delta")
 DATA_FORMATS = ("manifest", *FORMATS)  # a manifest CSV, or a dataset root read by one of the formats
 TASKS = ("classify", "caption", "both")
+TEMPORAL_SHIFTS = ("bidirectional", "online")  # or None: no shift
+SHIFT_PLACEMENTS = ("residual", "inplace")
 MAX_SIZE = 1024  # data.size: the square crop fed to the backbone
 MAX_FRAMES = 512  # data.frames and data.stride
 MAX_VIEWS = 64  # data.test_views
@@ -118,6 +121,14 @@ class DataConfig:
     # resized uint8 frames instead of decoded; same samplers and transforms
     persistent_workers: bool = False  # keep DataLoader workers alive across epochs
     prefetch_factor: Count | None = None  # batches each worker loads ahead (PyTorch's default: 2)
+    modality: str = "rgb"  # rgb | flow | rgbdiff: what the backbone sees at each time step (videoseq/flow.py)
+    flow_method: Annotated[str, OneOf(FLOW_METHODS)] = "dis_fast"  # dis_ultrafast | dis_fast | dis_medium |
+    # farneback | tvl1 (opencv-contrib)
+    flow_bound: Positive = 20.0  # flow clipped to [-bound, bound] px (of the flow_size frames), quantised to uint8
+    flow_stack: Annotated[int, Range(1, MAX_FRAMES)] = 1  # L: flow fields (or RGB differences) stacked per time
+    # step, each data.stride frames apart
+    flow_size: Annotated[int, Range(1, MAX_SIZE)] | None = None  # short side the frames are resized to for flow
+    # (None: the eval resize of size)
 
     def __post_init__(self) -> None:
         check_fields(self, "data")
@@ -131,9 +142,30 @@ class DataConfig:
         if self.val_fraction + self.test_fraction >= 1:
             raise ConfigError(f"data.val_fraction + data.test_fraction must leave videos to train on (below 1), got "
                               f"{self.val_fraction} + {self.test_fraction}")
+        self._check_motion()
         if self.features and self.frame_cache:
             raise ConfigError("data.features and data.frame_cache: set one; a feature cache already skips decoding "
                               "and the backbone, a frame cache skips decoding only")
+
+    def _check_motion(self) -> None:
+        try:
+            modality_parts(self.modality)
+        except ValueError as err:
+            raise ConfigError(f"data.modality: {err}") from None
+        if self.modality != "rgb" and self.features:
+            raise ConfigError(f"data.features with data.modality={self.modality}: a feature cache stores RGB "
+                              "features; train the motion model end to end (drop data.features)")
+
+    def input_channels(self) -> int:
+        """Channels of one time step of a clip: 3 for RGB, 2 per flow field, 3 per RGB difference."""
+        return modality_channels(self.modality, self.flow_stack)
+
+    def input_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """Per-channel mean and std of the motion images (None for RGB: the backbone's own)."""
+        if self.modality == "rgb":
+            return None
+        channels = self.input_channels()
+        return (MOTION_MEAN,) * channels, (MOTION_STD,) * channels
 
 
 @dataclass
@@ -151,6 +183,11 @@ class ModelConfig:
     decoder: dict[str, Any] = field(default_factory=dict)  # caption decoder: cell (gru|lstm), embed, hidden,
     # attention, dropout, class_posterior (task both: the decoder reads the class head's posterior), spatial
     # (attend over every position of every frame's feature map, not over whole frames)
+    temporal_shift: Annotated[str, OneOf(TEMPORAL_SHIFTS)] | None = None  # null | bidirectional (offline) |
+    # online (past only, streams with a cache)
+    shift_fraction: Annotated[float, Range(0, 0.5, low_open=True)] = 0.125  # channels shifted each way (TSM: 1/8)
+    shift_placement: Annotated[str, OneOf(SHIFT_PLACEMENTS)] = "residual"  # residual (the residual branch of each
+    # block, TSM) | inplace (the block input)
 
     def __post_init__(self) -> None:
         check_fields(self, "model")

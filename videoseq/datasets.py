@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from videoseq.flow import MotionInput, gather_fields, shift_into_range
 from videoseq.runtime import limit_worker_threads
 from videoseq.sampling import ClipSampling
 from videoseq.transforms import clip_to_tensor
@@ -38,11 +39,13 @@ class ClipDataset(Dataset):
     Item ``i`` is view ``i % (views * crops)`` of video ``i // (views * crops)``; view
     ``v`` is temporal clip ``v // crops`` in spatial crop ``v % crops`` (the transform
     is then called with ``crop=``, as ``ClipEvalPreset(crops=3)`` accepts). A sample is
-    a dict with ``video`` (uint8 ``(T, 3, H, W)``), ``label``, ``index`` (the video),
+    a dict with ``video`` (uint8 ``(T, C, H, W)``; C = 3 for RGB), ``label``, ``index`` (the video),
     ``view``, ``item`` and ``error`` (empty, or the decode error when ``on_error="skip"``; ``video``
     is then None). ``clips`` says which frames make a clip. With a ``cache``
     (``framecache.FrameCache``) the frames are read from it instead of decoded; the same
-    indices and transforms apply.
+    indices and transforms apply. With a ``motion`` converter (``flow.MotionInput``) the kept
+    frames are turned into flow or RGB-difference images ``(T, h, w, C)`` here, in the worker,
+    from the frames they need before them.
     """
 
     def __init__(
@@ -57,13 +60,14 @@ class ClipDataset(Dataset):
         seed: int = 0,
         on_error: str = "skip",
         cache: CachedFrames | None = None,
+        motion: MotionInput | None = None,
     ) -> None:
         self.videos, self.clips = videos, clips
         self.transform, self.train, self.views, self.crops = transform, train, views, crops
         if crops > 1 and (train or getattr(transform, "crops", 1) != crops):
             raise ValueError(f"crops={crops} needs an eval dataset with ClipEvalPreset(crops={crops})")
         self.seed, self.on_error, self.epoch = seed, on_error, 0
-        self.cache = cache
+        self.cache, self.motion = cache, motion
         self._known: dict[str, object] = {}  # path -> VideoReader.known, per process
 
     def set_epoch(self, epoch: int) -> None:
@@ -82,13 +86,24 @@ class ClipDataset(Dataset):
         """The frames of temporal clip ``view`` of a video: from ``cache`` when there is one, else decoded."""
         if self.cache is not None:
             frames = self.cache.frames(path)  # (N, ...) memory-mapped
-            return np.ascontiguousarray(frames[self.clip_indices(len(frames), view, rng)])
+            if self.motion is not None and getattr(self.cache, "holds_motion", False):  # stored fields: no flow here
+                kept = shift_into_range(lambda n: self.clip_indices(n, view, rng), len(frames), self.motion.lookback)
+                return gather_fields(frames, self.motion.frame_table(kept))  # (T, h, w, C)
+            return self.frames_at(lambda indices: np.ascontiguousarray(frames[indices]), len(frames), view, rng)
         with VideoReader(path, known=self._known.get(path)) as reader:
             self._known[path] = reader.known  # later views and epochs skip the probing
-            return reader.read(self.clip_indices(reader.info.num_frames, view, rng))
+            return self.frames_at(reader.read, reader.info.num_frames, view, rng)
+
+    def frames_at(self, read: Callable[[np.ndarray], np.ndarray], num_frames: int, view: int,
+                  rng: np.random.Generator) -> np.ndarray:
+        """Clip ``view`` through ``read(indices)``: the kept frames, or their motion images."""
+        if self.motion is None:
+            return read(self.clip_indices(num_frames, view, rng))
+        kept = shift_into_range(lambda n: self.clip_indices(n, view, rng), num_frames, self.motion.lookback)
+        return self.motion.read_clip(read, kept)  # (T, h, w, C)
 
     def to_tensor(self, clip: np.ndarray, label: int, seed: int, crop: int) -> tuple[torch.Tensor, int]:
-        """The transformed clip as uint8 ``(T, 3, H, W)`` and its label (a flip may swap it)."""
+        """The transformed clip as uint8 ``(T, C, H, W)`` and its label (a flip may swap it)."""
         if self.crops > 1:
             clip, label = self.transform(clip, label, seed, crop=crop)
         else:

@@ -45,6 +45,7 @@ from videoseq.metrics import (
     ranked_metrics,
 )
 from videoseq.misclassified import clip_strips, misclassified_rows
+from videoseq.modality import eval_preset, motion_input
 from videoseq.models.decoding import Decoding
 from videoseq.outputs import check_output_folder, write_text
 from videoseq.prepare import resolve_manifest
@@ -53,7 +54,7 @@ from videoseq.runtime import available_workers, select_device, set_threads
 from videoseq.sampling import ClipSampling
 from videoseq.tables import read_csv, write_csv
 from videoseq.text import Vocabulary
-from videoseq.transforms import EVAL_CROPS, ClipEvalPreset
+from videoseq.transforms import EVAL_CROPS
 
 TOPK = 5
 SCORE_DECIMALS = 6
@@ -212,7 +213,7 @@ class EvalRun:
         """A loader of ``temporal`` x ``crops`` test views of every video."""
         d, o = self.config.data, self.options
         dataset = ClipDataset(self.videos, clips=ClipSampling.from_data(d), train=False, views=temporal, crops=crops,
-                              transform=ClipEvalPreset(size=d.size, crops=crops), on_error="skip")
+                              transform=eval_preset(d, crops), motion=motion_input(d), on_error="skip")
         return make_loader(dataset, LoaderOptions(batch_size=o.batch_size, num_workers=o.workers(), timeout=d.timeout),
                            shuffle=False)
 

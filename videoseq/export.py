@@ -1,18 +1,23 @@
-"""Export a checkpoint to ONNX or TorchScript, check it against PyTorch, and run ONNX exports.
+"""Export a checkpoint to ONNX or TorchScript and check each file against PyTorch (``exported`` runs them).
 
 Three parts can be written, each with a dynamic batch axis:
 
-- ``clip``: ``(B, T, 3, S, S)`` normalised frames -> logits ``(B, C)`` (always);
-- ``frames``: ``(B, 3, S, S)`` -> per-frame features ``(B, D)`` or ``(B, D, h, w)``;
+- ``clip``: ``(B, T, K, S, S)`` normalised frames -> logits ``(B, C)`` (always);
+- ``frames``: ``(B, K, S, S)`` -> per-frame features ``(B, D)`` or ``(B, D, h, w)``;
 - ``head``: the feature buffer ``(B, T, D[, h, w])`` -> logits ``(B, C)``.
 
-``frames`` + ``head`` (``--streaming``) are what a stream needs: the backbone once
-per new frame, the head over the buffer. Next to ``OUT.onnx`` they are
-``OUT.frames.onnx`` and ``OUT.head.onnx``. Every file carries the resolved config,
-class names and normalisation (ONNX metadata ``videoseq``, a TorchScript extra
-file ``videoseq.json``), so ``videoseq predict OUT.onnx ...`` needs nothing else.
-Each export is run on a random batch of another size than the one traced (which
-also proves the batch axis is dynamic) and compared with PyTorch.
+``frames`` + ``head`` (``--streaming``) are what a stream needs: the backbone once per new frame,
+the head over the buffer. Next to ``OUT.onnx`` they are ``OUT.frames.onnx`` and ``OUT.head.onnx``.
+``K`` is the input's channels: 3 for RGB, those of the motion images otherwise, and for a fused
+two-stream model (``videoseq fuse``) the streams' channels side by side: one graph runs every
+stream and their fusion. Every file carries the resolved config, class names and normalisation
+(ONNX metadata ``videoseq``, a TorchScript extra file ``videoseq.json``), so ``videoseq predict
+OUT.onnx ...`` needs nothing else. With an online temporal shift (``model.temporal_shift: online``)
+the frames part also takes the previous frame's shifted channels at every shift (``cache_0, ...``)
+and returns the new ones (``next_cache_0, ...``), so an ONNX stream keeps the cache too; the clip
+part runs the shift over the whole clip. A bidirectional shift exports its clip part only. Each
+export is run on a random batch of another size than the one traced (which also proves the batch
+axis is dynamic) and compared with PyTorch.
 """
 
 from __future__ import annotations
@@ -28,16 +33,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from videoseq.checkpoint import is_torchscript, load_checkpoint, model_from_checkpoint
-from videoseq.config import Config, config_from_dict
-from videoseq.errors import InputError, UsageError, one_line
+from videoseq.checkpoint import load_checkpoint, model_from_checkpoint
+from videoseq.config import Config
+from videoseq.errors import UsageError
+from videoseq.exported import METADATA_KEY, SUFFIXES, onnx_session, part_paths, read_torchscript
 from videoseq.models import VideoClassifier
+from videoseq.models.motion import shift_modules, step_frames
 from videoseq.outputs import atomic_output, check_output
 from videoseq.progress import progress_bar
 
 EXPORT_FORMATS = ("onnx", "torchscript")
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
-METADATA_KEY = "videoseq"
 TOLERANCE = 1e-4
 ONNX_OPSET = 17
 
@@ -54,6 +59,30 @@ class FramesPart(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.backbone.forward_frames(frames)
+
+
+class StepFramesPart(nn.Module):
+    """One frame through an online-shift backbone: ``(B, K, S, S)`` and the previous frame's shifted channels
+    at every shift ``(B, fold, h, w)`` -> features and the new channels (``models.motion.step_frames``)."""
+
+    def __init__(self, model: VideoClassifier) -> None:
+        super().__init__()
+        self.backbone = model.backbone
+
+    def forward(self, frames: torch.Tensor, *cache: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        features, new = step_frames(self.backbone, frames, list(cache))
+        return (features, *new)
+
+
+class ClipFeaturesPart(nn.Module):
+    """The backbone over whole clips, ``(B, T, K, S, S)`` -> ``(B, T, D[, h, w])``: a temporal shift sees the clip."""
+
+    def __init__(self, model: VideoClassifier) -> None:
+        super().__init__()
+        self.backbone = model.backbone
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        return self.backbone(clip)
 
 
 class HeadPart(nn.Module):
@@ -83,21 +112,17 @@ class ExportCheck:
                 f"(<= {TOLERANCE:g}) {verdict}")
 
 
-def part_paths(out: Path, fmt: str) -> dict[str, Path]:
-    """``OUT.onnx`` -> clip ``OUT.onnx``, frames ``OUT.frames.onnx``, head ``OUT.head.onnx``."""
-    suffix = SUFFIXES[fmt]
-    stem = out.name[: -len(suffix)] if out.name.endswith(suffix) else out.stem
-    return {part: out.with_name(stem + ("" if part == "clip" else f".{part}") + suffix)
-            for part in ("clip", "frames", "head")}
-
-
-def example_inputs(model: VideoClassifier, config: Config, batch: int) -> dict[str, torch.Tensor]:
-    """Random inputs of every part for a batch of ``batch``."""
+def example_inputs(model: VideoClassifier, config: Config, batch: int) -> dict[str, tuple[torch.Tensor, ...]]:
+    """Random inputs of every part for a batch of ``batch`` (the frames part: the frame, then any shift cache)."""
     size, frames = config.data.size, config.data.frames
-    clip = torch.randn(batch, frames, 3, size, size)  # (B, T, 3, S, S)
+    clip = torch.randn(batch, frames, config.data.input_channels(), size, size)  # (B, T, K, S, S)
+    online = {s.mode for s in shift_modules(model.backbone)} == {"online"}
     with torch.no_grad():
-        one = model.forward_frames(clip[:, 0])  # (B, D) or (B, D, h, w)
-    return {"clip": clip, "frames": clip[:, 0].contiguous(), "head": torch.randn(batch, frames, *one.shape[1:])}
+        one = model.forward_features(clip)[:, 0]  # (B, D) or (B, D, h, w)
+        cache = model.step_frames(clip[:, 0], None)[1] if online else []  # [(B, fold, h, w), ...]
+    cache = [torch.randn_like(c) for c in cache]
+    return {"clip": (clip,), "frames": (clip[:, 0].contiguous(), *cache),
+            "head": (torch.randn(batch, frames, *one.shape[1:]),)}
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *, fmt: str = "onnx",
@@ -110,28 +135,35 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *, 
     if fmt not in EXPORT_FORMATS:
         raise UsageError(f"--format {fmt!r} is not one of {list(EXPORT_FORMATS)}")
     out = Path(out) if out else Path(checkpoint).with_suffix(SUFFIXES[fmt])
-    paths = part_paths(out, fmt)
-    for part in ("clip", "frames", "head") if streaming else ("clip",):
+    paths, kept = part_paths(out, fmt), ("clip", "frames", "head") if streaming else ("clip",)
+    for part in kept:
         check_output(paths[part], flag="--out", overwrite=overwrite, inputs=[checkpoint])
     payload = load_checkpoint(checkpoint)
     model, config = model_from_checkpoint(payload, checkpoint)
     model = model.cpu().eval()
     out.parent.mkdir(parents=True, exist_ok=True)
+    modes = {s.mode for s in shift_modules(model.backbone)}
+    if streaming and "bidirectional" in modes:
+        raise UsageError(f"{checkpoint}: --streaming with a bidirectional temporal shift: each frame reads the next "
+                         "frame, so the model cannot run frame by frame; export without --streaming, or train with "
+                         "model.temporal_shift=online")
     # eval() on the wrappers too: the exporter restores each module's own mode afterwards.
-    modules = {"clip": model, "frames": FramesPart(model).eval(), "head": HeadPart(model).eval()}
+    frames_part = StepFramesPart(model) if modes else FramesPart(model)
+    modules = {"clip": model, "frames": frames_part.eval(), "head": HeadPart(model).eval()}
     torch.manual_seed(0)
     traced, checked = example_inputs(model, config, batch=2), example_inputs(model, config, batch=3)
-    meta = {part: metadata(config, payload, model, part) for part in modules}
-    kept = ("clip", "frames", "head") if streaming else ("clip",)
-    written = ("frames", "head", "clip") if fmt == "onnx" else kept
-    bar = progress_bar(total=len(written) + len(kept), desc=f"export {fmt}", unit="step")
-    with tempfile.TemporaryDirectory() as tmp, bar:
+    cache = [list(c.shape[1:]) for c in traced["frames"][1:]]  # (fold, h, w) per online shift
+    meta = {part: metadata(config, payload, model, part, cache) for part in modules}
+    onnx_parts = ("frames", "head") if streaming or not modes else ("head",)
+    writes = len(onnx_parts) + 1 if fmt == "onnx" else len(kept)
+    with tempfile.TemporaryDirectory() as tmp, progress_bar(total=writes + len(kept), desc=f"export {fmt}",
+                                                            unit="step") as bar:
         if fmt == "onnx":
             parts = paths if streaming else part_paths(Path(tmp) / out.name, fmt)
-            for part in ("frames", "head"):
+            for part in onnx_parts:
                 write_onnx(modules[part], traced[part], parts[part], meta[part])
                 bar.update(1)
-            write_onnx_clip(parts["frames"], parts["head"], traced, paths["clip"], meta["clip"])
+            write_clip_onnx(model, parts, paths["clip"], traced, meta["clip"], Path(tmp), shifted=bool(modes))
             bar.update(1)
         else:
             for part in kept:
@@ -144,21 +176,36 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *, 
     return checks
 
 
-def metadata(config: Config, payload: dict[str, Any], model: VideoClassifier, part: str) -> str:
+def write_clip_onnx(model: VideoClassifier, parts: dict[str, Path], path: Path,
+                    traced: dict[str, tuple[torch.Tensor, ...]], meta: str, tmp: Path, shifted: bool) -> None:
+    """The clip file from the parts; with a temporal shift, the backbone over whole clips then the head."""
+    if not shifted:
+        return write_onnx_clip(parts["frames"], parts["head"], traced, path, meta)
+    features = tmp / "features.onnx"  # the shift needs the clip
+    write_onnx(ClipFeaturesPart(model).eval(), traced["clip"], features, meta)
+    write_onnx_clip(features, parts["head"], traced, path, meta, fold=False)
+
+
+def metadata(config: Config, payload: dict[str, Any], model: VideoClassifier, part: str,
+             cache: list[list[int]]) -> str:
+    """What a file carries: its part, the config, classes, normalisation and the shift cache's shapes."""
     return json.dumps({"part": part, "config": config.to_dict(), "classes": list(payload["classes"]),
-                       "mean": list(model.backbone.mean), "std": list(model.backbone.std)})
+                       "mean": list(model.backbone.mean), "std": list(model.backbone.std), "cache": cache})
 
 
-def write_onnx(module: nn.Module, example: torch.Tensor, path: Path, meta: str) -> None:
+def write_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path, meta: str) -> None:
     """TorchScript-based ONNX export (opset 17), dynamic batch, metadata stored in the file."""
     import onnx
 
     name_in = "features" if isinstance(module, HeadPart) else "frames"
-    name_out = "features" if isinstance(module, FramesPart) else "logits"
+    name_out = "logits" if isinstance(module, HeadPart) else "features"
+    caches = range(len(example) - 1)  # the shift cache of StepFramesPart
+    names_in = [name_in, *(f"cache_{i}" for i in caches)]
+    names_out = [name_out, *(f"next_cache_{i}" for i in caches)]
     with atomic_output(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and deprecation notes; the numeric check decides
-        torch.onnx.export(module, (example,), str(tmp), input_names=[name_in], output_names=[name_out],
-                          dynamic_axes={name_in: {0: "batch"}, name_out: {0: "batch"}},
+        torch.onnx.export(module, example, str(tmp), input_names=names_in, output_names=names_out,
+                          dynamic_axes={name: {0: "batch"} for name in names_in + names_out},
                           opset_version=ONNX_OPSET, dynamo=False)
         proto = onnx.load(str(tmp))
         set_metadata(proto, meta)
@@ -170,13 +217,14 @@ def set_metadata(proto: Any, meta: str) -> None:
     proto.metadata_props.add(key=METADATA_KEY, value=meta)
 
 
-def write_onnx_clip(frames_path: Path, head_path: Path, examples: dict[str, torch.Tensor], path: Path,
-                    meta: str) -> None:
+def write_onnx_clip(frames_path: Path, head_path: Path, examples: dict[str, tuple[torch.Tensor, ...]], path: Path,
+                    meta: str, fold: bool = True) -> None:
     """The clip model as ONNX: fold (B, T) -> frames part -> unfold -> head part, joined as graphs.
 
     Exporting the whole ``VideoClassifier`` in one trace bakes the traced batch into the
     recurrent heads' zero state (the exporter reads the intermediate feature shape as
     static), so the clip graph is assembled from the two parts, which export cleanly.
+    ``fold=False``: ``frames_path`` already maps whole clips to their features (``ClipFeaturesPart``).
     """
     import onnx
     from onnx import compose
@@ -184,13 +232,24 @@ def write_onnx_clip(frames_path: Path, head_path: Path, examples: dict[str, torc
     frames, head = onnx.load(str(frames_path)), onnx.load(str(head_path))
     for part in (frames, head):
         del part.metadata_props[:]  # each part's own; the clip gets its own below
-    clip_shape, head_shape = list(examples["clip"].shape[1:]), list(examples["head"].shape[1:])
+    if not fold:
+        model = compose.merge_models(frames, head, io_map=[("features", "features")], prefix1="clip/",
+                                     prefix2="head/")
+        rename_io(model, {"clip/frames": "frames", "head/logits": "logits"})
+        return save_onnx(model, meta, path)
+    clip_shape, head_shape = list(examples["clip"][0].shape[1:]), list(examples["head"][0].shape[1:])
     fold = reshape_model("frames", "folded", ["batch", *clip_shape], ["frames_batch", *clip_shape[1:]], frames)
     unfold = reshape_model("features", "unfolded", ["frames_batch", *head_shape[1:]], ["batch", *head_shape], frames)
     model = compose.merge_models(fold, frames, io_map=[("folded", "frames")], prefix1="fold/", prefix2="frames/")
     model = compose.merge_models(model, unfold, io_map=[("frames/features", "features")], prefix2="unfold/")
     model = compose.merge_models(model, head, io_map=[("unfold/unfolded", "features")], prefix2="head/")
     rename_io(model, {"fold/frames": "frames", "head/logits": "logits"})
+    save_onnx(model, meta, path)
+
+
+def save_onnx(model: Any, meta: str, path: Path) -> None:
+    import onnx
+
     set_metadata(model, meta)
     onnx.checker.check_model(model)
     with atomic_output(path) as tmp:
@@ -221,163 +280,30 @@ def rename_io(model: Any, names: dict[str, str]) -> None:
         node.output[:] = [names.get(n, n) for n in node.output]
 
 
-def write_torchscript(module: nn.Module, example: torch.Tensor, path: Path, meta: str) -> None:
+def write_torchscript(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path, meta: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        scripted = torch.jit.trace(module, (example,), check_trace=False)
+        scripted = torch.jit.trace(module, example, check_trace=False)
         with atomic_output(path) as tmp:
             torch.jit.save(scripted, str(tmp), _extra_files={"videoseq.json": meta})
 
 
 @torch.no_grad()
-def compare(module: nn.Module, path: Path, fmt: str, example: torch.Tensor) -> float:
-    """Max absolute difference between PyTorch and the exported file on ``example``."""
-    expected = module(example).numpy()
+def compare(module: nn.Module, path: Path, fmt: str, example: tuple[torch.Tensor, ...]) -> float:
+    """Max absolute difference between PyTorch and the exported file on ``example``, over every output."""
+    expected = as_arrays(module(*example))
     if fmt == "onnx":
         session = onnx_session(path)
-        got = session.run(None, {session.get_inputs()[0].name: example.numpy()})[0]
+        got = session.run(None, {i.name: x.numpy() for i, x in zip(session.get_inputs(), example)})
     else:
-        got = read_torchscript(path)[0](example).numpy()
-    if got.shape != expected.shape:
+        got = as_arrays(read_torchscript(path)[0](*example))
+    if [g.shape for g in got] != [e.shape for e in expected]:
         return float("inf")
-    return float(np.max(np.abs(got - expected)))
+    return max(float(np.max(np.abs(g - e))) for g, e in zip(got, expected))
 
 
-_SESSIONS: dict[str, Any] = {}
-
-
-def onnx_session(path: Path) -> Any:
-    """One onnxruntime CPU session per file (cached: loading a model takes a while)."""
-    import onnxruntime as ort
-
-    key = str(Path(path).resolve())
-    if key not in _SESSIONS or _SESSIONS[key][0] != Path(path).stat().st_mtime_ns:
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        # as many threads as torch uses (set_num_threads / OMP_NUM_THREADS), so one knob sets both
-        options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # onnxruntime's own exception types: InvalidProtobuf, Fail, ...
-            raise InputError(f"ONNX model {path} cannot be read by onnxruntime ({type(err).__name__}: "
-                             f"{one_line(err, 200)}); write it again with videoseq export") from None
-        _SESSIONS[key] = (Path(path).stat().st_mtime_ns, session)
-    return _SESSIONS[key][1]
-
-
-class ExportedModel:
-    """An export that answers like a :class:`VideoClassifier` (CPU tensors in and out): ``model(clip)``,
-    ``forward_frames`` and ``forward_head``; the last two need the ``--streaming`` parts beside the clip file."""
-
-    fmt = ""
-
-    def __init__(self, paths: dict[str, Path], mean: list[float], std: list[float]) -> None:
-        self.paths, self.mean, self.std = paths, tuple(mean), tuple(std)
-
-    def part_path(self, part: str) -> Path:
-        path = self.paths[part]
-        if not path.is_file():
-            raise InputError(f"{path} is missing: streaming an export needs its frames and head parts; "
-                             f"write them with videoseq export CHECKPOINT --format {self.fmt} --streaming")
-        return path
-
-    def _run(self, part: str, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def __call__(self, clip: torch.Tensor) -> torch.Tensor:
-        return self._run("clip", clip)
-
-    def forward_frames(self, frames: torch.Tensor) -> torch.Tensor:
-        return self._run("frames", frames)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self._run("head", features)
-
-    def to(self, device: torch.device | str) -> ExportedModel:
-        if torch.device(device).type != "cpu":
-            raise UsageError(f"{self.fmt} exports run on the CPU here; use --device cpu (or the .pt checkpoint)")
-        return self
-
-    def eval(self) -> ExportedModel:
-        return self
-
-
-class OnnxModel(ExportedModel):
-    """An ONNX export run by onnxruntime (CPUExecutionProvider)."""
-
-    fmt = "onnx"
-
-    def _run(self, part: str, x: torch.Tensor) -> torch.Tensor:
-        session = onnx_session(self.part_path(part))
-        out = session.run(None, {session.get_inputs()[0].name: x.detach().cpu().numpy().astype(np.float32)})[0]
-        return torch.from_numpy(out)
-
-
-class TorchScriptModel(ExportedModel):
-    """A TorchScript export run by ``torch.jit`` on the CPU; each part is loaded when first used."""
-
-    fmt = "torchscript"
-
-    def __init__(self, paths: dict[str, Path], mean: list[float], std: list[float]) -> None:
-        super().__init__(paths, mean, std)
-        self.modules: dict[str, torch.jit.ScriptModule] = {}
-
-    @torch.no_grad()
-    def _run(self, part: str, x: torch.Tensor) -> torch.Tensor:
-        if part not in self.modules:
-            self.modules[part] = read_torchscript(self.part_path(part))[0]
-        return self.modules[part](x.detach().cpu().float())
-
-
-def read_torchscript(path: Path) -> tuple[torch.jit.ScriptModule, str]:
-    """A TorchScript file and its ``videoseq.json`` metadata text ("" when it has none)."""
-    extra = {"videoseq.json": ""}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.jit.load's deprecation note
-        try:
-            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-        except Exception as err:  # damaged or not TorchScript at all
-            raise InputError(f"{path} cannot be read as a TorchScript export ({one_line(err, 200)}); write it "
-                             "again with videoseq export --format torchscript") from None
-    text = extra["videoseq.json"]
-    return module.eval(), text.decode() if isinstance(text, bytes) else text
-
-
-def export_format(path: str | Path) -> str | None:
-    """``onnx`` or ``torchscript`` for a file ``videoseq export`` writes, else None (a checkpoint, or unknown)."""
-    if Path(path).suffix.lower() == ".onnx":
-        return "onnx"
-    if str(path).endswith(SUFFIXES["torchscript"]) or is_torchscript(path):
-        return "torchscript"
-    return None
-
-
-def load_export(path: str | Path) -> tuple[ExportedModel, Config, list[str]]:
-    """The clip file of an export (``.onnx`` or ``.torchscript.pt``), with the config and classes it carries."""
-    path = Path(path)
-    fmt = export_format(path)
-    if not path.is_file():
-        raise InputError(f"exported model {path} does not exist")
-    if fmt == "onnx":
-        meta_text = onnx_session(path).get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-    else:
-        meta_text = read_torchscript(path)[1]
-    if not meta_text:
-        raise InputError(f"{path} has no {METADATA_KEY!r} metadata, so its classes and preprocessing are unknown; "
-                         f"export the checkpoint with videoseq export")
-    try:
-        meta = json.loads(meta_text)
-        config = config_from_dict(meta["config"])
-        classes, mean, std = list(meta["classes"]), meta["mean"], meta["std"]
-    except (ValueError, KeyError, TypeError) as err:  # ConfigError is a ValueError
-        raise InputError(f"{path}: its {METADATA_KEY!r} metadata is damaged ({one_line(err, 200)}); "
-                         "write it again with videoseq export") from None
-    if meta.get("part") != "clip":
-        raise UsageError(f"{path} is the {meta['part']!r} part of an export; "
-                         f"pass the clip file (without .{meta['part']})")
-    kind = OnnxModel if fmt == "onnx" else TorchScriptModel
-    return kind({**part_paths(path, fmt), "clip": path}, mean, std), config, classes
+def as_arrays(out: torch.Tensor | tuple[torch.Tensor, ...]) -> list[np.ndarray]:
+    return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
 
 
 def export_command(checkpoint: str, out: str | None, fmt: str, streaming: bool, overwrite: bool = False) -> int:

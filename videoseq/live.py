@@ -328,6 +328,7 @@ def stream_to_outputs(checkpoint: str, source: str, options: StreamOptions, devi
     check_stream(checkpoint, source, options)
     set_threads(threads)
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    predictor.check_streamable()
     if not is_live(source):  # a file batch predict refuses fails here too, with batch predict's message
         predictor.read_views(source)
     summary = run_stream(predictor, source, options)

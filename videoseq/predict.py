@@ -7,25 +7,29 @@ files, folders, globs and manifests, with the CSV and timelines, is ``predict_fi
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from videoseq.checkpoint import ModelSource, open_source
 from videoseq.config import Config
 from videoseq.errors import UsageError
-from videoseq.export import export_format, load_export
+from videoseq.exported import export_format, load_export
+from videoseq.modality import eval_preset, motion_input
 from videoseq.models import VideoClassifier
 from videoseq.models.decoding import Decoding
-from videoseq.reading import VideoViews, Windows
+from videoseq.models.motion import shift_modules
+from videoseq.reading import Crop, MotionCrop, VideoViews, Windows
 from videoseq.runtime import select_device
 from videoseq.sampling import ClipSampling
-from videoseq.stream import FeatureRing, FrameClock, stream_interval
+from videoseq.stream import FeatureRing, FrameClock, MotionStream, stream_interval
 from videoseq.text import Vocabulary
-from videoseq.transforms import ClipEvalPreset, normalize_clip
+from videoseq.transforms import normalize_clip
 from videoseq.video.decoder import VideoReader
 
 
@@ -40,17 +44,24 @@ class Predictor:
     >>> p.caption_clip(frames, beam=3)   # a caption model: "a red square moves left"
 
     ``model`` is a :class:`VideoClassifier` or an export, ONNX or TorchScript
-    (``export.ExportedModel``); all answer ``model(clip)``, ``model.forward_frames``
+    (``exported.ExportedModel``); all answer ``model(clip)``, ``model.forward_frames``
     and ``model.forward_head``.
 
     ``classifies`` / ``captions`` say which the model can do (``model.task``).
+
+    A model of motion inputs (``data.modality`` flow, rgbdiff, or a fused model's
+    rgb+flow) reads its clips' images from the frames of the file (``read_views``,
+    windows); ``prepare`` then takes those images, not RGB frames. ``step`` still takes
+    RGB frames: each kept frame's motion against the previous kept frame is computed
+    there (``stream.MotionStream``). With ``model.temporal_shift: online`` each step also
+    carries the shifted channels of the previous frame (``shift_cache``).
     """
 
     def __init__(self, model: VideoClassifier, config: Config, classes: list[str], device: torch.device,
                  vocab: Vocabulary | None = None) -> None:
         self.model = model.to(device).eval()
         self.config, self.classes, self.device, self.vocab = config, classes, device, vocab
-        self.preset = ClipEvalPreset(size=config.data.size)
+        self.preset, self.motion = eval_preset(config.data), motion_input(config.data)
         self.clips = ClipSampling.from_data(config.data)
         stats = getattr(model, "backbone", model)  # an ONNX export carries mean/std itself
         self.mean, self.std = tuple(stats.mean), tuple(stats.std)
@@ -100,16 +111,23 @@ class Predictor:
         return normalize_clip(batch, self.mean, self.std)
 
     def prepare(self, frames: np.ndarray) -> torch.Tensor:
-        """uint8 RGB ``(..., T, H, W, 3)`` -> normalised float ``(..., T, 3, S, S)`` on the device.
+        """uint8 ``(..., T, H, W, C)`` -> normalised float ``(..., T, C, S, S)`` on the device.
 
+        C is 3 (RGB frames), or the channels of the model's motion images (``read_views``).
         The eval preset resizes and centre-crops every frame alike, so one frame
         at a time gives the same pixels as the whole clip.
         """
+        channels = self.config.data.input_channels()
+        if frames.shape[-1] != channels:
+            raise UsageError(f"this model takes {channels} channels per frame (data.modality="
+                             f"{self.config.data.modality}), got {frames.shape[-1]}: its motion images are "
+                             "computed from the frames of whole video files (predict without --stream, eval, "
+                             "serve uploads); single frames, images and streams give RGB frames only")
         return self.to_input(self.crop(frames))
 
     @torch.no_grad()
     def input_probs(self, x: torch.Tensor) -> np.ndarray:
-        """Prepared clips ``(V, T, 3, S, S)`` -> probabilities ``(V, C)``."""
+        """Prepared clips ``(V, T, C, S, S)`` -> probabilities ``(V, C)``."""
         return self.model(x).float().softmax(1).cpu().numpy()
 
     @torch.no_grad()
@@ -147,10 +165,23 @@ class Predictor:
         self.clock = FrameClock(self.stream_interval(source_fps))
         self.ring = FeatureRing(self.clip_len)
         self.frames_kept = 0  # frames of this stream that entered the model
+        self.motion_stream = MotionStream(self.motion) if self.motion is not None else None
+        self.shift_cache: list[torch.Tensor] | None = None  # online temporal shift: the previous frame's channels
+
+    def check_streamable(self) -> None:
+        """A stream runs one frame at a time: a bidirectional temporal shift, which reads the next frame, cannot."""
+        if self.config.model.temporal_shift == "bidirectional" or "bidirectional" in shift_modes(self.model):
+            raise UsageError("this model has a bidirectional temporal shift (model.temporal_shift=bidirectional): "
+                             "each frame's features read the next frame, which a stream has not seen yet. Stream a "
+                             "model trained with model.temporal_shift=online, or predict whole files or --window "
+                             "spans without --stream")
 
     def stream_copy(self, source_fps: float | None = None) -> Predictor:
         """The same model (shared, not copied) with a stream state of its own: one per live connection."""
+        self.check_streamable()
         other = copy.copy(self)
+        if self.motion is not None:  # a flow estimator of its own: OpenCV's is not shared between threads
+            other.motion = dataclasses.replace(self.motion)
         other.reset_stream(source_fps)
         return other
 
@@ -162,11 +193,15 @@ class Predictor:
         buffer. None while the buffer fills or when the clock skips the frame
         (``time_s`` None: every frame is kept, the caller sets the pace).
         """
+        if self.frames_kept == 0:
+            self.check_streamable()
         if not self.clock.take(time_s):
             return None
         self.frames_kept += 1
-        x = self.prepare(frame[None, None])[0]  # (1, 3, S, S)
-        self.ring.push(self.model.forward_frames(x))  # (1, D) or (1, D, h, w)
+        image = frame if self.motion_stream is None else self.motion_stream.push(frame)  # (h, w, C)
+        x = self.prepare(image[None, None])[0]  # (1, C, S, S)
+        features, self.shift_cache = self.model.step_frames(x, self.shift_cache)  # (1, D) or (1, D, h, w)
+        self.ring.push(features)
         if not self.ring.full:
             return None
         return self.model.forward_head(self.ring.clip())[0].float()  # (C,)
@@ -190,12 +225,25 @@ class Predictor:
         """What to read of each video: its test views, or windows of ``window`` s every ``stride`` s."""
         if window:
             return Windows(self.clips, window, stride or window)
-        return VideoViews(self.clips, self.config.data.test_views)
+        lookback = 0 if self.motion is None else self.motion.lookback  # room for the frames motion reads before
+        return VideoViews(self.clips, self.config.data.test_views, lookback=lookback)
+
+    def reader_prepare(self) -> Crop | MotionCrop:
+        """What the decoding workers make of a unit's frames (``reading.read_chunk``): the eval crop of RGB
+        frames, or the model's motion images through the motion eval preset."""
+        if self.motion is None:
+            return Crop(self.config.data.size)
+        return MotionCrop(self.motion, self.preset)
 
     def read_views(self, path: str | Path, views: int | None = None) -> np.ndarray:
-        """The test views of a whole video, uint8 RGB ``(V, T, h, w, 3)``, resized as decoded (``shrink``)."""
+        """The test views of a whole video, uint8 ``(V, T, h, w, C)``: RGB frames resized as decoded (``shrink``),
+        or the model's motion images (``reading.MotionCrop``)."""
         with VideoReader(path) as reader:
-            indices, _ = VideoViews(self.clips, views or self.config.data.test_views).units(reader.info)  # (V, T)
+            plan = self.plan()
+            indices, _ = VideoViews(self.clips, views or self.config.data.test_views, lookback=plan.lookback).units(
+                reader.info)  # (V, T)
+            if self.motion is not None:
+                return np.stack([self.motion.read_clip(reader.read, kept) for kept in indices])
             frames = reader.read(indices.reshape(-1), transform=self.shrink)
         return frames.reshape(*indices.shape, *frames.shape[1:])
 
@@ -213,6 +261,10 @@ class Predictor:
         plan = Windows(self.clips, window, stride)
         with VideoReader(path) as reader:
             indices, spans = plan.units(reader.info, reader.frame_times())  # (W, T), (W, 2)
+            if self.motion is not None:  # each window's motion images, from its frames and those before them
+                for kept, (start, end) in zip(indices, spans):
+                    yield float(start), float(end), self.motion.read_clip(reader.read, kept)
+                return
             for first in range(0, len(indices), plan.chunk):  # decoded a chunk at a time, as predict_files does
                 chunk = indices[first:first + plan.chunk]
                 frames = reader.read(chunk.reshape(-1), transform=self.shrink)
@@ -224,6 +276,11 @@ class Predictor:
         """``(start_s, end_s, probabilities)`` for windows of ``window`` seconds every ``stride`` seconds."""
         for start, end, clip in self.window_clips(path, window, stride):
             yield start, end, self.predict_clip(clip)
+
+
+def shift_modes(model: object) -> set[str]:
+    """The temporal shift modes inside a PyTorch model (an ONNX export: none to see; its config says)."""
+    return {s.mode for s in shift_modules(model)} if isinstance(model, nn.Module) else set()
 
 
 def topk(scores: np.ndarray, classes: list[str], k: int) -> list[tuple[str, float]]:

@@ -36,7 +36,7 @@ from videoseq.manifest import ManifestError, resolve_path
 from videoseq.outputs import check_output, remove_partial_outputs
 from videoseq.predict import Predictor, topk
 from videoseq.prefetch import Prefetcher
-from videoseq.reading import Chunk, ChunkRequest, Crop, read_chunk
+from videoseq.reading import Chunk, ChunkRequest, read_chunk
 from videoseq.runtime import set_threads
 from videoseq.tables import read_csv, safe_row, write_csv
 from videoseq.timeline import timeline_names, video_segments, write_segment_tables, write_video_timeline
@@ -104,7 +104,7 @@ class PredictJob:
         self.predictor, self.options = predictor, options
         self.k = min(options.topk, len(predictor.classes)) if predictor.classifies else 0
         self.plan = predictor.plan(options.window, options.stride)
-        self.prepare = Crop(predictor.config.data.size)
+        self.prepare = predictor.reader_prepare()
         self.header = ["path"] + (["start_s", "end_s"] if options.window else [])
         self.header += [c for i in range(1, self.k + 1) for c in (f"label_{i}", f"score_{i}")]
         self.header += (["caption"] if predictor.captions else []) + ["error"]

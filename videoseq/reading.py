@@ -20,11 +20,13 @@ and its imports are what each worker loads.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from videoseq.flow import MotionInput, shift_into_range
 from videoseq.sampling import ClipSampling, window_starts
 from videoseq.transcode import resampled_indices
 from videoseq.transforms import ClipEvalPreset, short_side_resize
@@ -38,10 +40,11 @@ class VideoViews:
     clips: ClipSampling
     views: int = 1
     chunk: int = 1 << 20  # every view in one request
+    lookback: int = 0  # frames a motion model reads before each kept frame (``flow.MotionInput.lookback``)
 
     def units(self, info: VideoInfo, times: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Frame indices ``(V, T)``; no time spans (``times`` unused)."""
-        return self.clips.views(info.num_frames, self.views), None
+        return shift_into_range(lambda n: self.clips.views(n, self.views), info.num_frames, self.lookback), None
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,20 @@ class ShortSide:
         return np.asarray(short_side_resize(self.short_side)(images=frames)["images"])
 
 
+@dataclass(frozen=True)
+class MotionCrop:
+    """A motion model's clips: each unit's motion images (``flow.MotionInput``, from its kept frames and the
+    frames before them), through the motion eval preset (``transforms.MotionEvalPreset``), as the clip path
+    and ``Predictor.read_views`` compute them."""
+
+    motion: MotionInput
+    preset: Callable
+
+    def clips(self, reader: VideoReader, units: np.ndarray) -> np.ndarray:
+        """Kept frame indices ``(U, T)`` -> uint8 ``(U, T, S, S, C)``."""
+        return np.stack([self.preset(self.motion.read_clip(reader.read, kept), 0)[0] for kept in units])
+
+
 @functools.lru_cache(maxsize=4)
 def _eval_preset(size: int) -> ClipEvalPreset:
     return ClipEvalPreset(size=size)
@@ -124,7 +141,7 @@ class ChunkRequest:
 
     path: str
     plan: Plan
-    prepare: Crop | ShortSide
+    prepare: Crop | ShortSide | MotionCrop
     number: int = 0
 
 
@@ -155,11 +172,14 @@ def read_chunk(request: ChunkRequest) -> Chunk:
         chunks = max(1, -(-len(indices) // plan.chunk))
         first = request.number * plan.chunk
         wanted = indices[first:first + plan.chunk]
-        frames = reader.read(wanted.reshape(-1), transform=request.prepare)  # (U * T, h, w, 3), resized as decoded
+        if isinstance(request.prepare, MotionCrop):
+            frames = request.prepare.clips(reader, wanted)  # (U, T, S, S, C)
+        else:
+            frames = reader.read(wanted.reshape(-1), transform=request.prepare)  # (U * T, h, w, 3), as decoded
         info = reader.info
     if isinstance(plan, FramesAt):
         frames = frames.reshape(len(wanted), *frames.shape[1:])  # (U, h, w, 3): the units are single frames
-    else:
+    elif not isinstance(request.prepare, MotionCrop):  # motion clips come shaped
         frames = frames.reshape(*wanted.shape, *frames.shape[1:])  # (U, T, S, S, 3)
     return Chunk(request.number, chunks, first, frames, None if spans is None else spans[first:first + plan.chunk],
                  info)

@@ -11,6 +11,11 @@ timestamps, so a 60 fps camera and a 25 fps file give the model the same time
 scale. Worked example: ``stride=2``, ``data.fps=12.5`` -> one frame every 0.16 s:
 frames 0, 4, 8, ... of a 25 fps file and 0, 8, 16, ... of a 50 fps camera.
 
+A motion model (``data.modality`` flow, rgbdiff, rgb+flow) reads each kept frame's
+motion against the previous kept frame: ``MotionStream`` computes one field per kept
+frame with ``flow.MotionInput``'s own maths (resize, method, bound, quantisation), so
+a stream's motion images are those of a clip on the same frames.
+
 The frames themselves come from ``video.cameras.FrameSource``.
 """
 
@@ -18,7 +23,10 @@ from __future__ import annotations
 
 from collections import deque
 
+import numpy as np
 import torch
+
+from videoseq.flow import MotionInput, modality_parts, resize_short_side
 
 
 class FrameClock:
@@ -84,3 +92,37 @@ def stream_interval(stride: int, train_fps: float | None, source_fps: float | No
     """
     fps = train_fps or source_fps
     return stride / fps if fps else None
+
+
+class MotionStream:
+    """The model images of a stream's kept frames, one frame at a time: ``(H, W, 3)`` -> uint8 ``(h, w, C)``.
+
+    Each kept frame gives one field per motion part, against the previous kept frame
+    (the first kept frame against itself: zero motion, as a clip at a video's start);
+    the last ``stack`` fields make the time step. ``rgb`` (of ``rgb+flow``) is the
+    resized frame itself.
+    """
+
+    def __init__(self, motion: MotionInput) -> None:
+        self.motion = motion
+        self.parts = modality_parts(motion.modality)
+        self.previous: dict[str, np.ndarray] = {}  # part -> source of the previous kept frame
+        self.fields = {part: deque(maxlen=motion.stack) for part in self.parts if part != "rgb"}
+
+    def push(self, frame: np.ndarray) -> np.ndarray:
+        """The next kept frame -> its model image (one field computed per motion part)."""
+        frame = resize_short_side(frame[None], self.motion.short_side)[0]  # (h, w, 3)
+        images = []
+        for part in self.parts:
+            if part == "rgb":
+                images.append(frame)
+                continue
+            source = self.motion.source(part, frame)
+            field = self.motion.field(part, self.previous.get(part, source), source)
+            fields = self.fields[part]
+            while len(fields) < fields.maxlen - 1:  # a first frame: the earlier fields compare it with itself
+                fields.append(field)
+            fields.append(field)
+            self.previous[part] = source
+            images.append(np.concatenate(list(fields), axis=-1))
+        return images[0] if len(images) == 1 else np.concatenate(images, axis=-1)

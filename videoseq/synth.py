@@ -406,7 +406,7 @@ def _clip_path(label: str, index: int, groups: int) -> tuple[str, int]:
     return f"{label}/v_{label}_g{group:02d}_c{within:02d}.avi", group
 
 
-def _write_avi(path: Path, clip: np.ndarray, fps: float) -> None:
+def write_avi(path: Path, clip: np.ndarray, fps: float) -> None:
     """Write RGB frames as an MJPG .avi."""
     height, width = clip.shape[1:3]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
@@ -452,7 +452,7 @@ def _write_clip(videos: Path, relative: str, seed: int, index: int, *, frames: i
     spec_rng, pixel_rng, caption_rng = _clip_rngs(seed, label, index)
     spec = random_spec(label, spec_rng)
     (videos / label).mkdir(parents=True, exist_ok=True)
-    _write_avi(videos / relative, render_clip(spec, frames=frames, size=size, rng=pixel_rng), fps)
+    write_avi(videos / relative, render_clip(spec, frames=frames, size=size, rng=pixel_rng), fps)
     count = int(caption_rng.integers(2, 6))
     return [(relative, text) for text in caption_sentences(spec, caption_rng, count)]
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from videoseq.errors import UsageError
+from videoseq.flow import negate_flow_x, rescale_flow
 
 
 def eval_resize(size: int) -> int:
@@ -74,13 +75,18 @@ class ClipTrainPreset:
         self.compose = A.Compose(steps, save_applied_params=True)
         self.flip_swap = dict(flip_swap or {})
 
-    def __call__(self, clip: np.ndarray, label: int, seed: int) -> tuple[np.ndarray, int]:
-        """Transform ``clip`` (T, H, W, 3) uint8; ``seed`` makes the draw reproducible."""
+    def apply(self, clip: np.ndarray, seed: int) -> tuple[np.ndarray, dict[str, dict]]:
+        """The transformed clip and the parameters of each step applied (``{"HorizontalFlip": {...}, ...}``)."""
         self.compose.set_random_seed(seed)
         out = self.compose(images=clip)
-        if any(name == "HorizontalFlip" for name, _ in out["applied_transforms"]):
+        return np.ascontiguousarray(out["images"]), dict(out["applied_transforms"])
+
+    def __call__(self, clip: np.ndarray, label: int, seed: int) -> tuple[np.ndarray, int]:
+        """Transform ``clip`` (T, H, W, C) uint8; ``seed`` makes the draw reproducible."""
+        images, applied = self.apply(clip, seed)
+        if "HorizontalFlip" in applied:
             label = self.flip_swap.get(label, label)
-        return np.ascontiguousarray(out["images"]), label
+        return images, label
 
 
 EVAL_CROPS = (1, 3)
@@ -125,15 +131,66 @@ class ClipEvalPreset:
         return np.ascontiguousarray(frames[:, top:top + self.size, left:left + self.size]), label
 
 
+class MotionTrainPreset:
+    """The train preset's geometry on motion images ``(T, H, W, C)``: random resized crop and flip, no colour jitter.
+
+    With ``flow_bound`` (flow images) the vectors follow the geometry: the crop's resize
+    scales x and y by the size over the crop's width and height, and a flip negates x
+    (``flow.flip_flow``); labels swap through ``flip_swap`` as for RGB. Without it (RGB
+    differences) the images are cropped and mirrored like frames.
+    """
+
+    def __init__(self, *, size: int, crop_scale: Sequence[float] = (0.5, 1.0), flip: bool = True,
+                 flip_swap: dict[int, int] | None = None, flow_bound: float | None = None,
+                 flow_channels: slice = slice(None)) -> None:
+        self.geometry = ClipTrainPreset(size=size, crop_scale=crop_scale, color_jitter=0, flip=flip,
+                                        flip_swap=flip_swap)
+        self.size, self.flow_bound, self.flow_channels = size, flow_bound, flow_channels
+
+    def __call__(self, clip: np.ndarray, label: int, seed: int) -> tuple[np.ndarray, int]:
+        images, applied = self.geometry.apply(clip, seed)
+        flipped = "HorizontalFlip" in applied
+        if self.flow_bound is not None:
+            x0, y0, x1, y1 = applied["RandomResizedCrop"]["crop_coords"]
+            images = own_copy(images, clip)
+            flow = rescale_flow(images[..., self.flow_channels], self.size / (x1 - x0), self.size / (y1 - y0),
+                                self.flow_bound)
+            images[..., self.flow_channels] = negate_flow_x(flow) if flipped else flow
+        return images, self.geometry.flip_swap.get(label, label) if flipped else label
+
+
+class MotionEvalPreset:
+    """The eval preset on motion images: resize the short side (flow vectors scaled with it) and crop."""
+
+    def __init__(self, *, size: int, crops: int = 1, flow_bound: float | None = None,
+                 flow_channels: slice = slice(None)) -> None:
+        self.geometry = ClipEvalPreset(size=size, crops=crops)
+        self.crops, self.flow_bound, self.flow_channels = crops, flow_bound, flow_channels
+
+    def __call__(self, clip: np.ndarray, label: int, seed: int = 0, crop: int = 0) -> tuple[np.ndarray, int]:
+        images, label = self.geometry(clip, label, seed, crop)
+        if self.flow_bound is not None:
+            scale = self.geometry.resize.max_size / min(clip.shape[1:3])
+            images = own_copy(images, clip)
+            images[..., self.flow_channels] = rescale_flow(images[..., self.flow_channels], scale, scale,
+                                                           self.flow_bound)
+        return images, label
+
+
+def own_copy(images: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """``images``, copied if it shares memory with ``source`` (so writing into it leaves the caller's clip alone)."""
+    return images.copy() if np.shares_memory(images, source) else images
+
+
 def clip_to_tensor(clip: np.ndarray) -> torch.Tensor:
-    """uint8 (T, H, W, 3) -> uint8 (T, 3, H, W)."""
+    """uint8 (T, H, W, C) -> uint8 (T, C, H, W)."""
     return torch.from_numpy(clip).permute(0, 3, 1, 2).contiguous()
 
 
 def normalize_clip(
     clips: torch.Tensor, mean: Sequence[float], std: Sequence[float], dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
-    """uint8 (..., 3, H, W) -> float, scaled to [0, 1] and normalised per channel."""
-    mean_t = torch.tensor(mean, device=clips.device, dtype=dtype).view(3, 1, 1)
-    std_t = torch.tensor(std, device=clips.device, dtype=dtype).view(3, 1, 1)
+    """uint8 (..., C, H, W) -> float, scaled to [0, 1] and normalised per channel (C = len(mean))."""
+    mean_t = torch.tensor(mean, device=clips.device, dtype=dtype).view(-1, 1, 1)
+    std_t = torch.tensor(std, device=clips.device, dtype=dtype).view(-1, 1, 1)
     return (clips.to(dtype) / 255.0 - mean_t) / std_t

@@ -1,7 +1,8 @@
 """Benchmarks behind ``videoseq bench KIND``; one entry per kind in :data:`BENCH_KINDS`.
 
 Each kind lives in its own module (``bench/stream.py``, ``loader.py``, ``train.py``,
-``heads.py``, ``captions.py``, ``decoders.py``, ``serve.py``, ``memory.py``, ``predict.py``, ``threads.py``),
+``heads.py``, ``captions.py``, ``decoders.py``, ``serve.py``, ``memory.py``, ``predict.py``, ``threads.py``,
+``motion.py``),
 imported only when that kind runs:
 this registry names the kinds and their arguments and imports nothing heavy, so
 building the command line costs no torch import.
@@ -47,15 +48,17 @@ def _stream_run(args: argparse.Namespace) -> int:
 
 
 def _loader_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = "example: videoseq bench loader --clips 20"
+    p.description = "example: videoseq bench loader --clips 20; videoseq bench loader --motion-only"
     p.add_argument("--clips", type=positive_int, default=20, help="timed clips per video and clip length")
+    p.add_argument("--motion-only", action="store_true",
+                   help="only the motion table: RGB clips vs flow clips from a flow cache, on-the-fly flow cost")
     p.add_argument("--rss-clips", type=positive_int, default=1000, help="clips loaded while watching memory")
 
 
 def _loader_run(args: argparse.Namespace) -> int:
     from videoseq.bench.loader import bench_loader
 
-    bench_loader(clips=args.clips, rss_clips=args.rss_clips)
+    bench_loader(clips=args.clips, rss_clips=args.rss_clips, motion_only=args.motion_only)
     return 0
 
 
@@ -201,6 +204,36 @@ def _predict_run(args: argparse.Namespace) -> int:
     return 0
 
 
+MOTION_ROWS = ("rgb", "rgbdiff", "flow", "tsm_rgb", "tsm_flow", "fusion")
+MOTION_TEST_SOURCES = ("vtest", "Megamind")
+
+
+def _motion_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("example: nice -n 10 videoseq bench motion --out /tmp/bench_motion --rotate "
+                     "(camera-motion clips of the real sample videos, split by source video)")
+    p.add_argument("--out", default="/tmp/bench_motion", help="clips, runs and bench.json (finished runs are reused)")
+    p.add_argument("--config", help="the recipe (default: the shipped configs/motion.yaml)")
+    p.add_argument("--per-class", type=positive_int, default=24, help="clips per class per source")
+    p.add_argument("--clip-frames", type=positive_int, default=20, help="frames per camera-motion clip")
+    p.add_argument("--clip-size", type=positive_int, default=96, help="side of the square clips in pixels")
+    p.add_argument("--test-sources", nargs=2, default=list(MOTION_TEST_SOURCES), help="file stems of the held-out pair")
+    p.add_argument("--rotate", action="store_true", help="every held-out pair of the rotation, not one")
+    p.add_argument("--rows", nargs="+", default=list(MOTION_ROWS), choices=MOTION_ROWS, help="models to train")
+    p.add_argument("--fusion-weights", nargs=2, type=positive_float, default=[1.0, 1.5], metavar=("RGB", "FLOW"),
+                   help="late-fusion weights of the RGB and flow streams (TSN's 1 : 1.5)")
+    p.add_argument("--gestures", action="store_true", help="also train the rows on the synthetic gestures")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable; default: none)")
+
+
+def _motion_run(args: argparse.Namespace) -> int:
+    from videoseq.bench.motion import CONFIG, bench_motion
+
+    args.config = args.config or str(CONFIG)
+    bench_motion(args)
+    return 0
+
+
 def _threads_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("examples: videoseq bench threads; videoseq bench threads --steps 60 --repeats 2; "
                      "videoseq bench threads --settings before auto 1")
@@ -244,6 +277,8 @@ BENCH_KINDS: dict[str, BenchKind] = {
                         _memory_arguments, _memory_run),
     "predict": BenchKind("videos/s over a folder of real clips: archive path vs a per-file loop vs torchrun; RSS",
                          _predict_arguments, _predict_run),
+    "motion": BenchKind("motion on unseen real footage: RGB, rgbdiff, flow, TSM and two-stream, split by source",
+                        _motion_arguments, _motion_run),
     "threads": BenchKind("training clips/s of the demo config per thread setting, idle and beside a competing "
                          "CPU load", _threads_arguments, _threads_run),
 }

@@ -7,6 +7,11 @@ index) and an OpenCV decode-all loader, on the real clips of ``../shared/videos`
 on synthetic UCF-geometry videos (320x240, 25 fps, MPEG-4 part 2 AVI); beside them the
 same clips and transform read from a frame cache of those videos (every frame, short
 side 128 px) instead of decoded; then resident memory growth over 1,000 loaded clips.
+
+The motion table sets flow clips beside RGB clips: RGB clips from the frame cache, flow
+clips from a flow cache (every frame's field stored, ``features --frames`` on a flow
+config) and flow clips computed on the fly from the frame cache's frames, with the flow's
+own cost per clip (DIS fast, 128 px, 8 time steps).
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ import decord
 import numpy as np
 
 from videoseq.datasets import ClipDataset
+from videoseq.flow import MotionInput
 from videoseq.framecache import FrameCache, cache_frames
 from videoseq.resources import shared_videos
 from videoseq.sampling import ClipSampling, segment_indices
-from videoseq.transforms import ClipTrainPreset, eval_resize
+from videoseq.transforms import ClipTrainPreset, MotionTrainPreset, eval_resize
 from videoseq.video.cameras import capture_frames
 from videoseq.video.decoder import VIDEO_EXTENSIONS
 
@@ -172,14 +178,58 @@ def rss_growth(videos: list[Path], clips: int = 1000) -> tuple[float, float]:
     return start, rss_mb() - start
 
 
-def bench_loader(clips: int = 20, rss_clips: int = 1000) -> dict:
+def motion_rows(videos: list[Path], clips: int, frames: FrameCache, folder: Path, size: int = 112) -> list[dict]:
+    """Clips/s of 8-step RGB clips from ``frames``, flow clips from a flow cache and flow clips computed from
+    ``frames``; ``flow_ms``: the flow of one clip alone (its 8 fields)."""
+    motion = MotionInput("flow", short_side=eval_resize(size), bound=20.0)
+    cache_frames([str(p) for p in videos], folder, short_side=eval_resize(size), fps=None, motion=motion)
+    flow = FrameCache(folder)
+    sampling, rgb_preset = ClipSampling(frames=8), ClipTrainPreset(size=size)
+    flow_preset = MotionTrainPreset(size=size, flow_bound=20.0)
+    rows = []
+    for path in videos:
+        if not all(str(path) in cache.index["videos"] for cache in (frames, flow)):
+            continue  # failed to decode when the caches were built (listed in their failed.csv)
+        item = [(str(path), 0)]
+        datasets = {"rgb_cache": ClipDataset(item, clips=sampling, transform=rgb_preset, train=True, cache=frames),
+                    "flow_cache": ClipDataset(item, clips=sampling, transform=flow_preset, train=True, cache=flow,
+                                              motion=motion),
+                    "flow_fly": ClipDataset(item, clips=sampling, transform=flow_preset, train=True, cache=frames,
+                                            motion=motion)}
+        calls = {name: iter(range(10**9)) for name in datasets}
+        clip = np.ascontiguousarray(frames.frames(str(path))[:9])  # 9 frames: 8 fields
+        table = np.stack([np.arange(8), np.arange(1, 9)], axis=1)
+        readers = {name: (lambda d=d, c=calls[name]: d[(next(c), 0)]) for name, d in datasets.items()}
+        rates = race({**readers, "flow_only": lambda c=clip, t=table: motion(c, t)}, clips)
+        rows.append({"video": path.name, **rates, "ratio": rates["flow_cache"] / rates["rgb_cache"],
+                     "flow_ms": 1000 / rates["flow_only"]})
+    return rows
+
+
+def print_motion_rows(rows: list[dict]) -> float:
+    print(f"{'video':30s} {'rgb cache':>9s} {'flow cache':>10s} {'flow/rgb':>8s} {'flow on the fly':>15s} "
+          f"{'flow ms/clip':>12s}   (8-step clips/s, 112 px train preset)")
+    for r in rows:
+        print(f"{r['video']:30s} {r['rgb_cache']:9.1f} {r['flow_cache']:10.1f} {r['ratio']:8.2f} "
+              f"{r['flow_fly']:15.1f} {r['flow_ms']:12.1f}")
+    geo = float(np.exp(np.mean([np.log(r["ratio"]) for r in rows])))
+    print(f"geometric mean: flow clips from the flow cache / RGB clips from the frame cache {geo:.2f} (goal >= 0.8); "
+          f"on-the-fly flow {np.median([r['flow_ms'] for r in rows]):.1f} ms per clip (median)")
+    return geo
+
+
+def bench_loader(clips: int = 20, rss_clips: int = 1000, motion_only: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         videos = bench_videos(Path(tmp))
-        rows = loader_rows(videos, clips, bench_frame_cache(videos, Path(tmp) / "frames"))
+        frames = bench_frame_cache(videos, Path(tmp) / "frames")
+        motion = print_motion_rows(motion_rows(videos, clips, frames, Path(tmp) / "flow"))
+        if motion_only:
+            return {"flow_vs_rgb": motion}
+        rows = loader_rows(videos, clips, frames)
         geo = print_loader_rows(rows)
         start, growth = rss_growth(videos, rss_clips)
         print(f"resident memory: {start:.0f} MB after 100 clips, {growth:+.1f} MB over the next {rss_clips} clips")
-    return {"rows": rows, **geo, "rss_start_mb": start, "rss_growth_mb": growth}
+    return {"rows": rows, **geo, "flow_vs_rgb": motion, "rss_start_mb": start, "rss_growth_mb": growth}
 
 
 def bench_frame_cache(videos: list[Path], folder: Path, short_side: int = eval_resize(112)) -> FrameCache:

@@ -5,7 +5,10 @@ through the same frame clock: *streaming* (the backbone once per kept frame, the
 head over the feature buffer) and *window* (at every kept frame, the whole model
 re-run on the last ``clip_len`` frames, as window-based live demos do; the
 preprocessed frames are cached, so only the model is repeated). Both timings
-include decoding and preprocessing; the ratio is measured in one run.
+include decoding and preprocessing; the ratio is measured in one run. For a motion model
+(``data.modality`` flow, rgbdiff, rgb+flow) the motion images of the kept frames are also
+computed alone (``stream.MotionStream``, as a stream does): the flow cost per kept frame,
+reported beside the model's.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from torch import nn
 from videoseq.checkpoint import open_source
 from videoseq.errors import InputError
 from videoseq.predict import Predictor
-from videoseq.stream import FrameClock
+from videoseq.stream import FrameClock, MotionStream
 from videoseq.video.cameras import FrameSource
 
 
@@ -126,6 +129,7 @@ def time_window(predictor: Predictor, source: Path) -> ModeTiming:
     window: deque[torch.Tensor] = deque(maxlen=predictor.clip_len)
     steady = SteadyClock()
     start = time.perf_counter()
+    motion = MotionStream(predictor.motion) if predictor.motion is not None else None
     with FrameSource(str(source)) as src:
         for frame in src:
             if frames == 0:
@@ -134,7 +138,8 @@ def time_window(predictor: Predictor, source: Path) -> ModeTiming:
             predicted = False
             if clock.take(frame.time_s):
                 t0 = time.perf_counter()
-                window.append(predictor.prepare(frame.image[None, None])[0])  # (1, 3, S, S)
+                image = frame.image if motion is None else motion.push(frame.image)  # (h, w, C)
+                window.append(predictor.prepare(image[None, None])[0])  # (1, C, S, S)
                 if len(window) == predictor.clip_len:
                     predictor.model(torch.stack(list(window), dim=1))  # (1, T, 3, S, S) -> (1, C)
                     predicted = True
@@ -154,7 +159,7 @@ def step_flops(predictor: Predictor) -> tuple[int, int] | None:
     if not isinstance(model, nn.Module):
         return None
     size = predictor.config.data.size
-    clip = torch.zeros(1, predictor.clip_len, 3, size, size)
+    clip = torch.zeros(1, predictor.clip_len, predictor.config.data.input_channels(), size, size)
     features = model.forward_features(clip)
     counts = []
     for run in (lambda: model.forward_frames(clip[0, :1]), lambda: model.forward_head(features), lambda: model(clip)):
@@ -163,6 +168,33 @@ def step_flops(predictor: Predictor) -> tuple[int, int] | None:
         counts.append(counter.get_total_flops())
     frame, head, window = counts
     return frame + head, window
+
+
+def time_motion(predictor: Predictor, source: Path) -> tuple[int, float] | None:
+    """Kept frames and seconds spent computing their motion images alone (None: an RGB model)."""
+    if predictor.motion is None:
+        return None
+    motion, kept, seconds = MotionStream(predictor.motion), 0, 0.0
+    with FrameSource(str(source)) as src:
+        for i, frame in enumerate(src):
+            if i == 0:
+                clock = FrameClock(predictor.stream_interval(frame.source_fps))
+            if clock.take(frame.time_s):
+                start = time.perf_counter()
+                motion.push(frame.image)
+                seconds += time.perf_counter() - start
+                kept += 1
+    return kept, seconds
+
+
+def print_motion_cost(predictor: Predictor, stream: ModeTiming, motion: tuple[int, float] | None) -> None:
+    if motion is None:
+        return
+    d, (kept, seconds) = predictor.config.data, motion
+    flow_ms, step_ms = 1000 * seconds / max(kept, 1), 1000 * stream.step_seconds / max(stream.frames, 1)
+    print(f"motion ({d.modality}, {d.flow_method}, {predictor.motion.short_side} px, stack {d.flow_stack}): "
+          f"{flow_ms:.2f} ms per kept frame, {kept} kept frames; the whole stream step costs "
+          f"{1000 * stream.step_seconds / max(kept, 1):.2f} ms per kept frame ({step_ms:.2f} ms per file frame)")
 
 
 def bench_stream(model: str | Path, source: str | Path | None = None, *, frames: int = 300,
@@ -187,6 +219,7 @@ def bench_stream(model: str | Path, source: str | Path | None = None, *, frames:
         time_stream(predictor, path)  # warm-up: allocator, lazy inits, file cache
         runs = [timing for _ in range(repeats)
                 for timing in (time_stream(predictor, path), time_window(predictor, path))]
+        motion = min((time_motion(predictor, path) for _ in range(repeats)), key=lambda m: m[1] if m else 0)
     results = {mode: min((t for t in runs if t.mode == mode), key=lambda t: t.seconds) for mode in ("stream", "window")}
     s, w = results["stream"], results["window"]
     print(f"model {m.backbone}+{m.head}, {d.frames} frames at {d.size}x{d.size}, {d.sampling} stride {d.stride}, "
@@ -202,6 +235,7 @@ def bench_stream(model: str | Path, source: str | Path | None = None, *, frames:
     if s.steady_frames:
         print(f"once the buffer is full (the last {s.steady_frames} frames): streaming is "
               f"{w.steady_ms_per_frame / s.steady_ms_per_frame:.1f}x cheaper per frame")
+    print_motion_cost(predictor, s, motion)
     flops = step_flops(predictor)
     if flops:
         print(f"model FLOPs per step: stream {flops[0] / 1e9:.3f} G, window {flops[1] / 1e9:.3f} G: "

@@ -71,14 +71,14 @@ class BadVideos:
 def model_input(video: torch.Tensor, model: nn.Module, device: torch.device) -> torch.Tensor:
     """A batch on ``device`` as the model takes it.
 
-    uint8 clips ``(B, T, 3, H, W)`` are normalised with the backbone's mean/std there;
+    uint8 clips ``(B, T, C, H, W)`` are normalised with the backbone's mean/std there;
     cached features ``(B, T, D[, h, w])`` (float16) only become float32.
     """
     x = video.to(device, non_blocking=True)
     if x.dtype != torch.uint8:
         return x.float()
     backbone = distributed.unwrap(model).backbone
-    return normalize_clip(x, backbone.mean, backbone.std)  # (B, T, 3, H, W)
+    return normalize_clip(x, backbone.mean, backbone.std)  # (B, T, C, H, W)
 
 
 def whole_model(module: nn.Module) -> VideoClassifier:

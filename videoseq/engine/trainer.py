@@ -49,6 +49,7 @@ from videoseq.errors import InputError, UsageError
 from videoseq.features import feature_datasets
 from videoseq.framecache import open_frame_cache
 from videoseq.manifest import Manifest, write_manifest
+from videoseq.modality import eval_preset, motion_input, train_preset
 from videoseq.models import VideoClassifier
 from videoseq.models.build import build_model_from_config, check_model_names
 from videoseq.models.decoding import Decoding
@@ -63,7 +64,7 @@ from videoseq.resume import (
 from videoseq.runtime import StopSignals, amp_dtype, seed_everything, select_device, set_threads
 from videoseq.sampling import ClipSampling
 from videoseq.text import Vocabulary
-from videoseq.transforms import ClipEvalPreset, ClipTrainPreset, flip_swap_ids
+from videoseq.transforms import flip_swap_ids
 
 HISTORY_COLUMNS = (
     "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_clip_acc", "val_video_acc",
@@ -124,16 +125,10 @@ def build_datasets(config: Config, manifest: Manifest) -> tuple[ClipDataset, Cli
         print(f"data.flip_swap: ignoring {ignored}: neither class of these pairs is in this dataset")
     train_videos, val_videos = manifest.videos(d.train_split), manifest.videos(d.val_split)
     cache = open_frame_cache(d, train_videos + val_videos) if d.frame_cache else None
-    common = dict(clips=ClipSampling.from_data(d), seed=config.train.seed, on_error=d.on_error, cache=cache)
-    train_set = ClipDataset(
-        train_videos, train=True, **common,
-        transform=ClipTrainPreset(size=d.size, crop_scale=d.crop_scale, color_jitter=d.color_jitter,
-                                  flip=d.flip, flip_swap=swap),
-    )
-    val_set = ClipDataset(
-        val_videos, train=False, views=d.test_views, **common,
-        transform=ClipEvalPreset(size=d.size),
-    )
+    common = dict(clips=ClipSampling.from_data(d), seed=config.train.seed, on_error=d.on_error, cache=cache,
+                  motion=motion_input(d))
+    train_set = ClipDataset(train_videos, train=True, **common, transform=train_preset(d, swap))
+    val_set = ClipDataset(val_videos, train=False, views=d.test_views, **common, transform=eval_preset(d))
     if not train_set.videos:
         raise UsageError(f"the manifest has no videos in split {d.train_split!r} (data.train_split); "
                          f"it has {manifest.splits()}")

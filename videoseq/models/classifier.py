@@ -11,6 +11,7 @@ from torch import nn
 from videoseq.errors import UsageError
 from videoseq.models.backbones import FrameBackbone
 from videoseq.models.heads import check_head_args, get_head_class
+from videoseq.models.motion import shift_modules, step_frames
 
 
 class VideoClassifier(nn.Module):
@@ -46,6 +47,17 @@ class VideoClassifier(nn.Module):
     def forward_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """Independent frames ``(N, C, H, W)`` -> ``(N, D)`` or ``(N, D, h, w)`` (one streaming step)."""
         return self.backbone.forward_frames(frames)
+
+    def step_frames(self, frames: torch.Tensor, cache: list[torch.Tensor] | None
+                    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """One kept frame of each stream ``(N, C, H, W)`` -> its features and the cache for the next frame.
+
+        The cache is the online temporal shift's: the previous frame's shifted channels at
+        every shift (``models.motion.step_frames``); None for a model without a shift.
+        """
+        if not shift_modules(self.backbone):
+            return self.forward_frames(frames), None
+        return step_frames(self.backbone, frames, cache)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Per-frame features -> ``(B, num_classes)``."""
