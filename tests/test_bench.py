@@ -178,6 +178,15 @@ def test_motion_rows_differ_only_in_input_and_shift_and_load_with_the_shipped_co
     assert set(motion.FUSION) <= set(motion.ROWS)
 
 
+def test_the_shipped_motion_configs_are_the_flow_and_tsm_flow_rows():
+    from videoseq.bench import motion
+    from videoseq.config import load_config
+    from videoseq.resources import CONFIGS
+
+    for name, row in (("motion.yaml", "flow"), ("motion_tsm.yaml", "tsm_flow")):
+        assert load_config(CONFIGS / name) == load_config(motion.CONFIG, motion.ROWS[row]), name
+
+
 def test_the_motion_rotation_holds_every_source_out_twice():
     from collections import Counter
     from pathlib import Path
