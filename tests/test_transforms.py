@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from videoseq.transforms import ClipEvalPreset, ClipTrainPreset, clip_to_tensor, eval_resize, normalize_clip
+from videoseq.transforms import ClipEvalPreset, ClipTrainPreset, clip_to_tensor, normalize_clip
+from videoseq.video.geometry import eval_resize
 
 
 def gradient_clip(t: int = 6, h: int = 60, w: int = 80) -> np.ndarray:
@@ -70,7 +71,7 @@ def test_normalize_uses_the_given_mean_and_std():
 
 
 def test_crop_offsets_three_along_the_long_side():
-    from videoseq.transforms import crop_offsets
+    from videoseq.video.geometry import crop_offsets
 
     assert crop_offsets(128, 171, 112, 3) == [(8, 0), (8, 29), (8, 59)]
     assert crop_offsets(171, 128, 112, 3) == [(0, 8), (29, 8), (59, 8)]
@@ -110,3 +111,18 @@ def test_a_flip_swap_pair_with_one_class_present_is_an_error_naming_both(swap):
     with pytest.raises(ValueError, match=r"pairs (Left with Right|Right with Left), but only Left is a class.*"
                                          r"data.flip=false"):
         flip_swap_ids(swap, ["Left", "Static"])
+
+
+@pytest.mark.parametrize("height, width", [(240, 320), (720, 1280), (129, 171), (100, 90), (37, 500), (3, 7)])
+def test_short_side_resize_gives_the_pixels_of_albumentations_smallest_max_size(height, width):
+    import albumentations as A
+
+    from videoseq.video.geometry import resize_short_side
+
+    frames = np.random.default_rng(height).integers(0, 256, (4, height, width, 3), dtype=np.uint8)
+    for short_side in (37, 112, 128, 256):  # down and up
+        expected = np.asarray(A.SmallestMaxSize(max_size=short_side)(images=frames)["images"])
+        got = resize_short_side(frames, short_side)
+        assert got.shape == expected.shape and min(got.shape[1:3]) == short_side
+        assert np.array_equal(got, expected)
+    assert resize_short_side(frames, min(height, width)) is frames  # already there: no copy
