@@ -68,6 +68,9 @@ def test_normalize_uses_the_given_mean_and_std():
     out = normalize_clip(clip, (0.5, 0.5, 0.5), (0.25, 0.5, 1.0))
     assert torch.allclose(out[:, 0], torch.tensor(2.0)) and torch.allclose(out[:, 2], torch.tensor(0.5))
     assert clip_to_tensor(np.zeros((2, 5, 7, 3), np.uint8)).shape == (2, 3, 5, 7)
+    already = torch.full((1, 3, 2, 2), 51.0)  # a float input is worked on in a copy, never in place
+    assert torch.allclose(normalize_clip(already, (0.0,) * 3, (1.0,) * 3), torch.tensor(0.2))
+    assert torch.equal(already, torch.full((1, 3, 2, 2), 51.0))
 
 
 def test_crop_offsets_three_along_the_long_side():
@@ -112,17 +115,3 @@ def test_a_flip_swap_pair_with_one_class_present_is_an_error_naming_both(swap):
                                          r"data.flip=false"):
         flip_swap_ids(swap, ["Left", "Static"])
 
-
-@pytest.mark.parametrize("height, width", [(240, 320), (720, 1280), (129, 171), (100, 90), (37, 500), (3, 7)])
-def test_short_side_resize_gives_the_pixels_of_albumentations_smallest_max_size(height, width):
-    import albumentations as A
-
-    from videoseq.video.geometry import resize_short_side
-
-    frames = np.random.default_rng(height).integers(0, 256, (4, height, width, 3), dtype=np.uint8)
-    for short_side in (37, 112, 128, 256):  # down and up
-        expected = np.asarray(A.SmallestMaxSize(max_size=short_side)(images=frames)["images"])
-        got = resize_short_side(frames, short_side)
-        assert got.shape == expected.shape and min(got.shape[1:3]) == short_side
-        assert np.array_equal(got, expected)
-    assert resize_short_side(frames, min(height, width)) is frames  # already there: no copy
