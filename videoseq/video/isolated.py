@@ -165,7 +165,11 @@ class IsolatedPool:
         """Hand queued items to the idle workers that are ready."""
         for worker in self.workers:
             if worker.ready and worker.index is None and self.queue:
-                worker.give(*self.queue.popleft())
+                item = self.queue.popleft()
+                try:
+                    worker.give(*item)
+                except OSError:  # it died while idle (killed from outside): replaced at the next check
+                    self.queue.appendleft(item)
 
     def wait(self, block: bool = True) -> list[Outcome]:
         """The outcomes of the items that finished: at least one when any item is busy, or (``block=False``)
