@@ -18,6 +18,13 @@ def test_short_side_resize_gives_the_pixels_of_albumentations_smallest_max_size(
     assert resize_short_side(frames, min(height, width)) is frames  # already there: no copy
 
 
+@pytest.mark.parametrize("channels", [1, 2, 6])
+def test_short_side_resize_of_motion_images_with_other_channel_counts(channels):
+    images = np.random.default_rng(channels).integers(0, 256, (3, 120, 160, channels), dtype=np.uint8)
+    expected = np.asarray(A.SmallestMaxSize(max_size=64)(images=images)["images"])
+    assert np.array_equal(resize_short_side(images, 64), expected) and expected.shape == (3, 64, 85, channels)
+
+
 def test_eval_crop_is_the_resize_then_the_centre_or_one_of_three_crops():
     frames = np.random.default_rng(0).integers(0, 256, (3, 240, 320, 3), dtype=np.uint8)
     assert short_side_shape(240, 320, eval_resize(112)) == (128, 171)
