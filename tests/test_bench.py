@@ -263,7 +263,8 @@ def test_bench_predict_times_the_loop_and_the_archive_path_on_the_same_links(tmp
                                                                                                            links))
     printed = capsys.readouterr().out
     assert "per-file loop" in printed and "archive path (1 decoding workers)" in printed and "1.00x" in printed
-    assert "load average at start" in printed and "CPU s/video" in printed
+    assert "load average at start" in printed and "CPU s/video" in printed and "other work" in printed
+    assert 0 <= loop.others <= os.cpu_count() and 0 <= archive.others <= os.cpu_count()
     child = subprocess.Popen(["sleep", "30"])
     try:
         assert child.pid in descendants(os.getpid()) and os.getpid() not in descendants(os.getpid())

@@ -54,3 +54,19 @@ def test_a_pool_reports_each_submitted_item_once_as_it_is_submitted_and_replaces
         while pool.busy:
             outcomes += pool.wait()
         assert sorted((o.index, o.value) for o in outcomes) == [(1, 1), (2, 2), (3, 3)] and pool.wait() == []
+
+
+def test_a_look_without_waiting_and_an_idle_worker_killed_from_outside_costs_no_item():
+    with IsolatedPool(time.sleep, workers=1, timeout=30, start="forkserver") as pool:
+        pool.submit(0, 0.0)
+        outcomes = pool.wait()  # the worker starts, takes the item, answers
+        pool.submit(1, 1.0)  # handed to the idle worker at once
+        started = time.monotonic()
+        assert pool.wait(block=False) == [] and time.monotonic() - started < 0.5 and pool.busy == 1
+        outcomes += pool.wait()
+        pool.workers[0].process.kill()  # dies while idle
+        pool.workers[0].process.join()
+        pool.submit(2, 0.0)
+        while pool.busy:
+            outcomes += pool.wait()
+        assert [(o.index, o.error) for o in outcomes] == [(0, ""), (1, ""), (2, "")]

@@ -1,4 +1,4 @@
-"""Journals: one fsynced line per finished video, torn tails, arrays beside, and what a resume must match."""
+"""Journals: one flushed line per finished video, fsyncs, torn tails, arrays beside, and what a resume must match."""
 
 import os
 
@@ -59,6 +59,27 @@ def test_a_line_cut_short_by_a_kill_is_ignored_then_cut_off_when_the_part_resume
     assert [e.index for e in entries] == [0, 1] and part.read_bytes().endswith(b"}\n")
     assert entries[1].arrays["frames"][0] == 5 and entries[1].load_arrays()["frames"].tolist() == [2, 2, 2]
     assert (tmp_path / "j-1.bin").stat().st_size == 8
+
+
+def test_lines_are_readable_at_once_and_fsynced_once_a_second_and_at_close(tmp_path, videos, monkeypatch):
+    import videoseq.journal as journal
+
+    synced = []
+    monkeypatch.setattr(journal.os, "fsync", lambda fd: synced.append(fd))
+    base = tmp_path / "j"
+    writer = JournalWriter(base, 0, journal_header({}, videos))
+    synced.clear()  # the header's own (outputs.atomic_output)
+    for i in range(3):  # well within a second: flushed for any reader (a SIGKILL loses none), no fsync yet
+        writer.append(i, videos[i], {"n": i})
+        assert [e.index for e in read_part(tmp_path / "j-0.jsonl").entries] == list(range(i + 1))
+    assert synced == []
+    writer.synced -= journal.SYNC_EVERY  # a second later
+    writer.append(0, videos[0], {"n": 3})
+    assert len(synced) == 1
+    writer.append(1, videos[1], {"n": 4}, arrays={"x": np.zeros(2)})  # arrays: on disk before their line
+    assert len(synced) == 2
+    writer.close()
+    assert len(synced) == 3
 
 
 def test_a_part_killed_before_its_header_was_written_starts_afresh(tmp_path, videos):

@@ -10,7 +10,8 @@ from videoseq.flow import MOTION_MEAN
 from videoseq.modality import eval_preset, motion_input, train_preset
 from videoseq.models.motion import shift_modules
 from videoseq.prepare import resolve_manifest
-from videoseq.transforms import ClipTrainPreset, MotionEvalPreset, MotionTrainPreset, eval_resize
+from videoseq.transforms import ClipTrainPreset, MotionEvalPreset, MotionTrainPreset
+from videoseq.video.geometry import eval_resize
 
 
 @pytest.mark.parametrize("overrides,message", [

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from videoseq.transforms import ClipEvalPreset, ClipTrainPreset, clip_to_tensor, eval_resize, normalize_clip
+from videoseq.transforms import ClipEvalPreset, ClipTrainPreset, clip_to_tensor, normalize_clip
+from videoseq.video.geometry import eval_resize
 
 
 def gradient_clip(t: int = 6, h: int = 60, w: int = 80) -> np.ndarray:
@@ -67,10 +68,13 @@ def test_normalize_uses_the_given_mean_and_std():
     out = normalize_clip(clip, (0.5, 0.5, 0.5), (0.25, 0.5, 1.0))
     assert torch.allclose(out[:, 0], torch.tensor(2.0)) and torch.allclose(out[:, 2], torch.tensor(0.5))
     assert clip_to_tensor(np.zeros((2, 5, 7, 3), np.uint8)).shape == (2, 3, 5, 7)
+    already = torch.full((1, 3, 2, 2), 51.0)  # a float input is worked on in a copy, never in place
+    assert torch.allclose(normalize_clip(already, (0.0,) * 3, (1.0,) * 3), torch.tensor(0.2))
+    assert torch.equal(already, torch.full((1, 3, 2, 2), 51.0))
 
 
 def test_crop_offsets_three_along_the_long_side():
-    from videoseq.transforms import crop_offsets
+    from videoseq.video.geometry import crop_offsets
 
     assert crop_offsets(128, 171, 112, 3) == [(8, 0), (8, 29), (8, 59)]
     assert crop_offsets(171, 128, 112, 3) == [(0, 8), (29, 8), (59, 8)]
@@ -110,3 +114,4 @@ def test_a_flip_swap_pair_with_one_class_present_is_an_error_naming_both(swap):
     with pytest.raises(ValueError, match=r"pairs (Left with Right|Right with Left), but only Left is a class.*"
                                          r"data.flip=false"):
         flip_swap_ids(swap, ["Left", "Static"])
+

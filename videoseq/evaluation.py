@@ -54,7 +54,7 @@ from videoseq.runtime import available_workers, select_device, set_threads
 from videoseq.sampling import ClipSampling
 from videoseq.tables import read_csv, write_csv
 from videoseq.text import Vocabulary
-from videoseq.transforms import EVAL_CROPS
+from videoseq.video.geometry import EVAL_CROPS
 
 TOPK = 5
 SCORE_DECIMALS = 6

@@ -51,8 +51,8 @@ from videoseq.flow import MotionInput, fields_after, resize_short_side
 from videoseq.modality import motion_input
 from videoseq.reading import ShortSide
 from videoseq.transcode import scaled_size
-from videoseq.transforms import eval_resize
 from videoseq.video.decoder import VideoInfo
+from videoseq.video.geometry import eval_resize
 
 CACHE_FORMAT = "videoseq-frames-1"
 

@@ -3,12 +3,18 @@
 A journal part is a JSON-lines file beside the output (``BASE-R.jsonl``, one per process
 of the run, ``R`` its rank): a header line with the run's settings and a digest of its
 inputs, then one line per finished video with its input index, path, size and mtime, and
-the data that rebuild its part of the output. Each line is written, flushed and fsynced
-before the next video starts. Arrays (the caches' features and frames) go to a binary
-file beside it (``BASE-R.bin``), fsynced before the line that points into it.
+the data that rebuild its part of the output. Each line is written and flushed (handed to
+the operating system) before the next video starts; the part is fsynced with the first
+line written ``SYNC_EVERY`` seconds or more after its last fsync, and when it closes (an
+fsync per line cost the model process several milliseconds a video).
+Arrays (the caches' features and frames) go to a binary file beside it (``BASE-R.bin``),
+fsynced before the line that points into it, so no line ever points to bytes not on disk.
 
-A SIGKILL at any moment loses at most the videos in progress: a line cut short by the
-kill is ignored when reading, and cut off (with any bytes of the binary file that no line
+A SIGKILL or crash of the process at any moment loses at most the videos in progress (the
+flushed lines are the kernel's to write); a power cut or a crash of the machine may also
+lose the lines written since the last fsync (about ``SYNC_EVERY`` seconds of videos), which
+a resume does again. A line cut short
+is ignored when reading, and cut off (with any bytes of the binary file that no line
 points to) when the same process resumes its part. A part is created with its header
 written under a temporary name and renamed (``outputs.atomic_output``), so it never
 exists without one.
@@ -25,6 +31,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +41,7 @@ from videoseq.errors import UsageError
 from videoseq.outputs import atomic_output
 
 JOURNAL_FORMAT = "videoseq-journal-1"
+SYNC_EVERY = 1.0  # seconds: how long a flushed journal line may wait for its fsync
 _PART_NAME = re.compile(r"^(?P<base>.+)-(?P<rank>\d+)\.jsonl$")
 
 
@@ -183,12 +191,13 @@ class JournalWriter:
         self.file.truncate(old.good_bytes)
         self.file.seek(old.good_bytes)
         self.bin = None  # opened with the first arrays
+        self.synced = time.monotonic()
         if self.binary.exists():
             os.truncate(self.binary, self.binary_size)
 
     def append(self, index: int, path: str, data: dict, error: str = "",
                arrays: dict[str, np.ndarray] | None = None) -> None:
-        """One finished video, on disk when this returns."""
+        """One finished video: flushed when this returns; fsynced too when the last fsync is ``SYNC_EVERY`` s old."""
         refs = {}
         if arrays and self.bin is None:
             self.bin = open(self.binary, "ab")
@@ -204,9 +213,16 @@ class JournalWriter:
                   "arrays": refs}
         self.file.write((json.dumps(record, separators=(",", ":")) + "\n").encode())
         self.file.flush()
+        if time.monotonic() - self.synced >= SYNC_EVERY:
+            self.sync()
+
+    def sync(self) -> None:
+        """Every line written so far, on disk."""
         os.fsync(self.file.fileno())
+        self.synced = time.monotonic()
 
     def close(self) -> None:
+        self.sync()
         self.file.close()
         if self.bin is not None:
             self.bin.close()

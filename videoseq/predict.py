@@ -219,7 +219,7 @@ class Predictor:
         """The eval preset's resize of decoded frames ``(n, H, W, 3)`` (``prepare`` resizing them again changes
         nothing): what ``read_views`` and ``window_clips`` apply as frames are decoded, so a read of a large
         video holds small frames."""
-        return np.asarray(self.preset.resize(images=frames)["images"])
+        return self.preset.shrink(frames)
 
     def plan(self, window: float | None = None, stride: float | None = None) -> VideoViews | Windows:
         """What to read of each video: its test views, or windows of ``window`` s every ``stride`` s."""

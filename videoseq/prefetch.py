@@ -6,8 +6,10 @@
 over its chunks in order: in the order given, or (``ordered=False``, what a journaled
 run uses) in the order their first chunks come back, so that one slow file does not
 hold up the model while the other workers go on. Requests are submitted in the order
-of the videos (a video's later chunks as soon as its first tells how many there are);
-what waits in memory is at most ``ahead + 1`` chunks, however long the run or the videos.
+of the videos (a video's later chunks as soon as its first tells how many there are),
+and topped up to ``ahead`` each time a chunk is handed out, so the workers decode while
+the caller works; what waits in memory is at most ``ahead + 1`` chunks, however long the
+run or the videos.
 
 Workers fork from a server process that imported ``reading`` once
 (``start_decoding_server``; it starts with the first ``Prefetcher`` if not before), so a
@@ -89,6 +91,7 @@ class Prefetcher:
                     raise err
                 raise VideoDecodeError(self.paths[video], f"decoding failed: {outcome.error}",
                                        _CRASH_HINT if err is None else "see the error; leave the file out if it stays")
+            self._top_up()  # the workers decode the next requests while the caller works on this chunk
             yield outcome.value
             number += 1
 
@@ -100,9 +103,15 @@ class Prefetcher:
             self._collect()
         return self.results.pop(key)
 
-    def _collect(self) -> None:
-        """Wait for at least one request to finish; keep what belongs to a video still open."""
-        for outcome in self.pool.wait():
+    def _top_up(self) -> None:
+        """Without waiting: keep what has finished, and submit up to ``ahead`` requests."""
+        self._collect(block=False)
+        self._submit(needed=None)
+
+    def _collect(self, block: bool = True) -> None:
+        """Wait for at least one request to finish (``block=False``: take what has); keep what belongs to a video
+        still open."""
+        for outcome in self.pool.wait(block):
             video, number = self.keys.pop(outcome.index)
             if video not in self.open:
                 continue  # a video given up on

@@ -19,7 +19,6 @@ and its imports are what each worker loads.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,8 +28,8 @@ import numpy as np
 from videoseq.flow import MotionInput, shift_into_range
 from videoseq.sampling import ClipSampling, window_starts
 from videoseq.transcode import resampled_indices
-from videoseq.transforms import ClipEvalPreset, short_side_resize
 from videoseq.video.decoder import VideoInfo, VideoReader
+from videoseq.video.geometry import eval_crop, resize_short_side
 
 
 @dataclass(frozen=True)
@@ -100,7 +99,7 @@ class Crop:
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         """uint8 ``(T, H, W, 3)`` -> ``(T, size, size, 3)``."""
-        return _eval_preset(self.size)(frames, 0)[0]
+        return eval_crop(frames, self.size)
 
 
 @dataclass(frozen=True)
@@ -113,7 +112,7 @@ class ShortSide:
         """uint8 ``(T, H, W, 3)`` -> ``(T, h, w, 3)``."""
         if min(frames.shape[1:3]) <= self.short_side:
             return frames
-        return np.asarray(short_side_resize(self.short_side)(images=frames)["images"])
+        return resize_short_side(frames, self.short_side)
 
 
 @dataclass(frozen=True)
@@ -128,11 +127,6 @@ class MotionCrop:
     def clips(self, reader: VideoReader, units: np.ndarray) -> np.ndarray:
         """Kept frame indices ``(U, T)`` -> uint8 ``(U, T, S, S, C)``."""
         return np.stack([self.preset(self.motion.read_clip(reader.read, kept), 0)[0] for kept in units])
-
-
-@functools.lru_cache(maxsize=4)
-def _eval_preset(size: int) -> ClipEvalPreset:
-    return ClipEvalPreset(size=size)
 
 
 @dataclass(frozen=True)

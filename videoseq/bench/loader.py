@@ -31,9 +31,10 @@ from videoseq.flow import MotionInput
 from videoseq.framecache import FrameCache, cache_frames
 from videoseq.resources import shared_videos
 from videoseq.sampling import ClipSampling, segment_indices
-from videoseq.transforms import ClipTrainPreset, MotionTrainPreset, eval_resize
+from videoseq.transforms import ClipTrainPreset, MotionTrainPreset
 from videoseq.video.cameras import capture_frames
 from videoseq.video.decoder import VIDEO_EXTENSIONS
+from videoseq.video.geometry import eval_resize
 
 # test inputs, not training loads: a broken file, a 4-frame one and 3-frame rotation clips
 SKIP = {"corrupted.mp4", "unordered.mov", "video_0.mov", "video_90.mov", "video_180.mov", "video_270.mov"}

@@ -16,9 +16,12 @@ Memory is the resident set of the process (and, for the archive path, of its dec
 workers) sampled every 0.5 s: the peak, and the growth from the end of the first
 ``warmup`` videos to the peak. CPU is the seconds of processor time per video of every
 process of the path (user + system): the work, whatever the load; the archive path can
-only turn its spare cores into speed when the cores are free. The machine's load average
-is printed too: other work on the cores slows every path, and the ratios, measured in
-one run, are what to compare.
+only turn its spare cores into speed when the cores are free. "Other work" is how many
+cores the rest of the machine kept busy, on average, while a path ran (``/proc/stat``'s
+busy time less the path's own): under Linux's per-session CPU groups (autogroup) one
+job of another session on a 2-core machine holds a core, and a path gets the other
+whatever its number of processes, so its ratio then follows its CPU s/video. The
+machine's load average is printed too.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class PathTiming:
     growth_mb: float | None = None
     workers_mb: float | None = None
     cpu_s: float | None = None  # processor seconds of every process of the path, user + system
+    others: float | None = None  # cores kept busy by the rest of the machine meanwhile, on average
 
     @property
     def rate(self) -> float:
@@ -81,7 +85,7 @@ class MemoryWatch:
             self.samples.append((self.done(), rss_mb(), below))
 
     def __enter__(self) -> MemoryWatch:
-        self.start_cpu = time.process_time()
+        self.start_cpu, self.start_busy, self.start = time.process_time(), machine_busy_s(), time.perf_counter()
         self.thread.start()
         return self
 
@@ -89,6 +93,8 @@ class MemoryWatch:
         self.stop.set()
         self.thread.join()
         self.cpu_total = time.process_time() - self.start_cpu + sum(self.cpu.values())
+        busy = machine_busy_s() - self.start_busy
+        self.others = max(0.0, busy - self.cpu_total) / (time.perf_counter() - self.start)
 
     def summary(self) -> tuple[float, float, float]:
         """Peak MB, growth from the end of the warm-up to the peak (MB), peak of the descendants (MB)."""
@@ -126,6 +132,13 @@ def cpu_s(pid: int) -> float:
         return 0.0
 
 
+def machine_busy_s() -> float:
+    """Processor seconds every core of the machine has been busy (or taken by the hypervisor) since boot."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in f.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def archive_folder(folder: Path, videos: int, checkpoint: Path) -> list[str]:
     """``videos`` symlinks in ``folder`` to the sample clips that the model's test views decode from."""
     predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
@@ -158,7 +171,8 @@ def per_file_loop(checkpoint: Path, paths: list[str], csv_path: Path, warmup: in
             count[0] += 1
         write_csv(csv_path, ["path", "label_1", "score_1"], rows)
     peak, growth, _ = watch.summary()
-    return PathTiming("per-file loop", len(paths), time.perf_counter() - start, peak, growth, cpu_s=watch.cpu_total)
+    return PathTiming("per-file loop", len(paths), time.perf_counter() - start, peak, growth, cpu_s=watch.cpu_total,
+                      others=watch.others)
 
 
 def archive_path(checkpoint: Path, paths: list[str], csv_path: Path, workers: int, warmup: int) -> PathTiming:
@@ -170,7 +184,7 @@ def archive_path(checkpoint: Path, paths: list[str], csv_path: Path, workers: in
         predict_to_csv(checkpoint, paths, csv_path, options)
     peak, growth, workers_mb = watch.summary()
     return PathTiming(f"archive path ({workers} decoding workers)", len(paths), time.perf_counter() - start, peak,
-                      growth, workers_mb, watch.cpu_total)
+                      growth, workers_mb, watch.cpu_total, watch.others)
 
 
 def torchrun_path(checkpoint: Path, folder: Path, videos: int, csv_path: Path, ranks: int) -> PathTiming:
@@ -185,7 +199,7 @@ def torchrun_path(checkpoint: Path, folder: Path, videos: int, csv_path: Path, r
     if done.returncode != 0:
         raise RuntimeError(f"torchrun failed ({done.returncode}): {done.stderr[-2000:]}")
     return PathTiming(f"torchrun {ranks} ranks, gloo (1 worker each)", videos, time.perf_counter() - start,
-                      cpu_s=watch.cpu_total)
+                      cpu_s=watch.cpu_total, others=watch.others)
 
 
 def bench_predict(config: str | None = None, *, videos: int = 500, workers: int = 2, ranks: int = 2,
@@ -215,12 +229,14 @@ def bench_predict(config: str | None = None, *, videos: int = 500, workers: int 
 def report(timings: list[PathTiming], warmup: int) -> str:
     base = timings[0].rate
     lines = [f"{'path':44s} {'videos/s':>9s} {'vs loop':>8s} {'CPU s/video':>12s} {'peak RSS MB':>12s} "
-             f"{'growth MB':>10s} {'workers MB':>11s}"]
+             f"{'growth MB':>10s} {'workers MB':>11s} {'other work':>11s}"]
     for t in timings:
         cells = [f"{v:.0f}" if v is not None else "-" for v in (t.peak_mb, t.growth_mb, t.workers_mb)]
         cpu = f"{t.cpu_s / t.videos:.3f}" if t.cpu_s is not None else "-"
+        others = f"{t.others:.2f} cores" if t.others is not None else "-"
         lines.append(f"{t.name:44s} {t.rate:9.2f} {t.rate / base:7.2f}x {cpu:>12s} {cells[0]:>12s} "
-                     f"{cells[1]:>10s} {cells[2]:>11s}")
+                     f"{cells[1]:>10s} {cells[2]:>11s} {others:>11s}")
     lines.append(f"(growth: from the end of the first {warmup} videos to the peak; workers MB: the decoding "
-                 "workers together, at their peak; CPU: user + system seconds of every process of the path)")
+                 "workers together, at their peak; CPU: user + system seconds of every process of the path; "
+                 "other work: cores the rest of the machine kept busy meanwhile, on average)")
     return "\n".join(lines)

@@ -125,8 +125,9 @@ class Worker:
 class IsolatedPool:
     """``workers`` processes running ``func`` on submitted items, each item watched.
 
-    ``submit`` queues an item; ``wait`` hands queued items to idle workers, blocks until
-    at least one item is done, and returns the ``Outcome`` of each finished one. An item
+    ``submit`` queues an item and hands it to an idle worker at once; ``wait`` blocks until
+    at least one item is done (``block=False``: looks without waiting), hands the queued
+    items to the workers it freed, and returns the ``Outcome`` of each finished one. An item
     that takes longer than ``timeout`` seconds gets its worker killed and replaced; a
     worker that dies takes only its item with it. The caller decides how far ahead it
     submits, which bounds what waits in memory (``prefetch`` reads ahead this way).
@@ -158,29 +159,48 @@ class IsolatedPool:
 
     def submit(self, index: int, item: Any) -> None:
         self.queue.append((index, item))
+        self._dispatch()
 
-    def wait(self) -> list[Outcome]:
-        """The outcomes of the items that finished (at least one, when any item is busy)."""
+    def _dispatch(self) -> None:
+        """Hand queued items to the idle workers that are ready."""
+        for worker in self.workers:
+            if worker.ready and worker.index is None and self.queue:
+                item = self.queue.popleft()
+                try:
+                    worker.give(*item)
+                except OSError:  # it died while idle (killed from outside): replaced at the next check
+                    self.queue.appendleft(item)
+
+    def wait(self, block: bool = True) -> list[Outcome]:
+        """The outcomes of the items that finished: at least one when any item is busy, or (``block=False``)
+        those finished by now, maybe none."""
         outcomes: list[Outcome] = []
         while self.busy and not outcomes:
-            for worker in self.workers:
-                if worker.ready and worker.index is None and self.queue:
-                    worker.give(*self.queue.popleft())
+            self._dispatch()
             busy = [w for w in self.workers if w.index is not None]
             deadline = min((w.started + self.timeout for w in busy), default=time.monotonic() + 1.0)
             wait([w.conn for w in self.workers] + [w.process.sentinel for w in self.workers],
-                 max(0.0, deadline - time.monotonic()))
-            for slot, worker in enumerate(self.workers):
-                outcome = _check(worker, self.timeout)
-                if worker.closed:  # killed for overrunning, or died
-                    if not worker.ready:
-                        raise RuntimeError(
-                            f"a worker process exited while starting (exit code {worker.process.exitcode}); "
-                            "its error is printed above"
-                        )
-                    self.workers[slot] = Worker(self.context, self.func)
-                if outcome is not None:
-                    outcomes.append(outcome)
+                 max(0.0, deadline - time.monotonic()) if block else 0.0)
+            outcomes += self._check_workers()
+            if not block:
+                break
+        self._dispatch()  # the workers just freed take the next items now, not at the next call
+        return outcomes
+
+    def _check_workers(self) -> list[Outcome]:
+        """The outcomes the workers have sent; a worker that overran or died is replaced."""
+        outcomes = []
+        for slot, worker in enumerate(self.workers):
+            outcome = _check(worker, self.timeout)
+            if worker.closed:  # killed for overrunning, or died
+                if not worker.ready:
+                    raise RuntimeError(
+                        f"a worker process exited while starting (exit code {worker.process.exitcode}); "
+                        "its error is printed above"
+                    )
+                self.workers[slot] = Worker(self.context, self.func)
+            if outcome is not None:
+                outcomes.append(outcome)
         return outcomes
 
     def close(self) -> None:
