@@ -12,10 +12,11 @@ from videoseq.cli import main
 from videoseq.engine.trainer import fit
 from videoseq.evaluation import EvalOptions, open_eval
 from videoseq.export import export_checkpoint
-from videoseq.flow import MotionInput, resize_short_side
+from videoseq.flow import MotionInput
 from videoseq.fusion import fuse_checkpoints
 from videoseq.models.fusion import FusedBackbone
 from videoseq.predict import Predictor
+from videoseq.video.geometry import resize_short_side
 
 from conftest import tiny_config
 
@@ -64,7 +65,7 @@ def test_the_rgb_and_flow_parts_of_a_fused_input_are_the_frames_and_their_flow()
     both = MotionInput("rgb+flow", step=2, short_side=32, bound=8)(frames, table)
     flow = MotionInput("flow", step=2, short_side=32, bound=8)(frames, table)
     assert both.shape == (2, 32, 32, 5)
-    assert np.array_equal(both[..., :3], resize_short_side(frames, 32)[[2, 4]])
+    assert np.array_equal(both[..., :3], resize_short_side(frames, 32, area=True)[[2, 4]])
     assert np.array_equal(both[..., 3:], flow)
 
 

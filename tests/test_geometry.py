@@ -1,6 +1,7 @@
 """The eval geometry with OpenCV alone: the pixels albumentations gives, in a fraction of the time."""
 
 import albumentations as A
+import cv2
 import numpy as np
 import pytest
 
@@ -23,6 +24,14 @@ def test_short_side_resize_of_motion_images_with_other_channel_counts(channels):
     images = np.random.default_rng(channels).integers(0, 256, (3, 120, 160, channels), dtype=np.uint8)
     expected = np.asarray(A.SmallestMaxSize(max_size=64)(images=images)["images"])
     assert np.array_equal(resize_short_side(images, 64), expected) and expected.shape == (3, 64, 85, channels)
+
+
+def test_the_area_resize_shrinks_with_the_area_filter_and_enlarges_bilinearly():
+    frames = np.random.default_rng(3).integers(0, 256, (2, 240, 320, 3), dtype=np.uint8)
+    small = resize_short_side(frames, 73, area=True)
+    assert np.array_equal(small, np.stack([cv2.resize(f, (97, 73), interpolation=cv2.INTER_AREA) for f in frames]))
+    assert not np.array_equal(small, resize_short_side(frames, 73))  # bilinear aliases: other pixels
+    assert np.array_equal(resize_short_side(frames, 480, area=True), resize_short_side(frames, 480))
 
 
 def test_eval_crop_is_the_resize_then_the_centre_or_one_of_three_crops():

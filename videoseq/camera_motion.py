@@ -32,9 +32,9 @@ import numpy as np
 from tqdm import tqdm
 
 from videoseq.errors import InputError, UsageError
-from videoseq.flow import resize_short_side
 from videoseq.video.cameras import capture_frames, open_capture
 from videoseq.video.decoder import VideoDecodeError
+from videoseq.video.geometry import resize_short_side
 
 CAMERA_CLASSES: tuple[str, ...] = (
     "PanLeft", "PanRight", "TiltUp", "TiltDown", "ZoomIn", "ZoomOut", "RotateClockwise", "RotateCounterClockwise",
@@ -151,7 +151,7 @@ def read_source(path: str | Path, short_side: int = SOURCE_SHORT_SIDE) -> tuple[
     capture = open_capture(str(path))
     try:
         fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-        frames = [resize_short_side(frame[None], short_side)[0] for frame in capture_frames(capture)]
+        frames = [resize_short_side(frame[None], short_side, area=True)[0] for frame in capture_frames(capture)]
     finally:
         capture.release()
     if not frames:

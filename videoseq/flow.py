@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from videoseq.errors import UsageError
+from videoseq.video.geometry import resize_short_side
 
 MODALITIES = ("rgb", "flow", "rgbdiff")
 DIS_PRESETS = {"dis_ultrafast": "ULTRAFAST", "dis_fast": "FAST", "dis_medium": "MEDIUM"}
@@ -164,17 +165,6 @@ def shift_into_range(sample, num_frames: int, lookback: int) -> np.ndarray:
     return np.asarray(sample(num_frames))
 
 
-def resize_short_side(frames: np.ndarray, short_side: int) -> np.ndarray:
-    """``(N, H, W, C)`` uint8 resized so that ``min(H, W) == short_side`` (area filter when shrinking)."""
-    h, w = frames.shape[1:3]
-    scale = short_side / min(h, w)
-    if scale == 1.0:
-        return frames
-    size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    return np.stack([cv2.resize(f, size, interpolation=interpolation) for f in frames])
-
-
 @dataclass
 class MotionInput:
     """Turns decoded RGB frames into the modality's frames: flow or RGB-difference images.
@@ -221,7 +211,7 @@ class MotionInput:
 
     def __call__(self, frames: np.ndarray, table: np.ndarray) -> np.ndarray:
         """Frames ``(N, H, W, 3)`` and a table ``(T, L+1)`` of rows into them -> uint8 ``(T, h, w, C)``."""
-        frames = resize_short_side(frames, self.short_side)
+        frames = resize_short_side(frames, self.short_side, area=True)
         parts = [self.part_images(part, frames, table) for part in modality_parts(self.modality)]
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)  # (T, h, w, C)
 

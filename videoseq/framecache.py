@@ -47,12 +47,12 @@ from videoseq.cache import (
 from videoseq.checkpoint import open_source
 from videoseq.config import DataConfig
 from videoseq.errors import UsageError
-from videoseq.flow import MotionInput, fields_after, resize_short_side
+from videoseq.flow import MotionInput, fields_after
 from videoseq.modality import motion_input
 from videoseq.reading import ShortSide
 from videoseq.transcode import scaled_size
 from videoseq.video.decoder import VideoInfo
-from videoseq.video.geometry import eval_resize
+from videoseq.video.geometry import eval_resize, resize_short_side
 
 CACHE_FORMAT = "videoseq-frames-1"
 
@@ -85,7 +85,7 @@ class MotionSide:
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         """uint8 ``(T, H, W, 3)`` -> ``(T, h, w, 3)``."""
-        return resize_short_side(frames, self.short_side)
+        return resize_short_side(frames, self.short_side, area=True)
 
 
 class MotionFields:

@@ -26,7 +26,8 @@ from collections import deque
 import numpy as np
 import torch
 
-from videoseq.flow import MotionInput, modality_parts, resize_short_side
+from videoseq.flow import MotionInput, modality_parts
+from videoseq.video.geometry import resize_short_side
 
 
 class FrameClock:
@@ -111,7 +112,7 @@ class MotionStream:
 
     def push(self, frame: np.ndarray) -> np.ndarray:
         """The next kept frame -> its model image (one field computed per motion part)."""
-        frame = resize_short_side(frame[None], self.motion.short_side)[0]  # (h, w, 3)
+        frame = resize_short_side(frame[None], self.motion.short_side, area=True)[0]  # (h, w, 3)
         images = []
         for part in self.parts:
             if part == "rgb":

@@ -17,7 +17,7 @@ import torch
 
 from videoseq.errors import UsageError
 from videoseq.flow import negate_flow_x, rescale_flow
-from videoseq.video.geometry import EVAL_CROPS, eval_crop, eval_resize, resize_short_side
+from videoseq.video.geometry import check_crops, eval_crop, eval_resize, resize_short_side
 
 
 def flip_swap_ids(flip_swap: dict[str, str], classes: Sequence[str]) -> tuple[dict[int, int], list[str]]:
@@ -90,8 +90,7 @@ class ClipEvalPreset:
     """
 
     def __init__(self, *, size: int, crops: int = 1) -> None:
-        if crops not in EVAL_CROPS:
-            raise ValueError(f"spatial crops must be one of {list(EVAL_CROPS)}, got {crops}")
+        check_crops(crops)
         self.size, self.crops = size, crops
         self.short_side = eval_resize(size) if crops == 1 else size
 

@@ -49,12 +49,13 @@ from videoseq.config import Config, load_config
 from videoseq.datasets import ClipDataset
 from videoseq.engine.trainer import fit
 from videoseq.evaluation import EvalOptions, open_eval
-from videoseq.flow import FlowEstimator, available_flow_methods, resize_short_side
+from videoseq.flow import FlowEstimator, available_flow_methods
 from videoseq.fusion import fuse_checkpoints
 from videoseq.manifest import read_manifest
 from videoseq.modality import eval_preset, motion_input
 from videoseq.resources import CONFIGS, shared_videos
 from videoseq.sampling import ClipSampling
+from videoseq.video.geometry import resize_short_side
 
 CONFIG = CONFIGS / "motion.yaml"
 MODALITY = {"rgb": "rgb", "rgbdiff": "rgbdiff", "flow": "flow", "tsm_rgb": "rgb", "tsm_flow": "flow", "fusion": "flow"}
@@ -99,7 +100,7 @@ def flow_method_table(size: int, short_side: int, pairs_per_source: int = 18, re
             path = camera_path(CAMERA_CLASSES[k % len(CAMERA_CLASSES)], rng, frames=3, size=size,
                                source_hw=frames.shape[1:3])
             clip = resize_short_side(render_clip(np.repeat(frames[rng.integers(len(frames))][None], 3, 0), path, size),
-                                     short_side)
+                                     short_side, area=True)
             truth = cv2.resize(window_flow(path, 0, 2, size), (short_side, short_side)) * (short_side / size)
             pairs.append((cv2.cvtColor(clip[0], cv2.COLOR_RGB2GRAY), cv2.cvtColor(clip[2], cv2.COLOR_RGB2GRAY), truth))
     border = short_side // 8

@@ -17,7 +17,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from videoseq.errors import UsageError
+
 EVAL_CROPS = (1, 3)
+
+
+def check_crops(crops: int) -> None:
+    if crops not in EVAL_CROPS:
+        raise UsageError(f"spatial crops must be one of {list(EVAL_CROPS)}, got {crops}")
 
 
 def eval_resize(size: int) -> int:
@@ -31,14 +38,20 @@ def short_side_shape(height: int, width: int, short_side: int) -> tuple[int, int
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def resize_short_side(frames: np.ndarray, short_side: int) -> np.ndarray:
-    """uint8 ``(T, H, W, C)`` -> ``(T, h, w, C)``, bilinear, short side ``short_side`` (the input itself if so)."""
+def resize_short_side(frames: np.ndarray, short_side: int, area: bool = False) -> np.ndarray:
+    """uint8 ``(T, H, W, C)`` -> ``(T, h, w, C)``, short side ``short_side`` (the input itself if so).
+
+    Bilinear (the eval presets: ``SmallestMaxSize``'s pixels), or with ``area`` OpenCV's area filter when
+    shrinking (caches and motion inputs: no aliasing from large sources) and bilinear when enlarging.
+    """
     height, width = short_side_shape(frames.shape[1], frames.shape[2], short_side)
     if (height, width) == frames.shape[1:3]:
         return frames
+    shrinking = short_side < min(frames.shape[1:3])
+    interpolation = cv2.INTER_AREA if area and shrinking else cv2.INTER_LINEAR
     out = np.empty((len(frames), height, width, *frames.shape[3:]), dtype=frames.dtype)
     for frame, target in zip(frames, out):
-        target[...] = cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR).reshape(target.shape)
+        target[...] = cv2.resize(frame, (width, height), interpolation=interpolation).reshape(target.shape)
     return out
 
 
@@ -50,8 +63,7 @@ def crop_offsets(height: int, width: int, size: int, crops: int) -> list[tuple[i
     centred on the short side: the usual 3-crop testing. Example: 128 x 171 frame,
     size 112 -> ``[(8, 0), (8, 29), (8, 59)]``.
     """
-    if crops not in EVAL_CROPS:
-        raise ValueError(f"spatial crops must be one of {list(EVAL_CROPS)}, got {crops}")
+    check_crops(crops)
     top, left = (height - size) // 2, (width - size) // 2
     if crops == 1:
         return [(top, left)]
@@ -66,8 +78,7 @@ def eval_crop(frames: np.ndarray, size: int, crops: int = 1, crop: int = 0) -> n
     One crop: the short side to ``eval_resize(size)`` and the centre; three: the short
     side to ``size`` and the start, centre or end of the long side.
     """
-    if crops not in EVAL_CROPS:
-        raise ValueError(f"spatial crops must be one of {list(EVAL_CROPS)}, got {crops}")
+    check_crops(crops)
     resized = resize_short_side(frames, eval_resize(size) if crops == 1 else size)  # (T, h, w, 3)
     top, left = crop_offsets(resized.shape[1], resized.shape[2], size, crops)[crop]
     return np.ascontiguousarray(resized[:, top:top + size, left:left + size])
