@@ -123,3 +123,39 @@ def test_dataloader_workers_compute_with_one_torch_and_one_opencv_thread():
         assert counts(one_thread_per_worker=False) == {(1, 2)}  # torch's own worker set-up, OpenCV as inherited
     finally:
         cv2.setNumThreads(before)
+
+
+def _resize_in_a_worker() -> None:
+    import cv2
+
+    from videoseq.runtime import limit_worker_threads
+
+    limit_worker_threads()  # the call that waited for pool threads the fork did not copy
+    cv2.resize(np.zeros((720, 1280, 3), np.uint8), (640, 360))
+
+
+def test_workers_forked_after_opencv_used_its_thread_pool_start_and_finish():
+    import multiprocessing
+
+    import cv2
+
+    import videoseq.runtime  # noqa: F401  (registers the fork handler)
+
+    frame = np.random.default_rng(0).integers(0, 256, (1440, 2560, 3), dtype=np.uint8)
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    try:
+        hung = 0
+        for _ in range(20):
+            for _ in range(3):
+                cv2.resize(frame, (1280, 720))  # the pool's threads are busy just before the fork
+            child = multiprocessing.get_context("fork").Process(target=_resize_in_a_worker)
+            child.start()
+            child.join(timeout=20)
+            if child.is_alive():
+                hung += 1
+                child.kill()
+                child.join()
+        assert hung == 0 and cv2.getNumThreads() == 2  # and the parent keeps its count
+    finally:
+        cv2.setNumThreads(before)

@@ -21,6 +21,14 @@ policy (``thread_policy``), used by train, eval, predict and streaming alike:
 - every DataLoader worker computes with one torch and one OpenCV thread
   (``limit_worker_threads``, from the loader's ``worker_init_fn``), and decord
   decodes with one thread per reader (``video.decoder.VideoReader``'s default).
+
+Forks. A process forked while OpenCV's thread pool has threads inherits the pool
+without them, and its first ``cv2.setNumThreads`` can wait for them forever (a
+DataLoader worker hung in about 1 fork of 3 after the parent had resized frames with 2
+threads). Importing this module registers a fork handler (``os.register_at_fork``) that
+drops the parent's pool to one thread for the moment of the fork and restores its count
+afterwards in both processes: the child builds a pool of its own instead of inheriting
+a broken one.
 """
 
 from __future__ import annotations
@@ -88,6 +96,23 @@ def set_threads(threads: int | str = THREADS_AUTO, workers: int = 0) -> int:
         except RuntimeError:  # only possible before the first inter-op work of the process
             pass
     return count
+
+
+_FORK_SAVED: list[int] = [1]  # the parent's OpenCV threads while it forks
+
+
+def _before_fork() -> None:
+    _FORK_SAVED[0] = cv2.getNumThreads()
+    if _FORK_SAVED[0] > 1:
+        cv2.setNumThreads(1)
+
+
+def _after_fork() -> None:
+    if _FORK_SAVED[0] > 1:
+        cv2.setNumThreads(_FORK_SAVED[0])
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork)
 
 
 def limit_worker_threads() -> None:
