@@ -44,3 +44,13 @@ def test_unknown_demo_task_and_clip_count_are_named(tmp_path):
         run_demo(tmp_path / "demo", task="describe")
     with pytest.raises(ValueError, match="per_class=0"):
         run_demo(tmp_path / "demo", per_class=0)
+
+
+def test_a_second_demo_into_the_same_folder_is_refused_before_anything_is_written(tmp_path):
+    out = tmp_path / "demo"
+    (out / "run").mkdir(parents=True)
+    (out / "predictions.csv").write_text("kept\n")
+    with pytest.raises(ValueError, match=r"--out .*demo already holds \['run', 'predictions.csv'\]; .*another --out"):
+        run_demo(out)
+    assert sorted(p.name for p in out.iterdir()) == ["predictions.csv", "run"]  # no data/ written
+    assert (out / "predictions.csv").read_text() == "kept\n"

@@ -9,6 +9,7 @@ from videoseq.config import load_config
 from videoseq.engine.trainer import fit
 from videoseq.errors import UsageError
 from videoseq.evaluation import EvalOptions, run_eval
+from videoseq.outputs import check_output_folder
 from videoseq.predict_files import PredictOptions, predict_to_csv
 from videoseq.resources import CONFIGS
 from videoseq.synth import write_gesture_dataset
@@ -30,7 +31,9 @@ def run_demo(out_dir: str | Path, *, config: str | Path | None = None, overrides
     if task not in DEMO_PER_CLASS:
         raise UsageError(f"demo task {task!r} is not one of {list(DEMO_PER_CLASS)}")
     per_class = DEMO_PER_CLASS[task] if per_class is None else per_class
-    out = Path(out_dir)
+    out = check_output_folder(out_dir, ("run", "eval", "predictions.csv"), flag="--out",
+                              hint="a demo writes data/, run/, eval/ and predictions.csv there; choose another --out "
+                                   "or remove that folder")
     config_path = Path(config) if config else (CAPTION_CONFIG if task == "caption" else DEFAULT_CONFIG)
     if not config_path.is_file():
         raise UsageError(f"demo config {config_path} not found; pass --config configs/demo.yaml from the repo")
