@@ -273,6 +273,13 @@ def test_bench_predict_times_the_loop_and_the_archive_path_on_the_same_links(tmp
         child.wait()
 
 
+def test_the_default_competing_load_is_two_spinning_processes_per_core():
+    from videoseq.bench.threads import competing_load
+
+    assert [competing_load(None, cores) for cores in (1, 2, 8)] == [2, 4, 16]
+    assert competing_load(1, 8) == 1 and competing_load(0, 2) == 0  # --load as given
+
+
 def test_competing_load_spins_while_the_block_runs_and_is_gone_after():
     from videoseq.bench.threads import CompetingLoad
 
@@ -296,4 +303,6 @@ def test_bench_threads_measures_each_setting_in_a_fresh_process_idle_and_loaded(
     assert all(row[c] > 0 for row in (before, auto) for c in ("idle", "loaded"))
     assert found["default_vs_before_loaded"] == pytest.approx(auto["loaded"] / before["loaded"])
     assert "default / best idle:" in out and "default / before under load:" in out
+    assert found["before_slowdown_loaded"] == pytest.approx(before["idle"] / before["loaded"])
+    assert "the load slows the old default (before)" in out
     assert f"before: no limits (torch {cores}, OpenCV {cores}, in each of 2 workers too)" in out

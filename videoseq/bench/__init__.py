@@ -243,7 +243,8 @@ def _threads_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-class", type=positive_int, default=20, help="synthetic gesture clips per class")
     p.add_argument("--repeats", type=positive_int, default=1, help="rounds per condition; the best round counts")
     p.add_argument("--load", type=non_negative_int,
-                   help="spinning processes of the competing load (default: one per core)")
+                   help="spinning processes of the competing load (default: two per core, the load that slows "
+                        "the old default as much as a busy machine did)")
     p.add_argument("--settings", nargs="+", metavar="SETTING",
                    help="before (no limits), auto (the default policy) and thread counts "
                         "(default: before, auto and every count from 1 to the cores)")
