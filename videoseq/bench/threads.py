@@ -159,7 +159,7 @@ def report(found: dict[str, dict], load: int) -> dict[str, float]:
     if "before" in found and found["before"]["loaded"] > 0:
         ratios["before_slowdown_loaded"] = found["before"]["idle"] / found["before"]["loaded"]
         print(f"the load slows the old default (before) {ratios['before_slowdown_loaded']:.1f}x "
-              "(on the busy machine of the report: 7-10x)")
+              "(a busy shared machine was seen to slow it 7-10x)")
     if "auto" in found:
         best = max(r["idle"] for r in found.values())
         ratios["default_vs_best_idle"] = found["auto"]["idle"] / best
