@@ -4,6 +4,7 @@ import json
 import os
 import re
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,6 +120,7 @@ def test_every_bench_kind_is_a_subcommand_of_bench():
     args = build_parser().parse_args(["bench", "threads", "--steps", "4", "--settings", "before", "auto"])
     assert args.func is BENCH_KINDS["threads"].run and (args.steps, args.settings, args.load) == (4, ["before", "auto"],
                                                                                                    None)
+    assert (args.load_kind, args.load_session) == ("train", "own")  # another job, run as other programs run
     args = build_parser().parse_args(["bench", "loader", "--clips", "3", "--rss-clips", "10"])
     assert args.func is BENCH_KINDS["loader"].run and (args.clips, args.rss_clips) == (3, 10)
     args = build_parser().parse_args(["bench", "train", "--epochs", "2", "--per-class", "3"])
@@ -273,20 +275,37 @@ def test_bench_predict_times_the_loop_and_the_archive_path_on_the_same_links(tmp
         child.wait()
 
 
-def test_the_default_competing_load_is_two_spinning_processes_per_core():
+def test_the_default_competing_load_is_a_training_job_per_core_or_two_spinning_processes():
     from videoseq.bench.threads import competing_load
 
-    assert [competing_load(None, cores) for cores in (1, 2, 8)] == [2, 4, 16]
-    assert competing_load(1, 8) == 1 and competing_load(0, 2) == 0  # --load as given
+    assert [competing_load(None, cores) for cores in (1, 2, 8)] == [1, 2, 8]
+    assert [competing_load(None, cores, "spin") for cores in (1, 2, 8)] == [2, 4, 16]
+    assert competing_load(1, 8) == 1 and competing_load(0, 2, "spin") == 0  # --load as given
 
 
-def test_competing_load_spins_while_the_block_runs_and_is_gone_after():
+def test_competing_load_runs_in_its_own_session_while_the_block_runs_and_is_gone_after():
     from videoseq.bench.threads import CompetingLoad
 
-    with CompetingLoad(2) as load:
+    with CompetingLoad(2, "spin") as load:
         assert [p.poll() for p in load.running] == [None, None]
+        assert all(os.getsid(p.pid) == p.pid != os.getsid(0) for p in load.running)  # each leads a session
         processes = list(load.running)
     assert all(p.poll() is not None for p in processes) and load.running == []
+    with CompetingLoad(1, "spin", own_session=False) as load:
+        assert os.getsid(load.running[0].pid) == os.getsid(0)
+
+
+def test_the_training_job_load_trains_with_torchs_own_thread_defaults(monkeypatch):
+    from videoseq.bench.threads import CompetingLoad
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a limit of the tests; the load must not inherit it
+    with CompetingLoad(1, "train") as load:  # returns once the job has done a training step
+        job = load.running[0]
+        environ = Path(f"/proc/{job.pid}/environ").read_bytes().split(b"\0")
+        assert job.poll() is None and not any(v.startswith(b"OMP_NUM_THREADS=") for v in environ)
+    assert job.poll() is not None
+    with pytest.raises(ValueError, match="unknown load kind 'disk'.*spin"):
+        CompetingLoad(1, "disk")
 
 
 @pytest.mark.slow
@@ -295,14 +314,17 @@ def test_bench_threads_measures_each_setting_in_a_fresh_process_idle_and_loaded(
     from videoseq.runtime import available_workers
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # inherited by the tests; the children must not see it
-    found = bench_threads(steps=2, warmup=1, per_class=5, settings=["before", "auto"], load=1)
+    found = bench_threads(steps=2, warmup=1, per_class=5, settings=["before", "auto"], load=1, load_kind="spin")
     cores, out = available_workers(), capsys.readouterr().out
     before, auto = found["settings"]["before"], found["settings"]["auto"]
-    assert before["threads"] == (cores, cores, 2)  # no limits: every core for torch and OpenCV
-    assert auto["threads"] == (max(1, cores - 2), max(1, cores - 2), 2)  # the policy: what the 2 workers leave
+    assert before["threads"] == (cores, cores, 2, "spin")  # no limits: every core, OpenMP's spinning waits
+    assert auto["threads"] == (cores, cores, 2, "passive")  # the policy: the cores, waits that sleep
     assert all(row[c] > 0 for row in (before, auto) for c in ("idle", "loaded"))
     assert found["default_vs_before_loaded"] == pytest.approx(auto["loaded"] / before["loaded"])
     assert "default / best idle:" in out and "default / before under load:" in out
     assert found["before_slowdown_loaded"] == pytest.approx(before["idle"] / before["loaded"])
     assert "the load slows the old default (before)" in out
-    assert f"before: no limits (torch {cores}, OpenCV {cores}, in each of 2 workers too)" in out
+    assert re.search(r"loaded: 1 spinning, own session; (the kernel (does not )?groups? sessions|session grouping)",
+                     out)
+    assert f"before: no limits (torch {cores}, OpenCV {cores}, in each of 2 workers too; spin waits)" in out
+    assert f"auto (the default): {cores} main, 1 per worker; passive waits" in out

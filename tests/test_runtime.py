@@ -3,6 +3,8 @@
 import os
 import random
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -57,21 +59,36 @@ def test_available_workers_counts_the_cores_this_process_may_use():
     assert 1 <= available_workers() <= (os.cpu_count() or 1)
 
 
-def test_thread_policy_auto_leaves_the_workers_their_cores_and_honours_omp_num_threads(monkeypatch):
+def test_thread_policy_auto_is_this_processs_share_of_the_cores_and_honours_omp_num_threads(monkeypatch):
     import videoseq.runtime as runtime
     from videoseq.runtime import thread_policy
 
     monkeypatch.setattr(runtime, "available_workers", lambda: 8)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    assert [thread_policy("auto", w) for w in (0, 2, 7, 8, 12)] == [8, 6, 1, 1, 1]
-    assert thread_policy(3, workers=6) == 3
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert thread_policy("auto") == 8 and thread_policy(3) == 3
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two torchrun ranks on this machine share its cores
-    assert [thread_policy("auto", w) for w in (0, 2)] == [4, 2]
+    assert thread_policy("auto") == 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")
+    assert thread_policy("auto") == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
-    assert thread_policy("auto", 0) == 2
+    assert thread_policy("auto") == 2
     for wrong in (0, -1, "many", True, 1.5):
         with pytest.raises(ValueError, match="threads"):
             thread_policy(wrong)
+
+
+@pytest.mark.parametrize(("given", "first", "seen"), [
+    (None, "", "PASSIVE"),  # the policy: OpenMP threads sleep while they wait
+    ("active", "", "active"),  # the user's choice is kept
+    (None, "import torch\n", None),  # torch loaded first: its pool never sees it, so it is not set
+])
+def test_importing_videoseq_makes_openmp_waits_sleep_before_torch_loads(given, first, seen):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env.update({} if given is None else {"OMP_WAIT_POLICY": given})
+    code = first + "import os, sys, videoseq\nprint(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == [str(seen), str(bool(first))]  # importing videoseq alone does not load torch
 
 
 def test_set_threads_sets_torch_and_opencv_and_train_threads_is_validated():

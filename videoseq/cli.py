@@ -248,7 +248,7 @@ def add_train(sub) -> None:
                    help="start over in a run folder that holds a run (its checkpoints are replaced); without it, "
                         "such a folder needs --resume")
     p.add_argument("--threads", type=positive_int, help="CPU threads of torch and OpenCV, as train.threads (default: "
-                                                        "the config's, auto: the cores the DataLoader workers leave)")
+                                                        "the config's, auto: this process's share of the cores)")
     p.set_defaults(func=cmd_train)
 
 
@@ -269,7 +269,7 @@ def add_eval(sub) -> None:
     p.add_argument("--workers", dest="num_workers", type=non_negative_int,
                    help="DataLoader workers (default: every available CPU core)")
     p.add_argument("--threads", type=positive_int, help="CPU threads of torch and OpenCV in the main process "
-                                               "(default: auto, the cores the workers leave)")
+                                               "(default: auto, this process's share of the cores)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: auto)")
     p.add_argument("--beam", type=positive_int, help="caption models: beam size (default: the config's caption.beam)")
     p.set_defaults(func=cmd_eval)

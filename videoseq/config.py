@@ -226,7 +226,7 @@ class TrainConfig:
     ema: Below1 = 0.0  # decay of an exponential moving average of the weights (0: off; e.g. 0.999)
     on_nonfinite: Annotated[str, OneOf(("stop", "skip"))] = "stop"  # a batch whose loss is NaN or infinite
     stop_after_steps: Count | None = None  # on reaching this step (batches so far), save a resumable last.pt, stop
-    threads: int | str = "auto"  # CPU threads of torch and OpenCV: auto (cores left by the workers) | N
+    threads: int | str = "auto"  # CPU threads of torch and OpenCV: auto (cores / local ranks) | N
     class_weights: str | dict[str, float] = "none"  # none | balanced (n / (k * n_c)) | {Class: weight}
     early_stop: dict[str, float] | None = None  # {patience: N, min_delta: x}: stop after N validations in a
     # row that did not beat the best validation score by more than min_delta

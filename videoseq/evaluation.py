@@ -265,7 +265,7 @@ def run_eval(checkpoint: str | Path, *, out_dir: str | Path, manifest: str | Pat
     """
     inputs = [checkpoint] + ([manifest] if manifest else [])
     out = check_output_folder(out_dir, EVAL_FILES, flag="--out", overwrite=overwrite, inputs=inputs)
-    set_threads(options.threads, options.workers())
+    set_threads(options.threads)
     run = open_eval(checkpoint, manifest, options)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "classes.txt", "".join(f"{c}\n" for c in run.classes))

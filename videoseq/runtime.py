@@ -9,15 +9,23 @@ current step (``StopSignals``).
 
 Threads. Left alone, torch's intra-op pool takes every core, OpenCV's takes every
 core again in the main process and in each DataLoader worker, and the workers decode
-at the same time: more runnable threads than cores, and an OpenMP pool whose
-threads wait for each other is slowed most when another job holds a core. The
-policy (``thread_policy``), used by train, eval, predict and streaming alike:
+at the same time: more runnable threads than cores. What hurts most is how the
+OpenMP pool waits: a thread that finishes its share of a parallel region spins
+until the others are done, and when another process (or a DataLoader worker) holds a
+core, the thread it descheduled holds up the region while its partners burn their
+time spinning (``videoseq bench threads`` measures it, idle and beside a competing
+load). The policy
+(``thread_policy``), used by train, eval, predict and streaming alike:
 
-- ``auto`` (the default): ``$OMP_NUM_THREADS`` when it is set, else the cores left
-  over by the DataLoader workers, ``max(1, cores / ranks - workers)``, for torch's
-  intra-op pool and OpenCV in the main process (``ranks``: the processes torchrun
-  starts on this machine, ``$LOCAL_WORLD_SIZE``, else 1); one inter-op thread;
-- a number: that many, whatever the workers;
+- OpenMP waits sleep: ``OMP_WAIT_POLICY=PASSIVE``, set by ``import videoseq``
+  before torch loads (a value already set is kept; from Python, import videoseq
+  before torch, or set it yourself);
+- ``auto`` (the default): ``$OMP_NUM_THREADS`` when it is set, else the cores of
+  this process's share of the machine, ``cores / ranks`` (``ranks``: the processes
+  torchrun starts on this machine, ``$LOCAL_WORLD_SIZE``, else 1), for torch's
+  intra-op pool and OpenCV in the main process; one inter-op thread. The workers
+  decode beside them: a waiting pool thread sleeps and leaves them its core;
+- a number: that many;
 - every DataLoader worker computes with one torch and one OpenCV thread
   (``limit_worker_threads``, from the loader's ``worker_init_fn``), and decord
   decodes with one thread per reader (``video.decoder.VideoReader``'s default).
@@ -70,9 +78,9 @@ def available_workers() -> int:
 THREADS_AUTO = "auto"
 
 
-def thread_policy(threads: int | str = THREADS_AUTO, workers: int = 0) -> int:
+def thread_policy(threads: int | str = THREADS_AUTO) -> int:
     """Threads of this process's torch intra-op pool and OpenCV: ``threads``, or for ``auto``
-    ``$OMP_NUM_THREADS`` when set, else ``max(1, cores / local ranks - workers)`` (see the module's notes)."""
+    ``$OMP_NUM_THREADS`` when set, else ``max(1, cores / local ranks)`` (see the module's notes)."""
     if threads != THREADS_AUTO:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise UsageError(f"threads: {threads!r} is neither 'auto' nor a number of threads >= 1")
@@ -81,13 +89,17 @@ def thread_policy(threads: int | str = THREADS_AUTO, workers: int = 0) -> int:
     if given.isdigit() and int(given) > 0:
         return int(given)
     ranks = os.environ.get("LOCAL_WORLD_SIZE", "1")
-    share = available_workers() // max(int(ranks) if ranks.isdigit() else 1, 1)
-    return max(1, share - max(workers, 0))
+    return max(1, available_workers() // max(int(ranks) if ranks.isdigit() else 1, 1))
 
 
-def set_threads(threads: int | str = THREADS_AUTO, workers: int = 0) -> int:
+def openmp_waits() -> str:
+    """How torch's OpenMP threads wait for work: ``passive`` (sleep), ``active`` or ``spin`` (libgomp's default)."""
+    return os.environ.get("OMP_WAIT_POLICY", "").strip().lower() or "spin"
+
+
+def set_threads(threads: int | str = THREADS_AUTO) -> int:
     """Apply ``thread_policy`` to this process (torch intra-op and inter-op, OpenCV); returns the count."""
-    count = thread_policy(threads, workers)
+    count = thread_policy(threads)
     torch.set_num_threads(count)
     cv2.setNumThreads(count)
     if torch.get_num_interop_threads() != 1:

@@ -236,15 +236,20 @@ def _motion_run(args: argparse.Namespace) -> int:
 
 def _threads_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("examples: videoseq bench threads; videoseq bench threads --steps 60 --repeats 2; "
-                     "videoseq bench threads --settings before auto 1")
+                     "videoseq bench threads --settings before auto 1 --load-kind spin --load-session same")
     p.add_argument("--steps", type=positive_int, default=30,
                    help="training steps timed per setting (after the warm-up)")
     p.add_argument("--warmup", type=non_negative_int, default=5, help="training steps before the timing starts")
     p.add_argument("--per-class", type=positive_int, default=20, help="synthetic gesture clips per class")
     p.add_argument("--repeats", type=positive_int, default=1, help="rounds per condition; the best round counts")
     p.add_argument("--load", type=non_negative_int,
-                   help="spinning processes of the competing load (default: two per core, the load that slows "
-                        "the old default as much as a busy machine did)")
+                   help="processes of the competing load (default: one per core for train, two per core for spin)")
+    p.add_argument("--load-kind", choices=("train", "spin"), default="train",
+                   help="competing load: train (another resnet18 training job with torch's default threads) or "
+                        "spin (a Python loop spinning on the CPU) (default: train)")
+    p.add_argument("--load-session", choices=("own", "same"), default="own",
+                   help="start the load in a session of its own, as other programs run, or in the benchmark's "
+                        "session, where it competes thread by thread (default: own)")
     p.add_argument("--settings", nargs="+", metavar="SETTING",
                    help="before (no limits), auto (the default policy) and thread counts "
                         "(default: before, auto and every count from 1 to the cores)")
@@ -256,7 +261,8 @@ def _threads_run(args: argparse.Namespace) -> int:
     from videoseq.bench.threads import bench_threads
 
     bench_threads(steps=args.steps, warmup=args.warmup, per_class=args.per_class, repeats=args.repeats,
-                  load=args.load, settings=args.settings, overrides=args.set)
+                  load=args.load, load_kind=args.load_kind, load_session=args.load_session,
+                  settings=args.settings, overrides=args.set)
     return 0
 
 

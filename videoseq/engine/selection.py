@@ -92,6 +92,7 @@ def with_split(config: Config, selection: Selection) -> Config:
     return dataclasses.replace(config, data=dataclasses.replace(config.data, val_split=selection.split))
 
 
-def stale_after(stale: int, score: float, best: float, min_delta: float) -> int:
-    """Validations in a row without an improvement of more than ``min_delta`` over ``best``, after ``score``."""
-    return 0 if score > best + min_delta else stale + 1
+def stale_after(stale: int, score: float, best: float | None, min_delta: float) -> int:
+    """Validations in a row without an improvement of more than ``min_delta`` over ``best``, after ``score``;
+    the first validation (``best`` None) sets the mark and is never stale."""
+    return 0 if best is None or score > best + min_delta else stale + 1

@@ -300,7 +300,8 @@ class Trainer:
         if score is None:
             return False
         if stop and self.selection.split is not None:
-            p.stale = stale_after(p.stale, score, p.best, float(stop.get("min_delta", 0.0)))
+            best = p.best if p.best_epoch else None  # before the first validation: nothing to beat yet
+            p.stale = stale_after(p.stale, score, best, float(stop.get("min_delta", 0.0)))
             p.stopped_early = p.stale >= stop["patience"]
         improved = score > p.best
         if improved:
@@ -354,7 +355,7 @@ def fit(config: Config, run_dir: str | Path, *, resume: bool = False, overwrite:
     run_dir = Path(run_dir)
     check_run_folder(run_dir, resume=resume, overwrite=overwrite)
     check_model_names(config.model)  # a typo in a name fails before anything is built
-    set_threads(config.train.threads, config.data.num_workers)
+    set_threads(config.train.threads)
     device, joined = distributed.setup(select_device(config.train.device))
     try:
         trainer, train_set, val_set = start_run(config, run_dir, device, resume=resume, overwrite=overwrite)
