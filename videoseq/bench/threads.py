@@ -224,7 +224,7 @@ def report(found: dict[str, dict], load: str) -> dict[str, float]:
     if "auto" in found:
         best = max(r["idle"] for r in found.values())
         ratios["default_vs_best_idle"] = found["auto"]["idle"] / best
-        line = f"default / best idle: {ratios['default_vs_best_idle']:.2f} (goal >= 0.90)"
+        line = f"default / best idle: {ratios['default_vs_best_idle']:.3f} (goal >= 0.900)"
         if "before" in found:
             ratios["default_vs_before_loaded"] = found["auto"]["loaded"] / found["before"]["loaded"]
             line += f"; default / before under load: {ratios['default_vs_before_loaded']:.2f}x (goal >= 3)"
