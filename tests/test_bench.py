@@ -295,8 +295,18 @@ def test_competing_load_runs_in_its_own_session_while_the_block_runs_and_is_gone
         assert os.getsid(load.running[0].pid) == os.getsid(0)
 
 
+def test_a_competing_load_that_does_not_start_is_an_error_with_its_own_message(monkeypatch):
+    import videoseq.bench.threads as threads
+
+    monkeypatch.setitem(threads.LOAD_KINDS, "spin", "import sys; sys.exit('no cores for you')")
+    load = threads.CompetingLoad(2, "spin")
+    with pytest.raises(RuntimeError, match="competing 'spin' load did not start:\n.*no cores for you"):
+        load.__enter__()
+    assert load.running == [] and load.logs == []  # the others were stopped
+
+
 def test_the_training_job_load_trains_with_torchs_own_thread_defaults(monkeypatch):
-    from videoseq.bench.threads import CompetingLoad
+    from videoseq.bench.threads import CompetingLoad, bench_threads
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a limit of the tests; the load must not inherit it
     with CompetingLoad(1, "train") as load:  # returns once the job has done a training step
@@ -306,6 +316,8 @@ def test_the_training_job_load_trains_with_torchs_own_thread_defaults(monkeypatc
     assert job.poll() is not None
     with pytest.raises(ValueError, match="unknown load kind 'disk'.*spin"):
         CompetingLoad(1, "disk")
+    with pytest.raises(ValueError, match="unknown load session 'other'.*own"):
+        bench_threads(load_session="other")  # refused before anything is measured
 
 
 @pytest.mark.slow

@@ -36,6 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from videoseq.errors import UsageError
 from videoseq.resources import CONFIGS
 
 DEMO_CONFIG = CONFIGS / "demo.yaml"
@@ -111,9 +112,21 @@ def measure(setting: str, root: Path, steps: int, warmup: int, overrides: list[s
             "opencv_threads": cv2.getNumThreads(), "workers": config.data.num_workers, "waits": openmp_waits()}
 
 
+def uninherited_env() -> dict[str, str]:
+    """This process's environment without the thread settings a child must not inherit (``INHERITED_LIMITS``)."""
+    return {k: v for k, v in os.environ.items() if k not in INHERITED_LIMITS}
+
+
+def check_load(kind: str, session: str) -> None:
+    if kind not in LOAD_KINDS:
+        raise UsageError(f"bench threads: unknown load kind {kind!r}; use one of {sorted(LOAD_KINDS)}")
+    if session not in LOAD_SESSIONS:
+        raise UsageError(f"bench threads: unknown load session {session!r}; use one of {list(LOAD_SESSIONS)}")
+
+
 def run_child(setting: str, root: Path, steps: int, warmup: int, overrides: list[str]) -> dict:
     """``measure`` in a fresh interpreter, without inherited thread limits."""
-    env = {k: v for k, v in os.environ.items() if k not in INHERITED_LIMITS}
+    env = uninherited_env()
     args = json.dumps({"setting": setting, "root": str(root), "steps": steps, "warmup": warmup,
                        "overrides": overrides})
     code = CHILD.format(first="import torch\n" if setting == "before" else "")
@@ -132,20 +145,23 @@ class CompetingLoad:
     """
 
     def __init__(self, processes: int, kind: str = "train", own_session: bool = True) -> None:
-        if kind not in LOAD_KINDS:
-            raise ValueError(f"bench threads: unknown load kind {kind!r}; use one of {sorted(LOAD_KINDS)}")
-        self.processes, self.kind, self.own_session, self.running = processes, kind, own_session, []
+        check_load(kind, "own" if own_session else "same")
+        self.processes, self.kind, self.own_session = processes, kind, own_session
+        self.running: list[subprocess.Popen] = []
+        self.logs: list = []
 
     def __enter__(self) -> CompetingLoad:
-        env = {k: v for k, v in os.environ.items() if k not in INHERITED_LIMITS}
-        self.running = [subprocess.Popen([sys.executable, "-c", LOAD_KINDS[self.kind]], env=env, text=True,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                         start_new_session=self.own_session) for _ in range(self.processes)]
-        for process in self.running:
+        command = [sys.executable, "-c", LOAD_KINDS[self.kind]]
+        self.logs = [tempfile.TemporaryFile("w+") for _ in range(self.processes)]  # stderr: never blocks the load
+        self.running = [subprocess.Popen(command, env=uninherited_env(), text=True, stdout=subprocess.PIPE,
+                                         stderr=log, start_new_session=self.own_session) for log in self.logs]
+        for process, log in zip(self.running, self.logs):
             if process.stdout.readline().strip() != "ready":
+                process.wait()
+                log.seek(0)
+                message = log.read()[-2000:]
                 self.__exit__()
-                raise RuntimeError(f"bench threads: the competing {self.kind!r} load did not start:\n"
-                                   f"{process.stderr.read()[-2000:]}")
+                raise RuntimeError(f"bench threads: the competing {self.kind!r} load did not start:\n{message}")
         return self
 
     def __exit__(self, *exc) -> None:
@@ -154,8 +170,9 @@ class CompetingLoad:
         for process in self.running:
             process.wait()
             process.stdout.close()
-            process.stderr.close()
-        self.running = []
+        for log in self.logs:
+            log.close()
+        self.running, self.logs = [], []
 
 
 def competing_load(load: int | None, cores: int, kind: str = "train") -> int:
@@ -239,9 +256,8 @@ def bench_threads(*, steps: int = 30, warmup: int = 5, per_class: int = 20, repe
     from videoseq.runtime import available_workers
     from videoseq.synth import write_gesture_dataset
 
+    check_load(load_kind, load_session)  # before the dataset is written
     cores = available_workers()
-    if load_session not in LOAD_SESSIONS:
-        raise ValueError(f"bench threads: unknown load session {load_session!r}; use one of {LOAD_SESSIONS}")
     load = competing_load(load, cores, load_kind)
     settings = settings or default_settings(cores)
     with tempfile.TemporaryDirectory() as tmp:
